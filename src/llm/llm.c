@@ -1,0 +1,61 @@
+/* Shared pieces of the provider interface: the closed value sets, names, and
+ * result cleanup. */
+#include "llm/llm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+const char *const LLM_CONVERSATION_TYPES[] = {
+    "product_issue",     "how_to_question",   "feature_request", "account_issue",
+    "billing_question",  "configuration_help", "general_inquiry", "spam", NULL};
+const char *const LLM_ACTIONABLE_TYPES[] = {"product_issue", "feature_request",
+                                            "how_to_question", NULL};
+const char *const LLM_CONFIDENCES[] = {"high", "medium", "low", NULL};
+const char *const LLM_URGENCIES[] = {"critical", "high", "normal", "low", NULL};
+const char *const LLM_ACTION_TYPES[] = {"inquiry",         "complaint",      "bug_report",
+                                        "how_to_question", "feature_request", "account_change",
+                                        "delete_request",  "unknown",         NULL};
+const char *const LLM_DIRECTIONS[] = {"excess",       "deficit",     "creation", "deletion",
+                                      "modification", "performance", "neutral",  NULL};
+
+int llm_set_index(const char *const *set, const char *s) {
+    if (!s) return -1;
+    for (int i = 0; set[i]; i++)
+        if (strcmp(set[i], s) == 0) return i;
+    return -1;
+}
+
+const char *llm_task_name(enum llm_task t) {
+    static const char *names[LLM_TASK_COUNT] = {"classify", "refine", "facets", "theme",
+                                                "canonicalize", "story", "embed"};
+    return (unsigned)t < LLM_TASK_COUNT ? names[t] : "unknown";
+}
+
+const char *llm_status_name(enum llm_status s) {
+    switch (s) {
+    case LLM_OK: return "ok";
+    case LLM_ERR_HTTP: return "http_error";
+    case LLM_ERR_TIMEOUT: return "timeout";
+    case LLM_ERR_INVALID: return "invalid_answer";
+    case LLM_ERR_CANCELLED: return "cancelled";
+    case LLM_ERR_INPUT: return "bad_input";
+    }
+    return "unknown";
+}
+
+void llm_call_reset_result(llm_call *c) {
+    if (c->answer) json_decref(c->answer);
+    free(c->vectors);
+    c->answer = NULL;
+    c->vectors = NULL;
+    c->dim = 0;
+    c->status = LLM_OK;
+    c->error[0] = '\0';
+    c->from_cache = 0;
+    c->attempts = 0;
+    c->prompt_tokens = c->completion_tokens = 0;
+}
+
+void llm_provider_destroy(llm_provider *p) {
+    if (p) p->ops->destroy(p);
+}

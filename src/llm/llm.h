@@ -1,0 +1,191 @@
+/* llm — the provider interface every LLM-backed phase talks to, and its two
+ * implementations: the offline analyzer (local.c: rules, vocabulary matching,
+ * feature-hashed TF-IDF) and the OpenAI-compatible client (openai.c: libcurl multi,
+ * rate limiter, response cache).
+ *
+ * The interface is asynchronous: a phase submits calls and the engine polls; a
+ * provider completes each call exactly once by filling its result fields and
+ * invoking call->done. Providers never call done from inside submit (completions
+ * happen in poll or cancel), so a done callback may submit again.
+ *
+ * Answers of chat tasks are JSON objects in the shapes below, whichever provider
+ * produced them; the phase that asked validates them (llm_validate_fn) before
+ * storing, so an offline answer and an OpenAI answer go through the same checks.
+ *
+ * Owns: prompts, HTTP, flow control, the cache. Must not write pipeline results or
+ * run state (it may read/write only the llm_cache table, through store.h). */
+#ifndef FEEDLINE_LLM_H
+#define FEEDLINE_LLM_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "text/vocab.h"
+
+enum llm_task {
+    /* Stage 1 routing. Answer: {"conversation_type": one of LLM_CONVERSATION_TYPES,
+     *  "confidence": "high"|"medium"|"low", "urgency": "critical"|"high"|"normal"|"low",
+     *  "reasoning": str, "key_signals": [str]} */
+    LLM_CLASSIFY = 0,
+    /* Stage 2 refinement, only when support replied. args: {"stage1_type": str}.
+     * Answer: {"conversation_type", "confidence", "reasoning",
+     *  "disambiguation_level": "high"|"medium"|"low"|"none",
+     *  "support_insights": {"issue_confirmed": bool, "root_cause": str,
+     *                       "solution_type": str, "products_mentioned": [str],
+     *                       "features_mentioned": [str]}} */
+    LLM_REFINE,
+    /* Facets. Answer: {"action_type": one of LLM_ACTION_TYPES, "direction": one of
+     *  LLM_DIRECTIONS, "symptom": str (<= 10 words), "user_goal": str (<= 10 words)} */
+    LLM_FACETS,
+    /* Theme extraction. args: {"conversation_type": str}. Answer:
+     *  {"product_area": str, "component": str, "issue_signature": str,
+     *   "matched_existing": bool, "match_confidence": "high"|"medium"|"low",
+     *   "user_intent": str, "symptoms": [str], "affected_flow": str,
+     *   "root_cause_hypothesis": str, "diagnostic_summary": str,
+     *   "key_excerpts": [{"text": str, "relevance": str}],
+     *   "context_used": [str], "context_gaps": [str]} */
+    LLM_THEME,
+    /* Signature canonicalisation of a new (non-vocabulary) signature. args:
+     *  {"proposed": str, "product_area": str, "component": str, "user_intent": str,
+     *   "symptoms": [str], "existing": [{"signature", "product_area", "component"}]}
+     * Answer: {"signature": str, "matched_existing": bool, "reasoning": str} */
+    LLM_CANONICALIZE,
+    /* Story title/summary. args: {"signature", "product_area", "component",
+     *  "action_type", "direction", "user_intents": [str], "symptoms": [str]}
+     * Answer: {"title": str (<= 80 chars), "summary": str} */
+    LLM_STORY,
+    /* Embeddings of texts[0..ntexts). Result: vectors (ntexts * dim floats,
+     * L2-normalised). */
+    LLM_EMBED,
+    LLM_TASK_COUNT
+};
+
+/* The closed sets the phases validate against. NULL-terminated. */
+extern const char *const LLM_CONVERSATION_TYPES[]; /* product_issue, how_to_question,
+    feature_request, account_issue, billing_question, configuration_help,
+    general_inquiry, spam */
+extern const char *const LLM_ACTIONABLE_TYPES[];   /* product_issue, feature_request,
+                                                     how_to_question */
+extern const char *const LLM_CONFIDENCES[];        /* high, medium, low */
+extern const char *const LLM_URGENCIES[];          /* critical, high, normal, low */
+extern const char *const LLM_ACTION_TYPES[];       /* inquiry, complaint, bug_report,
+    how_to_question, feature_request, account_change, delete_request, unknown */
+extern const char *const LLM_DIRECTIONS[];         /* excess, deficit, creation,
+    deletion, modification, performance, neutral */
+/* Index of s in a NULL-terminated set, or -1. */
+int llm_set_index(const char *const *set, const char *s);
+const char *llm_task_name(enum llm_task t); /* "classify", "refine", ... */
+
+enum llm_status {
+    LLM_OK = 0,
+    LLM_ERR_HTTP,      /* non-retryable HTTP status, or retries exhausted */
+    LLM_ERR_TIMEOUT,   /* retries exhausted on timeouts */
+    LLM_ERR_INVALID,   /* malformed or schema-invalid answer after the repair retry */
+    LLM_ERR_CANCELLED, /* run stopping: the call was never sent or was aborted */
+    LLM_ERR_INPUT      /* nothing to send (e.g. empty text) */
+};
+const char *llm_status_name(enum llm_status s);
+
+/* The conversation texts a task may read. Borrowed; valid until done runs. */
+typedef struct llm_input {
+    const char *conv_id;
+    const char *body;         /* stripped opening message */
+    const char *digest;       /* customer digest */
+    const char *transcript;   /* full conversation */
+    const char *support_text; /* "[Support i]: ..." blocks, "" when none */
+    const char *source_url;
+    const char *subject;
+} llm_input;
+
+typedef struct llm_call llm_call;
+typedef void (*llm_done_fn)(llm_call *call);
+/* Checks an answer's schema; 0 = valid, else writes why into msg. Used by the
+ * provider to decide on the one repair retry; the phase applies it again anyway. */
+typedef int (*llm_validate_fn)(const json_t *answer, char *msg, size_t msglen);
+
+struct llm_call {
+    /* --- request, set by the caller --- */
+    enum llm_task task;
+    llm_input in;
+    json_t *args;               /* task arguments (caller owns) or NULL */
+    const char *const *texts;   /* LLM_EMBED inputs (borrowed) */
+    size_t ntexts;
+    llm_validate_fn validate;   /* optional */
+    llm_done_fn done;
+    void *user;                 /* caller's context */
+    int64_t user_tag;           /* caller's index/tag */
+
+    /* --- result, set by the provider before done() --- */
+    enum llm_status status;
+    char error[256];            /* human reason when status != LLM_OK */
+    json_t *answer;             /* chat tasks: the parsed answer (owned by the call) */
+    float *vectors;             /* LLM_EMBED: ntexts * dim (owned by the call) */
+    int dim;
+    int from_cache;             /* answered from llm_cache without an HTTP request */
+    int attempts;               /* HTTP attempts made (0 offline / cached) */
+    int64_t prompt_tokens;
+    int64_t completion_tokens;
+
+    void *priv;                 /* provider-private */
+};
+
+/* Frees the result fields (answer, vectors) and clears status, keeping the request. */
+void llm_call_reset_result(llm_call *c);
+
+/* Streams texts to a provider that needs corpus statistics (the offline TF-IDF
+ * embedder): returns the next text or NULL at the end. */
+typedef const char *(*llm_text_iter)(void *ctx);
+
+/* Counters a provider keeps; read from other threads (metrics), so atomics. */
+typedef struct llm_stats {
+    _Atomic int64_t requests;        /* HTTP requests sent (attempts) */
+    _Atomic int64_t retries;
+    _Atomic int64_t rate_limited;    /* 429 answers */
+    _Atomic int64_t failures;        /* calls completed with an error */
+    _Atomic int64_t cache_hits;
+    _Atomic int64_t in_flight;       /* HTTP requests currently on the wire */
+    _Atomic int64_t max_in_flight;
+    _Atomic int64_t prompt_tokens;
+    _Atomic int64_t completion_tokens;
+} llm_stats;
+
+typedef struct llm_provider llm_provider;
+
+typedef struct llm_provider_ops {
+    const char *name; /* "local", "openai" */
+    /* Queue a call. 0 = accepted (done will run exactly once), -1 = refused. */
+    int (*submit)(llm_provider *p, llm_call *call);
+    /* Drive work for up to timeout_ms (0 = don't block); run done callbacks of
+     * finished calls. Returns the number of calls completed, or -1 on a fatal error. */
+    int (*poll)(llm_provider *p, int timeout_ms);
+    /* Calls accepted and not yet completed. */
+    size_t (*pending)(llm_provider *p);
+    /* Complete every queued and in-flight call with LLM_ERR_CANCELLED. */
+    void (*cancel_all)(llm_provider *p);
+    /* Optional: corpus statistics before LLM_EMBED calls (offline TF-IDF). */
+    int (*prepare_embeddings)(llm_provider *p, llm_text_iter next, void *ctx);
+    void (*destroy)(llm_provider *p);
+} llm_provider_ops;
+
+struct llm_provider {
+    const llm_provider_ops *ops;
+    const vocab *vocab;   /* borrowed; may be NULL */
+    llm_stats stats;
+    char chat_model[64];
+    char embed_model[64];
+    int embed_dim;        /* dimension of the vectors it produces */
+    int max_embed_batch;  /* texts per LLM_EMBED call the provider accepts */
+};
+
+/* Convenience wrappers. */
+static inline int llm_submit(llm_provider *p, llm_call *c) { return p->ops->submit(p, c); }
+static inline int llm_poll(llm_provider *p, int ms) { return p->ops->poll(p, ms); }
+static inline size_t llm_pending(llm_provider *p) { return p->ops->pending(p); }
+void llm_provider_destroy(llm_provider *p);
+
+/* The offline analyzer (local.c). Deterministic; needs the vocabulary for themes. */
+#define LOCAL_EMBED_DIM 1024
+llm_provider *llm_local_new(const vocab *v);
+
+#endif
