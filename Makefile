@@ -100,7 +100,7 @@ tools: $(TOOL_BINS)
 # Build and run the whole suite. T=substring runs only matching test binaries.
 test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	@scripts/install-deps test
-	@FEEDLINE_BUILD=$(abspath $(B)) tests/run.sh $(if $(T),$(filter %$(T)%,$(TEST_BINS)),$(TEST_BINS))
+	@FEEDLINE_BUILD=$(abspath $(B)) tests/run.sh $(if $(T),$(foreach b,$(TEST_BINS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS))
 
 bench: $(B)/feedline $(BENCH_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	@scripts/install-deps bench

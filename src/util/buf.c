@@ -13,6 +13,7 @@ void buf_reserve(buf_t *b, size_t extra) {
     size_t ncap = b->cap ? b->cap : 64;
     while (ncap < need) ncap *= 2;
     b->data = xrealloc(b->data, ncap);
+    b->data[b->len] = '\0'; /* a reserved-but-empty buffer is still a valid string */
     b->cap = ncap;
 }
 

@@ -1,0 +1,352 @@
+/* The generic phase engine (see engine.h). */
+#include "pipeline/engine.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+/* Finished items are written in transactions of at most this many, at least every
+ * FLUSH_INTERVAL_MS: short transactions keep the SQLite write lock brief, so API
+ * requests that write (start/stop) never wait long. */
+#define FLUSH_MAX_ITEMS 256
+#define FLUSH_INTERVAL_MS 250
+#define STOP_CHECK_INTERVAL_MS 250
+#define TICK_INTERVAL_MS 1000
+#define LEASE_SECONDS 120
+#define POLL_TIMEOUT_MS 50
+#define FLUSH_RETRIES 40
+
+static void free_item(engine *e, work_item *it) {
+    if (!it) return;
+    if (it->state && e->ops->free_state) e->ops->free_state(it);
+    phase_inputs_free(&it->in, 1);
+    free(it);
+}
+
+static void free_group(call_group *g) {
+    llm_call_reset_result(&g->call);
+    if (g->args) json_decref(g->args);
+    free(g->texts);
+    free(g);
+}
+
+void engine_set_args(call_group *g, json_t *args) {
+    if (g->args) json_decref(g->args);
+    g->args = args;
+    g->call.args = args;
+}
+
+void engine_fill_input(call_group *g) {
+    const conv_record *c = &g->items[0]->in.conv;
+    g->call.in.conv_id = c->id;
+    g->call.in.body = c->body ? c->body : "";
+    g->call.in.digest = c->digest ? c->digest : "";
+    g->call.in.transcript = c->transcript ? c->transcript : "";
+    g->call.in.support_text = c->support_text ? c->support_text : "";
+    g->call.in.source_url = c->source_url;
+    g->call.in.subject = c->subject;
+}
+
+static void push_finished(engine *e, work_item *it) {
+    XGROW(e->finished, e->finished_cap, e->nfinished + 1);
+    e->finished[e->nfinished++] = it;
+}
+
+void engine_item_ok(engine *e, work_item *it) {
+    it->failed = 0;
+    push_finished(e, it);
+}
+
+void engine_item_fail(engine *e, work_item *it, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->reason, sizeof it->reason, fmt, ap);
+    va_end(ap);
+    it->failed = 1;
+    push_finished(e, it);
+}
+
+void engine_fatal(engine *e, const char *fmt, ...) {
+    if (e->fatal) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->fatal_msg, sizeof e->fatal_msg, fmt, ap);
+    va_end(ap);
+    e->fatal = 1;
+}
+
+int engine_stop_requested(const run_env *env, store *st, int64_t run_id) {
+    if (env->stop_flag && atomic_load(env->stop_flag)) return 1;
+    return store_run_stop_requested(st, run_id) == 1;
+}
+
+static void account_usage(engine *e, const llm_call *c) {
+    e->u_requests += c->attempts;
+    e->u_cache_hits += c->from_cache;
+    e->u_prompt += c->prompt_tokens;
+    e->u_completion += c->completion_tokens;
+}
+
+static void on_call_done(llm_call *call);
+
+static void submit_group(engine *e, call_group *g) {
+    g->call.done = on_call_done;
+    g->call.user = g;
+    e->in_flight++;
+    if (llm_submit(e->llm, &g->call) != 0) {
+        e->in_flight--;
+        for (size_t i = 0; i < g->n; i++)
+            engine_item_fail(e, g->items[i], "LLM provider refused the request");
+        free_group(g);
+    }
+}
+
+/* Completion of one call: account for it, let the phase decide, resubmit or finish. */
+static void on_call_done(llm_call *call) {
+    call_group *g = call->user;
+    engine *e = g->e;
+    e->in_flight--;
+    account_usage(e, call);
+    if (call->status == LLM_ERR_CANCELLED || e->stopping) {
+        /* Abandoned by a stop: nothing is written, the work item stays claimed by us and
+         * is released back to pending when the phase ends. */
+        for (size_t i = 0; i < g->n; i++) free_item(e, g->items[i]);
+        free_group(g);
+        return;
+    }
+    int again = e->ops->complete(e, g);
+    if (again) {
+        g->step++;
+        llm_call_reset_result(&g->call);
+        submit_group(e, g);
+    } else {
+        free_group(g);
+    }
+}
+
+static int claim_more(engine *e) {
+    char **ids = NULL;
+    size_t n = 0;
+    int rc = store_work_claim(e->st, e->run->id, e->ops->phase, e->env->owner, e->claim_batch,
+                              wall_unix(), LEASE_SECONDS, &ids, &n);
+    if (rc) {
+        engine_fatal(e, "claiming work: %s", store_errmsg(e->st));
+        return -1;
+    }
+    if (n == 0) {
+        free(ids);
+        return 0;
+    }
+    phase_input *in = xcalloc(n, sizeof *in);
+    rc = store_phase_inputs(e->st, e->run->id, ids, n, in);
+    if (rc) {
+        engine_fatal(e, "loading conversations: %s", store_errmsg(e->st));
+        for (size_t i = 0; i < n; i++) free(ids[i]);
+        free(ids);
+        free(in);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        work_item *it = xcalloc(1, sizeof *it);
+        it->in = in[i];
+        if (!it->in.conv.id) {
+            /* Deleted since the run selected it: fail it by id, visibly. */
+            it->in.conv.id = ids[i];
+            ids[i] = NULL;
+            engine_item_fail(e, it, "conversation not found in the store");
+            continue;
+        }
+        if (e->ready_tail) e->ready_tail->next = it;
+        else e->ready_head = it;
+        e->ready_tail = it;
+        e->nready++;
+    }
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    free(in);
+    return (int)n;
+}
+
+static work_item *pop_ready(engine *e) {
+    work_item *it = e->ready_head;
+    if (!it) return NULL;
+    e->ready_head = it->next;
+    if (!e->ready_head) e->ready_tail = NULL;
+    it->next = NULL;
+    e->nready--;
+    return it;
+}
+
+/* Starts calls while there is room under the concurrency limit. */
+static void fill(engine *e) {
+    while (!e->stopping && !e->fatal && e->in_flight < (size_t)e->concurrency) {
+        if (e->nready < e->group_max && !e->exhausted) {
+            int got = claim_more(e);
+            if (got < 0) return;
+            if (got == 0) e->exhausted = 1;
+        }
+        if (e->nready == 0) return;
+        size_t n = e->nready < e->group_max ? e->nready : e->group_max;
+        call_group *g = xcalloc(1, sizeof *g + n * sizeof(work_item *));
+        g->e = e;
+        g->n = n;
+        for (size_t i = 0; i < n; i++) g->items[i] = pop_ready(e);
+        if (e->ops->prepare(e, g)) submit_group(e, g);
+        else free_group(g);
+    }
+}
+
+/* Writes finished items and usage in one transaction. 0, or -1 to retry later. */
+static int flush(engine *e) {
+    e->last_flush_ms = mono_ms();
+    if (e->nfinished == 0 && e->u_requests == 0 && e->u_cache_hits == 0) return 0;
+    size_t n = e->nfinished < FLUSH_MAX_ITEMS ? e->nfinished : FLUSH_MAX_ITEMS;
+    int64_t now = wall_unix();
+    int rc = store_begin(e->st);
+    for (size_t i = 0; rc == STORE_OK && i < n; i++) {
+        work_item *it = e->finished[i];
+        if (it->failed)
+            rc = store_put_failure(e->st, e->run->id, e->ops->phase, it->in.conv.id, it->reason,
+                                   now);
+        else
+            rc = e->ops->write(e, it);
+    }
+    if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
+        rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
+                                 e->u_cache_hits, e->u_prompt, e->u_completion,
+                                 llm_cost_usd(e->llm, e->u_prompt, e->u_completion));
+    if (rc == STORE_OK) rc = store_commit(e->st);
+    if (rc != STORE_OK) {
+        log_warn("run %lld: writing %s results failed (will retry): %s", (long long)e->run->id,
+                 run_phase_name(e->ops->phase), store_errmsg(e->st));
+        store_rollback(e->st);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (e->finished[i]->failed) e->failed++;
+        else e->done++;
+        free_item(e, e->finished[i]);
+    }
+    memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
+    e->nfinished -= n;
+    e->u_requests = e->u_cache_hits = e->u_prompt = e->u_completion = 0;
+    return 0;
+}
+
+static void report(engine *e) {
+    if (store_run_heartbeat(e->st, e->run->id, e->env->owner, wall_unix()) ||
+        store_work_renew(e->st, e->run->id, e->env->owner, wall_unix() + LEASE_SECONDS) ||
+        store_run_refresh_counters(e->st, e->run->id))
+        log_warn("run %lld: bookkeeping failed: %s", (long long)e->run->id, store_errmsg(e->st));
+    if (e->env->progress) {
+        run_progress p = {e->run->id, e->ops->phase, e->done + e->failed, e->failed, e->total,
+                          (int64_t)e->in_flight};
+        e->env->progress(e->env->progress_ctx, &p);
+    }
+}
+
+/* Other workers may still hold claims; the phase is over when nothing is pending or
+ * claimed anywhere. Returns 1 when complete, 0 if there is more to do/wait for. */
+static int phase_complete(engine *e) {
+    work_counts c;
+    if (store_work_counts(e->st, e->run->id, e->ops->phase, &c)) {
+        engine_fatal(e, "counting work: %s", store_errmsg(e->st));
+        return 1;
+    }
+    if (c.pending > 0) {
+        e->exhausted = 0;
+        return 0;
+    }
+    return c.claimed == 0;
+}
+
+static void drain_ready(engine *e) {
+    work_item *it;
+    while ((it = pop_ready(e))) free_item(e, it);
+}
+
+int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run_record *run,
+                     const phase_ops *ops, char *err, size_t errlen) {
+    engine e;
+    memset(&e, 0, sizeof e);
+    e.env = env;
+    e.st = st;
+    e.llm = llm;
+    e.run = run;
+    e.ops = ops;
+    e.concurrency = run->concurrency > 0 ? (int)run->concurrency : 1;
+    e.group_max = ops->group_max ? ops->group_max : (size_t)llm->max_embed_batch;
+    if (e.group_max < 1) e.group_max = 1;
+    if (e.group_max > ENGINE_MAX_GROUP) e.group_max = ENGINE_MAX_GROUP;
+    size_t want = (size_t)e.concurrency * 2 * e.group_max;
+    e.claim_batch = env->claim_batch > 0 ? (size_t)env->claim_batch : (want < 64 ? 64 : want);
+    if (e.claim_batch > 4096) e.claim_batch = 4096;
+
+    work_counts c;
+    if (store_work_counts(st, run->id, ops->phase, &c)) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        return -1;
+    }
+    e.total = c.pending + c.claimed + c.done + c.failed;
+    e.done = c.done;
+    e.failed = c.failed;
+
+    if (ops->begin && ops->begin(&e) != 0) {
+        snprintf(err, errlen, "%s", e.fatal ? e.fatal_msg : "phase setup failed");
+        return -1;
+    }
+    e.last_tick_ms = e.last_flush_ms = e.last_stop_check_ms = mono_ms();
+    int flush_failures = 0;
+    for (;;) {
+        int64_t now = mono_ms();
+        if (!e.stopping && (e.env->stop_flag && atomic_load(e.env->stop_flag)))
+            e.stopping = 1;
+        if (!e.stopping && now - e.last_stop_check_ms >= STOP_CHECK_INTERVAL_MS) {
+            e.last_stop_check_ms = now;
+            if (engine_stop_requested(env, st, run->id)) e.stopping = 1;
+        }
+        if (e.stopping || e.fatal) break;
+
+        fill(&e);
+        if (e.in_flight > 0) {
+            if (llm_poll(llm, POLL_TIMEOUT_MS) < 0) engine_fatal(&e, "LLM provider failed");
+        } else if (e.nready == 0 && e.exhausted) {
+            if (flush(&e) == 0 && e.nfinished == 0 && phase_complete(&e)) break;
+            if (e.exhausted) sleep_ms(POLL_TIMEOUT_MS); /* others hold claims: wait */
+        }
+        now = mono_ms();
+        if (e.nfinished >= FLUSH_MAX_ITEMS || now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
+            if (flush(&e) != 0 && ++flush_failures > FLUSH_RETRIES)
+                engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
+            else if (flush_failures && e.nfinished == 0)
+                flush_failures = 0;
+        }
+        if (now - e.last_tick_ms >= TICK_INTERVAL_MS) {
+            e.last_tick_ms = now;
+            report(&e);
+        }
+    }
+    /* Stop or failure: abandon calls not yet answered, keep everything finished. */
+    if (e.in_flight > 0) llm->ops->cancel_all(llm);
+    drain_ready(&e);
+    for (int i = 0; e.nfinished > 0 && i < FLUSH_RETRIES; i++)
+        if (flush(&e) != 0) sleep_ms(50);
+    if (e.nfinished > 0 && !e.fatal)
+        engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
+    for (size_t i = 0; i < e.nfinished; i++) free_item(&e, e.finished[i]);
+    free(e.finished);
+    if (store_work_release(st, run->id, env->owner))
+        log_warn("run %lld: releasing claims: %s", (long long)run->id, store_errmsg(st));
+    report(&e);
+    if (ops->end) ops->end(&e);
+    if (e.fatal) {
+        snprintf(err, errlen, "%s", e.fatal_msg);
+        return -1;
+    }
+    return e.stopping ? 1 : 0;
+}

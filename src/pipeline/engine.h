@@ -1,0 +1,119 @@
+/* Private to src/pipeline/: the generic phase engine shared by the per-conversation
+ * phases (classification, embeddings, facets, themes).
+ *
+ * A phase supplies phase_ops; the engine claims the phase's work items of the run in
+ * batches, loads their conversations, groups up to ops->group_max items into one LLM
+ * call, keeps at most `concurrency` calls in flight, hands each completed call back to
+ * the phase (which may chain a follow-up call, e.g. stage 2 after stage 1), and writes
+ * finished items in short transactions together with the LLM usage they cost. It checks
+ * for a stop request (in-process flag at once, the database every 250 ms), renews its
+ * leases and heartbeat, refreshes the run's counters and reports progress once a second.
+ *
+ * Everything here runs on the one thread that drives the run: phase callbacks need no
+ * locks for state they keep in the engine. */
+#ifndef FEEDLINE_ENGINE_H
+#define FEEDLINE_ENGINE_H
+
+#include <jansson.h>
+
+#include "pipeline/pipeline.h"
+
+typedef struct engine engine;
+
+/* One conversation's work in a phase. */
+typedef struct work_item {
+    phase_input in;       /* conversation record and (after classification) final type */
+    void *state;          /* phase-specific result under construction */
+    int failed;           /* finished with a failure (reason below) */
+    char reason[256];
+    struct work_item *next;
+} work_item;
+
+#define ENGINE_MAX_GROUP 2048
+
+/* One LLM call and the items it serves. */
+typedef struct call_group {
+    llm_call call;
+    engine *e;
+    int step;             /* phase-specific step counter (0 = first call) */
+    json_t *args;         /* owned arguments of the current call, freed on re-prepare */
+    const char **texts;   /* owned array (not the strings) for LLM_EMBED */
+    size_t n;
+    work_item *items[];   /* n items (flexible) */
+} call_group;
+
+typedef struct phase_ops {
+    enum run_phase phase;
+    /* Items per call (1 for chat phases). 0 = use the provider's max_embed_batch. */
+    size_t group_max;
+    /* Optional: before the loop (corpus statistics, phase context). 0 or -1. */
+    int (*begin)(engine *e);
+    /* Optional: after the loop, always called if begin succeeded. */
+    void (*end)(engine *e);
+    /* Sets up g->call for the group's items (task, input, args, validate). Returns 1 to
+     * submit, or 0 when every item was finished without a call (engine_item_fail). */
+    int (*prepare)(engine *e, call_group *g);
+    /* g->call completed (not cancelled). Returns 1 after setting up a follow-up call in
+     * g (the engine resubmits it), or 0 after finishing every item (ok or failed). */
+    int (*complete)(engine *e, call_group *g);
+    /* Writes one successfully finished item; runs inside the engine's transaction. */
+    int (*write)(engine *e, work_item *it);
+    /* Frees it->state. */
+    void (*free_state)(work_item *it);
+} phase_ops;
+
+struct engine {
+    const run_env *env;
+    store *st;
+    llm_provider *llm;
+    const run_record *run;
+    const phase_ops *ops;
+    void *phase_ctx;       /* the phase's own context (set in begin) */
+    int concurrency;
+    size_t group_max;
+    size_t claim_batch;
+
+    work_item *ready_head, *ready_tail;
+    size_t nready;
+    work_item **finished;  /* awaiting write */
+    size_t nfinished, finished_cap;
+    size_t in_flight;      /* calls submitted and not completed */
+    int exhausted;         /* no claimable work left in the store right now */
+    int stopping;
+    int fatal;
+    char fatal_msg[512];
+
+    int64_t last_flush_ms, last_stop_check_ms, last_tick_ms;
+    /* Usage not yet written. */
+    int64_t u_requests, u_cache_hits, u_prompt, u_completion;
+    /* Totals for progress. */
+    int64_t total, done, failed;
+};
+
+/* Marks an item finished successfully (its state holds the result to write). */
+void engine_item_ok(engine *e, work_item *it);
+/* Marks an item finished with a failure reason (recorded in run_errors). */
+void engine_item_fail(engine *e, work_item *it, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Sets the args of the group's next call (takes ownership; frees the previous). */
+void engine_set_args(call_group *g, json_t *args);
+/* Fills g->call.in from the first item's conversation. */
+void engine_fill_input(call_group *g);
+/* Aborts the phase with a fatal error (e.g. a store failure inside a callback). */
+void engine_fatal(engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Runs one phase to completion (or stop/failure) for the run. Work must already be
+ * seeded. Returns 0 completed, 1 stopped, -1 failed (message in err). */
+int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run_record *run,
+                     const phase_ops *ops, char *err, size_t errlen);
+
+/* Shared by the phase runner and the story phase: 1 if a stop was requested. */
+int engine_stop_requested(const run_env *env, store *st, int64_t run_id);
+
+/* The per-phase operations. */
+extern const phase_ops CLASSIFY_OPS;
+extern const phase_ops EMBED_OPS;
+extern const phase_ops FACETS_OPS;
+extern const phase_ops THEMES_OPS;
+
+#endif

@@ -1,0 +1,176 @@
+/* SQLite driver for the db layer: WAL journal, a busy timeout so concurrent readers
+ * and a writer (API threads vs the pipeline, or two processes) wait instead of failing,
+ * foreign keys on. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/db.h"
+#include "util/mem.h"
+
+#define SQLITE_BUSY_TIMEOUT_MS 10000
+
+typedef struct sqlite_db {
+    db_t base;
+    sqlite3 *h;
+    char err[512];
+} sqlite_db;
+
+typedef struct sqlite_stmt {
+    db_stmt base;
+    sqlite3_stmt *st;
+} sqlite_stmt;
+
+#define SDB(d) ((sqlite_db *)(d))
+#define SST(s) ((sqlite_stmt *)(s))
+
+static int map_rc(sqlite_db *d, int rc) {
+    if (rc == SQLITE_OK || rc == SQLITE_DONE) return DB_DONE;
+    if (rc == SQLITE_ROW) return DB_ROW;
+    snprintf(d->err, sizeof d->err, "%s", sqlite3_errmsg(d->h));
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT: return DB_ERR_CONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return DB_ERR_BUSY;
+    default: return DB_ERR;
+    }
+}
+
+static void sq_close(db_t *db) {
+    sqlite_db *d = SDB(db);
+    if (d->h) sqlite3_close(d->h); /* statements are finalized by their owners first */
+    free(d);
+}
+
+static int sq_exec(db_t *db, const char *sql) {
+    sqlite_db *d = SDB(db);
+    char *msg = NULL;
+    int rc = sqlite3_exec(d->h, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        int mapped = map_rc(d, rc);
+        if (msg) {
+            snprintf(d->err, sizeof d->err, "%s", msg);
+            sqlite3_free(msg);
+        }
+        return mapped;
+    }
+    return 0;
+}
+
+static db_t *sq_open(const char *path, char *err, size_t errlen) {
+    sqlite_db *d = xcalloc(1, sizeof *d);
+    d->base.drv = &db_sqlite_driver;
+    d->base.dialect = DB_SQLITE;
+    int rc = sqlite3_open_v2(path, &d->h,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "%s: cannot open database: %s", path,
+                 d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
+        sq_close(&d->base);
+        return NULL;
+    }
+    sqlite3_busy_timeout(d->h, SQLITE_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(d->h, 1);
+    /* WAL: readers never block the writer and vice versa, which keeps the HTTP server
+     * answering while a run writes. synchronous=NORMAL is durable across application
+     * crashes in WAL mode (only an OS crash can lose the last transactions). */
+    const char *pragmas = strcmp(path, ":memory:") == 0
+                              ? "PRAGMA foreign_keys=ON;"
+                              : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                                " PRAGMA foreign_keys=ON;";
+    if (sq_exec(&d->base, pragmas) != 0) {
+        snprintf(err, errlen, "%s: %s", path, d->err);
+        sq_close(&d->base);
+        return NULL;
+    }
+    return &d->base;
+}
+
+static db_stmt *sq_prepare(db_t *db, const char *sql) {
+    sqlite_db *d = SDB(db);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v3(d->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (rc != SQLITE_OK) {
+        map_rc(d, rc);
+        return NULL;
+    }
+    sqlite_stmt *s = xcalloc(1, sizeof *s);
+    s->base.db = db;
+    s->st = st;
+    return &s->base;
+}
+
+static int bind_rc(db_stmt *s, int rc) {
+    return rc == SQLITE_OK ? 0 : map_rc(SDB(s->db), rc);
+}
+
+static int sq_bind_int(db_stmt *s, int i, int64_t v) {
+    return bind_rc(s, sqlite3_bind_int64(SST(s)->st, i, v));
+}
+static int sq_bind_double(db_stmt *s, int i, double v) {
+    return bind_rc(s, sqlite3_bind_double(SST(s)->st, i, v));
+}
+static int sq_bind_text(db_stmt *s, int i, const char *v) {
+    if (!v) return bind_rc(s, sqlite3_bind_null(SST(s)->st, i));
+    return bind_rc(s, sqlite3_bind_text(SST(s)->st, i, v, -1, SQLITE_TRANSIENT));
+}
+static int sq_bind_blob(db_stmt *s, int i, const void *v, size_t len) {
+    return bind_rc(s, sqlite3_bind_blob64(SST(s)->st, i, v, len, SQLITE_TRANSIENT));
+}
+static int sq_bind_null(db_stmt *s, int i) {
+    return bind_rc(s, sqlite3_bind_null(SST(s)->st, i));
+}
+
+static int sq_step(db_stmt *s) { return map_rc(SDB(s->db), sqlite3_step(SST(s)->st)); }
+
+static int sq_col_null(db_stmt *s, int i) {
+    return sqlite3_column_type(SST(s)->st, i) == SQLITE_NULL;
+}
+static int64_t sq_col_int(db_stmt *s, int i) { return sqlite3_column_int64(SST(s)->st, i); }
+static double sq_col_double(db_stmt *s, int i) { return sqlite3_column_double(SST(s)->st, i); }
+static const char *sq_col_text(db_stmt *s, int i) {
+    return (const char *)sqlite3_column_text(SST(s)->st, i);
+}
+static const void *sq_col_blob(db_stmt *s, int i, size_t *len) {
+    const void *p = sqlite3_column_blob(SST(s)->st, i);
+    *len = (size_t)sqlite3_column_bytes(SST(s)->st, i);
+    return p;
+}
+static int64_t sq_changes(db_t *db) { return sqlite3_changes64(SDB(db)->h); }
+static int sq_reset(db_stmt *s) {
+    sqlite3_reset(SST(s)->st); /* returns the last step's error, already reported */
+    sqlite3_clear_bindings(SST(s)->st);
+    return 0;
+}
+static void sq_finalize(db_stmt *s) {
+    sqlite3_finalize(SST(s)->st);
+    free(s);
+}
+static const char *sq_errmsg(db_t *db) { return SDB(db)->err; }
+static int sq_ping(db_t *db) { return sq_exec(db, "SELECT 1"); }
+
+const db_driver db_sqlite_driver = {
+    .name = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .exec = sq_exec,
+    .prepare = sq_prepare,
+    .bind_int = sq_bind_int,
+    .bind_double = sq_bind_double,
+    .bind_text = sq_bind_text,
+    .bind_blob = sq_bind_blob,
+    .bind_null = sq_bind_null,
+    .step = sq_step,
+    .col_null = sq_col_null,
+    .col_int = sq_col_int,
+    .col_double = sq_col_double,
+    .col_text = sq_col_text,
+    .col_blob = sq_col_blob,
+    .changes = sq_changes,
+    .reset = sq_reset,
+    .finalize = sq_finalize,
+    .errmsg = sq_errmsg,
+    .ping = sq_ping,
+};

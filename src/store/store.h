@@ -1,0 +1,336 @@
+/* store — feedline's persistence: one domain interface over two backends (SQLite, the
+ * embedded default, and PostgreSQL). All SQL lives in store_*.c, written once with '?'
+ * placeholders against the db driver layer (db.h); values are always bound, never
+ * spliced into SQL text.
+ *
+ * Owns: the schema and migrations, every table, transactions, run lifecycle state
+ * transitions (atomically, in the database), the work queue, phase results, stories,
+ * orphans and the LLM cache. Must not: call an LLM, parse provider answers, or decide
+ * pipeline policy (what is actionable, what passes the quality gate) — callers pass
+ * those decisions in.
+ *
+ * Threading: a store handle is one connection, used by one thread at a time. Threads
+ * open their own handles (store_open is cheap). */
+#ifndef FEEDLINE_STORE_H
+#define FEEDLINE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "text/conv.h"
+
+typedef struct store store;
+
+/* Return codes. Getters return STORE_FOUND/STORE_NOTFOUND; everything else STORE_OK or
+ * a negative code with store_errmsg() saying why. */
+enum {
+    STORE_OK = 0,
+    STORE_FOUND = 1,
+    STORE_NOTFOUND = 2,
+    STORE_ERR = -1,
+    STORE_BUSY = -2,     /* another run is active */
+    STORE_CONFLICT = -3, /* the run's state does not allow this transition */
+    STORE_RETRY = -4     /* transient (lock timeout, lost connection); safe to retry */
+};
+
+/* Opens (and migrates) the database at url: a SQLite file path or postgres:// URL. */
+int store_open(const char *url, store **out, char *err, size_t errlen);
+void store_close(store *s);
+const char *store_errmsg(store *s);
+const char *store_backend(store *s); /* "sqlite" | "postgres" */
+const char *store_url(store *s);
+int store_ping(store *s);
+
+int store_begin(store *s);
+int store_commit(store *s);
+int store_rollback(store *s);
+
+/* ---------------------------------------------------------------- conversations */
+
+enum upsert_outcome { UPSERT_INSERTED = 0, UPSERT_UPDATED = 1, UPSERT_UNCHANGED = 2 };
+/* Inserts or updates by id; a record with the same content_hash is left alone. */
+int store_conv_upsert(store *s, const conv_record *r, int64_t now, enum upsert_outcome *out);
+int64_t store_conv_count(store *s);
+/* Loads one conversation (FOUND/NOTFOUND); free with conv_record_free. */
+int store_conv_get(store *s, const char *id, conv_record *out);
+
+/* ---------------------------------------------------------------- runs */
+
+/* The phases of a run, in order; names are the original's current_phase values. */
+enum run_phase {
+    PHASE_CLASSIFICATION = 0, /* "classification" */
+    PHASE_EMBEDDINGS,         /* "embedding_generation" */
+    PHASE_FACETS,             /* "facet_extraction" */
+    PHASE_THEMES,             /* "theme_extraction" */
+    PHASE_STORIES,            /* "story_creation" */
+    PHASE_COUNT
+};
+const char *run_phase_name(enum run_phase p);
+int run_phase_from_name(const char *name); /* -1 if unknown */
+
+/* Every per-phase counter, as named columns of pipeline_runs. X-macro so the store,
+ * the API and the CLI list them from one place. */
+#define RUN_COUNTERS(X)                                                                 \
+    X(conversations_fetched) X(conversations_filtered) X(conversations_classified)      \
+    X(conversations_stored) X(classification_failed) X(embeddings_generated)            \
+    X(embeddings_failed) X(facets_extracted) X(facets_failed) X(themes_extracted)       \
+    X(themes_new) X(themes_filtered) X(themes_failed) X(stories_created)                \
+    X(orphans_created) X(orphans_graduated)
+
+typedef struct run_params {
+    int days;                  /* 0 = every stored conversation; else created in the last N days */
+    int64_t max_conversations; /* 0 = no cap (newest first when capped) */
+    int dry_run;
+    int concurrency;
+    int auto_create_stories;
+    const char *llm;           /* "local" | "openai" */
+    const char *chat_model;
+    const char *embed_model;
+} run_params;
+
+typedef struct run_record {
+    int64_t id;
+    int64_t started_at;
+    int64_t completed_at; /* 0 = NULL */
+    int64_t date_from, date_to; /* 0 = NULL */
+    char status[16];
+    char current_phase[32];
+    char *error_message;  /* NULL if none */
+    int dry_run, auto_create_stories, stories_ready, stories_done;
+    int64_t days, max_conversations, concurrency;
+    char llm[16];
+    char *chat_model, *embed_model, *owner;
+    int64_t heartbeat_at;
+#define RUN_FIELD(n) int64_t n;
+    RUN_COUNTERS(RUN_FIELD)
+#undef RUN_FIELD
+    char *warnings_json; /* JSON array of strings */
+    char *preview_json;  /* dry-run preview or NULL */
+    /* LLM usage totals over all phases (from run_usage). */
+    int64_t llm_requests, llm_cache_hits, prompt_tokens, completion_tokens;
+    double cost_usd;
+} run_record;
+void run_record_free(run_record *r);
+
+/* Inserts a running run. STORE_BUSY when another run is running or stopping (then
+ * *active_id, if given, names it). Atomic across threads and processes. */
+int store_run_create(store *s, const run_params *p, int64_t now, int64_t *run_id,
+                     int64_t *active_id);
+int store_run_get(store *s, int64_t id, run_record *out); /* FOUND/NOTFOUND */
+/* Newest first; *out is an array of n records (free each, then the array). */
+int store_run_list(store *s, int limit, int offset, run_record **out, size_t *n);
+/* FOUND with the id of the running/stopping run, or NOTFOUND. */
+int store_run_active(store *s, int64_t *id, char status[16]);
+int store_run_set_phase(store *s, int64_t id, enum run_phase phase);
+/* running -> stopping. OK if it transitioned, CONFLICT if the run is not running,
+ * NOTFOUND if no such run. */
+int store_run_request_stop(store *s, int64_t id);
+/* 1 if the run's status is 'stopping' (or the run is gone), 0 if not, <0 on error. */
+int store_run_stop_requested(store *s, int64_t id);
+/* Terminal transition: status 'completed' | 'stopped' | 'failed'. Frees the active
+ * slot. A 'completed' finish of a run whose stop was requested becomes 'stopped'
+ * (a pending stop wins). error may be NULL. */
+int store_run_finish(store *s, int64_t id, const char *status, const char *error,
+                     int64_t now);
+/* stopped/failed -> running again (work already done is kept). BUSY if another run
+ * is active, CONFLICT if the run is not stopped/failed (or is a completed run),
+ * NOTFOUND. */
+int store_run_resume(store *s, int64_t id, int64_t now);
+/* Records the driving process and the time; runs whose heartbeat is older than
+ * stale_before are considered orphaned by store_run_fail_orphaned. */
+int store_run_heartbeat(store *s, int64_t id, const char *owner, int64_t now);
+/* Marks running/stopping runs whose heartbeat is older than stale_before (or missing)
+ * as failed with a resumable message; *count = how many. */
+int store_run_fail_orphaned(store *s, int64_t stale_before, int64_t now, int *count);
+/* Recomputes every counter column from the result tables (so a resumed run never
+ * double-counts). */
+int store_run_refresh_counters(store *s, int64_t id);
+int store_run_set_filtered(store *s, int64_t id, int64_t filtered);
+/* A dry run stores no themes; its theme counters are set directly. */
+int store_run_set_dry_theme_counts(store *s, int64_t id, int64_t extracted,
+                                   int64_t filtered, int64_t fresh);
+int store_run_add_warning(store *s, int64_t id, const char *warning);
+int store_run_set_preview(store *s, int64_t id, const char *preview_json);
+int store_run_set_stories_done(store *s, int64_t id);
+/* Adds LLM usage for a phase of a run. */
+int store_run_add_usage(store *s, int64_t id, enum run_phase phase, int64_t requests,
+                        int64_t cache_hits, int64_t prompt_tokens, int64_t completion_tokens,
+                        double cost_usd);
+/* Usage per phase as a JSON object {"classification": {...}, ...}. Caller frees. */
+int store_run_usage_json(store *s, int64_t id, char **json);
+/* Failures of a run grouped by phase and reason, as a JSON array of
+ * {"phase","message","count","conversation_ids":[<= 5]} (at most 100 groups). */
+int store_run_errors_json(store *s, int64_t id, char **json);
+/* Total number of failure rows for a run. */
+int64_t store_run_error_count(store *s, int64_t id);
+
+/* ---------------------------------------------------------------- work queue */
+
+/* Seeds the classification work of a run from stored conversations created in
+ * [from, to] (from = 0: no lower bound), newest first, at most max (0 = all).
+ * Idempotent: does nothing if the run already has classification work. *count = the
+ * run's classification work size. */
+int store_work_seed_conversations(store *s, int64_t run_id, int64_t from, int64_t to,
+                                  int64_t max, int64_t *count);
+/* Seeds phase work from the run's actionable classifications (idempotent). */
+int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
+                               int64_t *count);
+/* Claims up to max pending (or lease-expired) items, in conversation id order.
+ * *ids receives n strdup'ed ids (free each and the array). */
+int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n);
+/* Extends the lease on every item this owner holds in the run. */
+int store_work_renew(store *s, int64_t run_id, const char *owner, int64_t lease_until);
+/* Gives back the items this owner claimed but did not finish (claimed -> pending). */
+int store_work_release(store *s, int64_t run_id, const char *owner);
+/* Resume: claimed -> pending and failed -> pending for the whole run. */
+int store_work_reset_for_resume(store *s, int64_t run_id);
+typedef struct work_counts { int64_t pending, claimed, done, failed; } work_counts;
+int store_work_counts(store *s, int64_t run_id, enum run_phase phase, work_counts *out);
+/* Iterates the ids of work items of a phase (any state), for corpus passes. Calls
+ * fn(id, digest, ctx) for each; fn returns non-zero to stop. fn must not use the
+ * store (the cursor stays open while it runs). */
+int store_work_each(store *s, int64_t run_id, enum run_phase phase,
+                    int (*fn)(const char *conversation_id, const char *digest, void *ctx),
+                    void *ctx);
+
+/* ---------------------------------------------------------------- phase results */
+/* Each put_* upserts the result keyed by (run, conversation), marks the work item
+ * done and clears an earlier failure of the same item. put_failure records the reason
+ * and marks the item failed. Callers group several in one transaction. */
+
+typedef struct classification_row {
+    const char *conversation_id;
+    const char *stage1_type, *stage1_confidence, *urgency;
+    const char *routing_priority, *routing_team;
+    int auto_response_eligible;
+    const char *stage2_type; /* NULL when stage 2 did not run */
+    const char *stage2_confidence, *disambiguation_level;
+    int classification_changed;
+    const char *reasoning, *stage2_reasoning, *support_insights_json;
+    const char *final_type, *final_confidence;
+    int actionable;
+} classification_row;
+int store_put_classification(store *s, int64_t run_id, const classification_row *r,
+                             int64_t now);
+
+int store_put_embedding(store *s, int64_t run_id, const char *conversation_id,
+                        const char *model, const float *vec, int dim, int64_t now);
+
+typedef struct facet_row {
+    const char *conversation_id;
+    const char *action_type, *direction, *symptom, *user_goal, *model;
+} facet_row;
+int store_put_facet(store *s, int64_t run_id, const facet_row *r, int64_t now);
+
+typedef struct theme_row {
+    const char *conversation_id;
+    const char *product_area, *component, *issue_signature;
+    const char *product_area_raw, *component_raw, *proposed_signature;
+    int matched_existing;
+    const char *match_confidence;
+    const char *user_intent, *symptoms_json, *affected_flow, *root_cause_hypothesis;
+    const char *diagnostic_summary, *key_excerpts_json;
+    double quality_score;
+    const char *quality_details_json;
+    int passed;
+    const char *filter_reason; /* NULL when passed */
+    const char *context_used_json, *context_gaps_json; /* NULL or "[]" = none */
+} theme_row;
+int store_put_theme(store *s, int64_t run_id, const theme_row *r, int64_t now);
+
+/* Marks a conversation's phase work done without a result row (e.g. dry-run themes). */
+int store_put_done(store *s, int64_t run_id, enum run_phase phase, const char *conversation_id);
+int store_put_failure(store *s, int64_t run_id, enum run_phase phase,
+                      const char *conversation_id, const char *reason, int64_t now);
+/* Records a run-level error (no conversation). */
+int store_put_run_error(store *s, int64_t run_id, enum run_phase phase, const char *reason,
+                        int64_t now);
+
+/* Registers a signature minted outside the vocabulary. *is_new = 1 if this call
+ * inserted it (first time anywhere), 0 if it was known. Atomic across processes. */
+int store_signature_register(store *s, const char *signature, const char *product_area,
+                             const char *component, int64_t run_id, int64_t now, int *is_new);
+/* FOUND if the signature is registered. */
+int store_signature_known(store *s, const char *signature);
+/* Registered signatures of an area (most recent first), at most max; for prompts. */
+int store_signature_list(store *s, const char *product_area, size_t max, char ***sigs,
+                         size_t *n);
+
+/* Inputs of the classification/facet/theme phases: the conversation records of ids
+ * (out[i] for ids[i]; a missing conversation leaves out[i].conv.id NULL) and, after
+ * classification, the run's final type of each (NULL when not classified). */
+typedef struct phase_input {
+    conv_record conv;
+    char *final_type;
+} phase_input;
+int store_phase_inputs(store *s, int64_t run_id, char *const *ids, size_t n,
+                       phase_input *out);
+void phase_inputs_free(phase_input *v, size_t n);
+
+/* ---------------------------------------------------------------- stories */
+
+/* One passed theme of a run with what the story phase needs. */
+typedef struct story_input {
+    char *conversation_id;
+    char *signature, *product_area, *component;
+    char *action_type, *direction; /* "unknown"/"neutral" when the facet is missing */
+    char *user_intent, *symptoms_json, *excerpt;
+    float *vec; /* NULL when the embedding is missing */
+    int dim;
+} story_input;
+void story_inputs_free(story_input *v, size_t n);
+/* The product areas with passed themes in a run, with their sizes. */
+int store_story_partitions(store *s, int64_t run_id, char ***areas, int64_t **counts,
+                           size_t *n);
+/* Passed themes of one area of a run (area NULL = all), ordered by conversation id. */
+int store_story_inputs(store *s, int64_t run_id, const char *area, story_input **out,
+                       size_t *n);
+
+typedef struct story_new {
+    int64_t run_id;
+    const char *title, *description, *signature, *product_area, *component;
+    const char *action_type, *direction, *grouping_method, *cluster_id, *origin;
+    double confidence;
+    char *const *conversation_ids;
+    char *const *excerpts;   /* may be NULL */
+    char *const *signatures; /* per conversation theme signature */
+    size_t n;
+} story_new;
+int store_story_insert(store *s, const story_new *st, int64_t now, int64_t *story_id);
+
+/* Orphans. */
+typedef struct orphan_key {
+    const char *signature, *product_area, *component, *action_type, *direction, *title;
+} orphan_key;
+/* Finds the active orphan of the signature or creates it (first_run_id = run);
+ * *created = 1 if created. */
+int store_orphan_get_or_create(store *s, const orphan_key *k, int64_t run_id, int64_t now,
+                               int64_t *orphan_id, int *created);
+/* Adds a member if absent; *added = 1 if it was new. */
+int store_orphan_add_member(store *s, int64_t orphan_id, const char *conversation_id,
+                            int64_t run_id, const char *excerpt, int64_t now, int *added);
+/* Removes a conversation from every active orphan (it is now evidence of a story). */
+int store_orphan_remove_conversation(store *s, const char *conversation_id);
+int64_t store_orphan_member_count(store *s, int64_t orphan_id);
+/* Members (conversation ids, excerpts) of an orphan. */
+int store_orphan_members(store *s, int64_t orphan_id, char ***ids, char ***excerpts,
+                         size_t *n);
+int store_orphan_graduate(store *s, int64_t orphan_id, int64_t story_id, int64_t now);
+
+/* ---------------------------------------------------------------- LLM cache */
+
+/* FOUND with *response (caller frees) and its token counts; bumps the hit count. */
+int store_cache_get(store *s, const char *key, char **response, int64_t *prompt_tokens,
+                    int64_t *completion_tokens);
+int store_cache_put(store *s, const char *key, const char *model, const char *task,
+                    const char *response, int64_t prompt_tokens, int64_t completion_tokens,
+                    int64_t now);
+
+/* ---------------------------------------------------------------- raw access */
+/* The driver connection, for the read-only query modules (reports, API listings) that
+ * live beside this file. Not for use outside src/store/. */
+struct db;
+struct db *store_db(store *s);
+
+#endif

@@ -1,0 +1,181 @@
+/* The per-phase work queue of a run. On PostgreSQL, claims use FOR UPDATE SKIP LOCKED
+ * so several worker processes take disjoint batches; a claim carries a lease, and an
+ * expired lease makes the item claimable again (its worker died). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+#include "util/mem.h"
+
+int store_work_seed_conversations(store *s, int64_t run_id, int64_t from, int64_t to,
+                                  int64_t max, int64_t *count) {
+    work_counts c;
+    int rc = store_work_counts(s, run_id, PHASE_CLASSIFICATION, &c);
+    if (rc) return rc;
+    int64_t existing = c.pending + c.claimed + c.done + c.failed;
+    if (existing == 0) {
+        /* A run's selection is fixed once: a resume must not re-select with a new
+         * "now". WHERE on the SELECT is required by SQLite's upsert grammar. */
+        db_stmt *st = store_stmt(s,
+            "INSERT INTO work_items (run_id, phase, conversation_id)"
+            " SELECT ?, 'classification', id FROM conversations"
+            " WHERE created_at >= ? AND created_at <= ?"
+            " ORDER BY created_at DESC, id LIMIT ?"
+            " ON CONFLICT DO NOTHING");
+        if (!st) return STORE_ERR;
+        db_bind_int(st, 1, run_id);
+        db_bind_int(st, 2, from);
+        db_bind_int(st, 3, to);
+        db_bind_int(st, 4, max > 0 ? max : INT64_MAX);
+        rc = store_exec_stmt(s, st, "selecting the run's conversations");
+        if (rc) return rc;
+        existing = db_changes(s->db);
+    }
+    *count = existing;
+    return STORE_OK;
+}
+
+int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
+                               int64_t *count) {
+    db_stmt *st = store_stmt(s,
+        "INSERT INTO work_items (run_id, phase, conversation_id)"
+        " SELECT run_id, ?, conversation_id FROM classifications"
+        " WHERE run_id = ? AND actionable = 1"
+        " ON CONFLICT DO NOTHING");
+    if (!st) return STORE_ERR;
+    db_bind_text(st, 1, run_phase_name(phase));
+    db_bind_int(st, 2, run_id);
+    int rc = store_exec_stmt(s, st, "seeding phase work");
+    if (rc) return rc;
+    work_counts c;
+    rc = store_work_counts(s, run_id, phase, &c);
+    if (rc) return rc;
+    *count = c.pending + c.claimed + c.done + c.failed;
+    return STORE_OK;
+}
+
+int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    db_stmt *st = store_stmt2(s,
+        "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
+        " attempts = attempts + 1"
+        " WHERE run_id = ? AND phase = ? AND conversation_id IN ("
+        "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+        "  AND (state = 'pending' OR (state = 'claimed' AND lease_until < ?))"
+        "  ORDER BY conversation_id LIMIT ?)"
+        " RETURNING conversation_id",
+        "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
+        " attempts = w.attempts + 1"
+        " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
+        "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+        "  AND (state = 'pending' OR (state = 'claimed' AND lease_until < ?))"
+        "  ORDER BY conversation_id LIMIT ? FOR UPDATE SKIP LOCKED)"
+        " RETURNING w.conversation_id");
+    if (!st) return STORE_ERR;
+    const char *phase_name = run_phase_name(phase);
+    db_bind_text(st, 1, owner);
+    db_bind_int(st, 2, now + lease_seconds);
+    db_bind_int(st, 3, run_id);
+    db_bind_text(st, 4, phase_name);
+    db_bind_int(st, 5, run_id);
+    db_bind_text(st, 6, phase_name);
+    db_bind_int(st, 7, now);
+    db_bind_int(st, 8, (int64_t)max);
+    size_t cap = 0;
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        XGROW(*ids, cap, *n + 1);
+        (*ids)[(*n)++] = store_col_dup(st, 0);
+    }
+    db_reset(st);
+    if (rc != DB_DONE) {
+        for (size_t i = 0; i < *n; i++) free((*ids)[i]);
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+        return store_fail(s, rc, "claiming work");
+    }
+    /* RETURNING order is unspecified; callers like a stable order. */
+    for (size_t i = 1; i < *n; i++)
+        for (size_t j = i; j > 0 && strcmp((*ids)[j - 1], (*ids)[j]) > 0; j--) {
+            char *t = (*ids)[j];
+            (*ids)[j] = (*ids)[j - 1];
+            (*ids)[j - 1] = t;
+        }
+    return STORE_OK;
+}
+
+int store_work_renew(store *s, int64_t run_id, const char *owner, int64_t lease_until) {
+    db_stmt *st = store_stmt(s,
+        "UPDATE work_items SET lease_until = ?"
+        " WHERE run_id = ? AND owner = ? AND state = 'claimed'");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, lease_until);
+    db_bind_int(st, 2, run_id);
+    db_bind_text(st, 3, owner);
+    return store_exec_stmt(s, st, "renewing leases");
+}
+
+int store_work_reset_for_resume(store *s, int64_t run_id) {
+    db_stmt *st = store_stmt(s,
+        "UPDATE work_items SET state = 'pending', owner = NULL, lease_until = NULL"
+        " WHERE run_id = ? AND state IN ('claimed', 'failed')");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, run_id);
+    return store_exec_stmt(s, st, "resetting work for resume");
+}
+
+int store_work_counts(store *s, int64_t run_id, enum run_phase phase, work_counts *out) {
+    memset(out, 0, sizeof *out);
+    db_stmt *st = store_stmt(s,
+        "SELECT state, COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? GROUP BY state");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, run_id);
+    db_bind_text(st, 2, run_phase_name(phase));
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        const char *state = db_col_text(st, 0);
+        int64_t n = db_col_int(st, 1);
+        if (!strcmp(state, "pending")) out->pending = n;
+        else if (!strcmp(state, "claimed")) out->claimed = n;
+        else if (!strcmp(state, "done")) out->done = n;
+        else if (!strcmp(state, "failed")) out->failed = n;
+    }
+    db_reset(st);
+    return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "counting work");
+}
+
+int store_work_each(store *s, int64_t run_id, enum run_phase phase,
+                    int (*fn)(const char *conversation_id, const char *digest, void *ctx),
+                    void *ctx) {
+    /* A dedicated statement (not the cache) since callbacks may use the store. */
+    db_stmt *st = db_prepare(s->db,
+        "SELECT w.conversation_id, c.digest FROM work_items w"
+        " JOIN conversations c ON c.id = w.conversation_id"
+        " WHERE w.run_id = ? AND w.phase = ? ORDER BY w.conversation_id");
+    if (!st) return store_fail(s, DB_ERR, "iterating work");
+    db_bind_int(st, 1, run_id);
+    db_bind_text(st, 2, run_phase_name(phase));
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        if (fn(db_col_text(st, 0), db_col_text(st, 1), ctx)) {
+            rc = DB_DONE;
+            break;
+        }
+    }
+    int out = rc == DB_DONE ? STORE_OK : store_fail(s, rc, "iterating work");
+    db_finalize(st);
+    return out;
+}
+
+int store_work_release(store *s, int64_t run_id, const char *owner) {
+    db_stmt *st = store_stmt(s,
+        "UPDATE work_items SET state = 'pending', owner = NULL, lease_until = NULL"
+        " WHERE run_id = ? AND owner = ? AND state = 'claimed'");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, run_id);
+    db_bind_text(st, 2, owner);
+    return store_exec_stmt(s, st, "releasing claimed work");
+}
