@@ -59,3 +59,8 @@ void llm_call_reset_result(llm_call *c) {
 void llm_provider_destroy(llm_provider *p) {
     if (p) p->ops->destroy(p);
 }
+
+double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t completion_tokens) {
+    return ((double)prompt_tokens * p->usd_per_mtok_prompt +
+            (double)completion_tokens * p->usd_per_mtok_completion) / 1e6;
+}

@@ -176,7 +176,13 @@ struct llm_provider {
     char embed_model[64];
     int embed_dim;        /* dimension of the vectors it produces */
     int max_embed_batch;  /* texts per LLM_EMBED call the provider accepts */
+    /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
+    double usd_per_mtok_prompt;
+    double usd_per_mtok_completion;
 };
+
+/* Estimated cost of the given token counts at the provider's prices. */
+double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t completion_tokens);
 
 /* Convenience wrappers. */
 static inline int llm_submit(llm_provider *p, llm_call *c) { return p->ops->submit(p, c); }

@@ -100,11 +100,8 @@ void conv_record_free(conv_record *r) {
 
 /* ---- preparing the record ------------------------------------------------------ */
 
-/* A valid UTF-8 copy of s[0..len). Empty input is special-cased because
- * utf8_repair() currently leaves an empty result without its terminating NUL. */
-static char *repaired_copy(const char *s, size_t len) {
-    return len ? utf8_repair(s, len, NULL) : xstrdup("");
-}
+/* A valid UTF-8 copy of s[0..len). */
+static char *repaired_copy(const char *s, size_t len) { return utf8_repair(s, len, NULL); }
 
 /* A valid UTF-8 copy of s; NULL stays NULL. */
 static char *repaired_or_null(const char *s) { return s ? repaired_copy(s, strlen(s)) : NULL; }

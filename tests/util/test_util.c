@@ -109,3 +109,13 @@ TEST(jsonx_typed_access) {
     json_decref(s);
     json_decref(o);
 }
+
+TEST(utf8_repair_of_empty_input_is_a_string) {
+    char *r = utf8_repair("", 0, NULL);
+    CHECK_STR(r, "");
+    free(r);
+    buf_t b = BUF_INIT;
+    buf_reserve(&b, 10);
+    CHECK_STR(b.data, "");
+    buf_free(&b);
+}
