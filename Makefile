@@ -76,23 +76,29 @@ $(B)/rel/libsupport.a: $(B)/rel/.empty.o
 $(B)/asan/libsupport.a: $(B)/asan/.empty.o
 
 $(B)/feedline: $(B)/rel/src/main.o $(B)/rel/libfeedline.a
-	$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
 $(B)/asan/feedline: $(B)/asan/src/main.o $(B)/asan/libfeedline.a
-	$(CC) $(BASE) $(SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD asan $@"
+	@$(CC) $(BASE) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 $(B)/asan/tests/%: $(B)/asan/tests/%.o $(B)/asan/tests/support/test_main.o $(B)/asan/libsupport.a $(B)/asan/libfeedline.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(SAN) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD asan $@"
+	@$(CC) $(BASE) $(SAN) -o $@ $^ $(PKG_LIBS)
 
 # Test servers, tools and benchmarks are built optimised: they are fixtures and load
 # generators, not code under test.
 $(B)/%: $(B)/rel/tests/fakes/%.o $(B)/rel/libsupport.a $(B)/rel/libfeedline.a
-	$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
 $(B)/%: $(B)/rel/tools/%.o $(B)/rel/libsupport.a $(B)/rel/libfeedline.a
-	$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
 $(B)/bench/%: $(B)/rel/bench/%.o $(B)/rel/libsupport.a $(B)/rel/libfeedline.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
+	@echo "  LD      $@"
+	@$(CC) $(BASE) $(OPT) -o $@ $^ $(PKG_LIBS)
 
 fakes: $(FAKE_BINS)
 tools: $(TOOL_BINS)

@@ -1,0 +1,366 @@
+/* The store against a real database (SQLite file; PostgreSQL when FEEDLINE_TEST_PG). */
+#include "test.h"
+
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "support/fixtures.h"
+#include "util/mem.h"
+
+static run_params default_params(void) {
+    run_params p = {0};
+    p.concurrency = 4;
+    p.llm = "local";
+    return p;
+}
+
+static void add_convs(store *s, int n, int64_t t0) {
+    for (int i = 0; i < n; i++) {
+        conv_record r;
+        char id[32], body[64];
+        snprintf(id, sizeof id, "c%03d", i);
+        snprintf(body, sizeof body, "conversation number %d body text", i);
+        fx_record(&r, id, t0 + i, body);
+        enum upsert_outcome o;
+        CHECK_INT(store_conv_upsert(s, &r, 1000, &o), STORE_OK);
+        conv_record_free(&r);
+    }
+}
+
+TEST(open_migrates_once_and_reopens) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    CHECK_STR(store_backend(s), "sqlite");
+    CHECK_INT(store_conv_count(s), 0);
+    store_close(s);
+    s = fx_store_open(url); /* second open must not re-apply migration 1 */
+    CHECK_INT(store_conv_count(s), 0);
+    CHECK_INT(store_ping(s), STORE_OK);
+    store_close(s);
+    free(url);
+}
+
+TEST(conversation_upsert_reports_inserted_unchanged_updated) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    conv_record r;
+    fx_record(&r, "42", 1700000000, "my pins are not posting");
+    enum upsert_outcome o;
+    CHECK_INT(store_conv_upsert(s, &r, 1, &o), STORE_OK);
+    CHECK_INT(o, UPSERT_INSERTED);
+    CHECK_INT(store_conv_upsert(s, &r, 2, &o), STORE_OK);
+    CHECK_INT(o, UPSERT_UNCHANGED);
+    free(r.body);
+    r.body = xstrdup("my pins are not posting at all");
+    memcpy(r.content_hash, "ffff", 5);
+    CHECK_INT(store_conv_upsert(s, &r, 3, &o), STORE_OK);
+    CHECK_INT(o, UPSERT_UPDATED);
+    conv_record g;
+    CHECK_INT(store_conv_get(s, "42", &g), STORE_FOUND);
+    CHECK_STR(g.body, "my pins are not posting at all");
+    CHECK_INT(g.created_at, 1700000000);
+    conv_record_free(&g);
+    CHECK_INT(store_conv_get(s, "nope", &g), STORE_NOTFOUND);
+    CHECK_INT(store_conv_count(s), 1);
+    conv_record_free(&r);
+    store_close(s);
+    free(url);
+}
+
+TEST(only_one_active_run_and_lifecycle_transitions) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    run_params p = default_params();
+    int64_t a = 0, b = 0, active = 0;
+    CHECK_INT(store_run_create(s, &p, 100, &a, NULL), STORE_OK);
+    CHECK_INT(store_run_create(s, &p, 101, &b, &active), STORE_BUSY);
+    CHECK_INT(active, a);
+    /* stopping still blocks a new run */
+    CHECK_INT(store_run_request_stop(s, a), STORE_OK);
+    CHECK_INT(store_run_request_stop(s, a), STORE_CONFLICT);
+    CHECK_INT(store_run_stop_requested(s, a), 1);
+    CHECK_INT(store_run_create(s, &p, 102, &b, &active), STORE_BUSY);
+    /* a completed finish of a stopping run becomes stopped */
+    CHECK_INT(store_run_finish(s, a, "completed", NULL, 103), STORE_OK);
+    run_record r;
+    CHECK_INT(store_run_get(s, a, &r), STORE_FOUND);
+    CHECK_STR(r.status, "stopped");
+    CHECK_INT(r.completed_at, 103);
+    run_record_free(&r);
+    CHECK_INT(store_run_finish(s, a, "completed", NULL, 104), STORE_CONFLICT);
+    CHECK_INT(store_run_create(s, &p, 105, &b, NULL), STORE_OK);
+    /* resuming a while b is active is refused */
+    CHECK_INT(store_run_resume(s, a, 106), STORE_BUSY);
+    CHECK_INT(store_run_finish(s, b, "completed", NULL, 107), STORE_OK);
+    CHECK_INT(store_run_get(s, b, &r), STORE_FOUND);
+    CHECK_STR(r.status, "completed");
+    CHECK_STR(r.current_phase, "completed");
+    run_record_free(&r);
+    CHECK_INT(store_run_resume(s, b, 108), STORE_CONFLICT); /* completed runs don't resume */
+    CHECK_INT(store_run_resume(s, a, 109), STORE_OK);
+    CHECK_INT(store_run_get(s, a, &r), STORE_FOUND);
+    CHECK_STR(r.status, "running");
+    CHECK_INT(r.completed_at, 0);
+    run_record_free(&r);
+    CHECK_INT(store_run_resume(s, 999, 110), STORE_NOTFOUND);
+    CHECK_INT(store_run_request_stop(s, 999), STORE_NOTFOUND);
+    run_record *list = NULL;
+    size_t n = 0;
+    CHECK_INT(store_run_list(s, 10, 0, &list, &n), STORE_OK);
+    CHECK_INT(n, 2);
+    CHECK_INT(list[0].id, b); /* newest first */
+    for (size_t i = 0; i < n; i++) run_record_free(&list[i]);
+    free(list);
+    store_close(s);
+    free(url);
+}
+
+TEST(concurrent_starts_from_processes_have_one_winner) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    store_close(s);
+    enum { N = 6 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            store *c = NULL;
+            char err[256];
+            if (store_open(url, &c, err, sizeof err)) _exit(3);
+            run_params p = default_params();
+            int64_t id;
+            int rc = store_run_create(c, &p, 100, &id, NULL);
+            store_close(c);
+            _exit(rc == STORE_OK ? 0 : rc == STORE_BUSY ? 1 : 2);
+        }
+    }
+    int winners = 0, losers = 0;
+    for (int i = 0; i < N; i++) {
+        int st = 0;
+        waitpid(pids[i], &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) winners++;
+        else if (WIFEXITED(st) && WEXITSTATUS(st) == 1) losers++;
+    }
+    CHECK_INT(winners, 1);
+    CHECK_INT(losers, N - 1);
+    free(url);
+}
+
+TEST(work_queue_claims_leases_and_resume_reset) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    add_convs(s, 10, 5000);
+    run_params p = default_params();
+    int64_t run;
+    CHECK_INT(store_run_create(s, &p, 6000, &run, NULL), STORE_OK);
+    int64_t count = 0;
+    /* window [5003, 5008], newest first, capped at 4 */
+    CHECK_INT(store_work_seed_conversations(s, run, 5003, 5008, 4, &count), STORE_OK);
+    CHECK_INT(count, 4);
+    /* seeding again is a no-op even with another window */
+    CHECK_INT(store_work_seed_conversations(s, run, 0, 9999, 0, &count), STORE_OK);
+    CHECK_INT(count, 4);
+    char **ids;
+    size_t n;
+    CHECK_INT(store_work_claim(s, run, PHASE_CLASSIFICATION, "w1", 3, 100, 60, &ids, &n), STORE_OK);
+    CHECK_INT(n, 3);
+    CHECK_STR(ids[0], "c005");
+    CHECK_STR(ids[2], "c007");
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    CHECK_INT(store_work_claim(s, run, PHASE_CLASSIFICATION, "w2", 10, 100, 60, &ids, &n), STORE_OK);
+    CHECK_INT(n, 1);
+    CHECK_STR(ids[0], "c008");
+    free(ids[0]);
+    free(ids);
+    /* w1's lease expires at 160: a claim at 200 takes its items */
+    CHECK_INT(store_work_claim(s, run, PHASE_CLASSIFICATION, "w2", 10, 200, 60, &ids, &n), STORE_OK);
+    CHECK_INT(n, 4);
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+    work_counts c;
+    CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
+    CHECK_INT(c.claimed, 4);
+    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c005", "boom", 1), STORE_OK);
+    CHECK_INT(store_work_release(s, run, "w2"), STORE_OK);
+    CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
+    CHECK_INT(c.pending, 3);
+    CHECK_INT(c.failed, 1);
+    CHECK_INT(store_work_reset_for_resume(s, run), STORE_OK);
+    CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
+    CHECK_INT(c.pending, 4);
+    store_close(s);
+    free(url);
+}
+
+static void classify(store *s, int64_t run, const char *id, int actionable) {
+    classification_row r = {0};
+    r.conversation_id = id;
+    r.stage1_type = actionable ? "product_issue" : "spam";
+    r.stage1_confidence = "high";
+    r.urgency = "normal";
+    r.routing_priority = "normal";
+    r.routing_team = "technical_support";
+    r.final_type = r.stage1_type;
+    r.final_confidence = "high";
+    r.actionable = actionable;
+    CHECK_INT(store_put_classification(s, run, &r, 1), STORE_OK);
+}
+
+TEST(results_are_idempotent_and_counters_come_from_tables) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    add_convs(s, 5, 100);
+    run_params p = default_params();
+    int64_t run, count;
+    CHECK_INT(store_run_create(s, &p, 1000, &run, NULL), STORE_OK);
+    CHECK_INT(store_work_seed_conversations(s, run, 0, 2000, 0, &count), STORE_OK);
+    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c000", "first try failed", 1),
+              STORE_OK);
+    CHECK_INT(store_run_error_count(s, run), 1);
+    classify(s, run, "c000", 1); /* retried OK: the failure goes away */
+    classify(s, run, "c000", 1); /* written twice: counted once */
+    classify(s, run, "c001", 1);
+    classify(s, run, "c002", 0);
+    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c003", "bad answer", 1), STORE_OK);
+    CHECK_INT(store_run_error_count(s, run), 1);
+    CHECK_INT(store_work_seed_actionable(s, run, PHASE_THEMES, &count), STORE_OK);
+    CHECK_INT(count, 2);
+    theme_row t = {0};
+    t.conversation_id = "c000";
+    t.product_area = "scheduling";
+    t.component = "queue";
+    t.issue_signature = "pins_not_posting";
+    t.match_confidence = "high";
+    t.quality_score = 1.0;
+    t.passed = 1;
+    t.context_gaps_json = "[\"no docs\"]";
+    CHECK_INT(store_put_theme(s, run, &t, 1), STORE_OK);
+    CHECK_INT(store_put_theme(s, run, &t, 2), STORE_OK);
+    t.conversation_id = "c001";
+    t.passed = 0;
+    t.filter_reason = "Below threshold";
+    CHECK_INT(store_put_theme(s, run, &t, 1), STORE_OK);
+    int is_new = -1;
+    CHECK_INT(store_signature_register(s, "pins_not_posting", "scheduling", "queue", run, 1, &is_new), STORE_OK);
+    CHECK_INT(is_new, 1);
+    CHECK_INT(store_signature_register(s, "pins_not_posting", "scheduling", "queue", run, 1, &is_new), STORE_OK);
+    CHECK_INT(is_new, 0);
+    CHECK_INT(store_run_refresh_counters(s, run), STORE_OK);
+    run_record r;
+    CHECK_INT(store_run_get(s, run, &r), STORE_FOUND);
+    CHECK_INT(r.conversations_fetched, 5);
+    CHECK_INT(r.conversations_classified, 3);
+    CHECK_INT(r.conversations_stored, 3);
+    CHECK_INT(r.classification_failed, 1);
+    CHECK_INT(r.themes_extracted, 1);
+    CHECK_INT(r.themes_filtered, 1);
+    CHECK_INT(r.themes_new, 1);
+    CHECK_INT(r.stories_ready, 1);
+    run_record_free(&r);
+    char *errs = NULL;
+    CHECK_INT(store_run_errors_json(s, run, &errs), STORE_OK);
+    CHECK(strstr(errs, "\"bad answer\"") != NULL);
+    CHECK(strstr(errs, "\"c003\"") != NULL);
+    CHECK(strstr(errs, "first try failed") == NULL);
+    free(errs);
+    store_close(s);
+    free(url);
+}
+
+TEST(stories_evidence_is_unique_per_run_and_orphans_accumulate) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    run_params p = default_params();
+    int64_t run, sid;
+    CHECK_INT(store_run_create(s, &p, 1, &run, NULL), STORE_OK);
+    char *ids[] = {"a", "b", "c"};
+    story_new sn = {0};
+    sn.run_id = run;
+    sn.title = "Pins not posting";
+    sn.signature = "pins_not_posting";
+    sn.product_area = "scheduling";
+    sn.component = "queue";
+    sn.action_type = "bug_report";
+    sn.direction = "deficit";
+    sn.grouping_method = "hybrid_cluster";
+    sn.origin = "cluster";
+    sn.conversation_ids = ids;
+    sn.n = 3;
+    CHECK_INT(store_story_insert(s, &sn, 1, &sid), STORE_OK);
+    CHECK(sid > 0);
+    /* the same conversation in a second story of the same run is refused */
+    char *ids2[] = {"c", "d", "e"};
+    sn.conversation_ids = ids2;
+    int64_t sid2 = 0;
+    store_begin(s);
+    CHECK(store_story_insert(s, &sn, 1, &sid2) < 0);
+    store_rollback(s);
+
+    orphan_key k = {"sig_x", "area", "comp", "bug_report", "deficit", "t"};
+    int64_t o1, o2;
+    int created, added;
+    CHECK_INT(store_orphan_get_or_create(s, &k, run, 1, &o1, &created), STORE_OK);
+    CHECK_INT(created, 1);
+    CHECK_INT(store_orphan_get_or_create(s, &k, run, 2, &o2, &created), STORE_OK);
+    CHECK_INT(created, 0);
+    CHECK_INT(o1, o2);
+    CHECK_INT(store_orphan_add_member(s, o1, "x1", run, "ex", 1, &added), STORE_OK);
+    CHECK_INT(added, 1);
+    CHECK_INT(store_orphan_add_member(s, o1, "x1", run, "ex", 1, &added), STORE_OK);
+    CHECK_INT(added, 0);
+    CHECK_INT(store_orphan_add_member(s, o1, "x2", run, "ex", 1, &added), STORE_OK);
+    CHECK_INT(store_orphan_member_count(s, o1), 2);
+    CHECK_INT(store_orphan_remove_conversation(s, "x2"), STORE_OK);
+    CHECK_INT(store_orphan_member_count(s, o1), 1);
+    CHECK_INT(store_orphan_graduate(s, o1, sid, 5), STORE_OK);
+    CHECK_INT(store_orphan_graduate(s, o1, sid, 6), STORE_CONFLICT);
+    /* after graduation the signature can start a new orphan */
+    CHECK_INT(store_orphan_get_or_create(s, &k, run, 7, &o2, &created), STORE_OK);
+    CHECK_INT(created, 1);
+    CHECK(o2 != o1);
+    store_close(s);
+    free(url);
+}
+
+TEST(llm_cache_round_trip) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    char *resp = NULL;
+    int64_t pt = 0, ct = 0;
+    CHECK_INT(store_cache_get(s, "k1", &resp, &pt, &ct), STORE_NOTFOUND);
+    CHECK_INT(store_cache_put(s, "k1", "m", "theme", "{\"a\":1}", 10, 5, 1), STORE_OK);
+    CHECK_INT(store_cache_put(s, "k1", "m", "theme", "{\"a\":2}", 10, 5, 1), STORE_OK);
+    CHECK_INT(store_cache_get(s, "k1", &resp, &pt, &ct), STORE_FOUND);
+    CHECK_STR(resp, "{\"a\":1}");
+    CHECK_INT(pt, 10);
+    CHECK_INT(ct, 5);
+    free(resp);
+    store_close(s);
+    free(url);
+}
+
+TEST(orphaned_runs_are_failed_by_heartbeat_age) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    run_params p = default_params();
+    int64_t run;
+    CHECK_INT(store_run_create(s, &p, 100, &run, NULL), STORE_OK);
+    int n = -1;
+    CHECK_INT(store_run_fail_orphaned(s, 50, 200, &n), STORE_OK);
+    CHECK_INT(n, 0); /* heartbeat 100 is newer than 50 */
+    CHECK_INT(store_run_fail_orphaned(s, 150, 200, &n), STORE_OK);
+    CHECK_INT(n, 1);
+    run_record r;
+    CHECK_INT(store_run_get(s, run, &r), STORE_FOUND);
+    CHECK_STR(r.status, "failed");
+    CHECK(strstr(r.error_message, "Resume") != NULL);
+    run_record_free(&r);
+    int64_t active;
+    CHECK_INT(store_run_active(s, &active, NULL), STORE_NOTFOUND);
+    CHECK_INT(store_run_resume(s, run, 300), STORE_OK);
+    store_close(s);
+    free(url);
+}

@@ -1,0 +1,137 @@
+/* Test fixtures (see fixtures.h). */
+#include "support/fixtures.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/hash.h"
+#include "util/mem.h"
+
+char *fx_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char *tmpl = xasprintf("%s/feedline-test-XXXXXX", base && base[0] ? base : "/tmp");
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return tmpl;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void fx_rmtree(const char *path) {
+    if (path) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *fx_db_url(void) {
+    char *dir = fx_tmpdir();
+    char *url = xasprintf("%s/test.db", dir);
+    free(dir);
+    return url;
+}
+
+store *fx_store_open(const char *url) {
+    store *s = NULL;
+    char err[512];
+    if (store_open(url, &s, err, sizeof err) != STORE_OK) {
+        fprintf(stdout, "    cannot open store %s: %s\n", url, err);
+        abort();
+    }
+    return s;
+}
+
+void fx_record(conv_record *r, const char *id, int64_t created_at, const char *body) {
+    memset(r, 0, sizeof *r);
+    r->id = xstrdup(id);
+    r->created_at = created_at;
+    r->source = xstrdup("jsonl");
+    r->source_type = xstrdup("jsonl");
+    r->tags_json = xstrdup("[]");
+    r->body = xstrdup(body);
+    r->digest = xstrdup(body);
+    r->transcript = xasprintf("[Customer]: %s", body);
+    r->support_text = xstrdup("");
+    char *key = xasprintf("%s|%lld|%s", id, (long long)created_at, body);
+    sha256_hex(key, strlen(key), r->content_hash);
+    free(key);
+}
+
+char *fx_path(const char *rel) {
+    const char *root = getenv("FEEDLINE_ROOT");
+    return xasprintf("%s/%s", root ? root : ".", rel);
+}
+
+int fx_write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t n = strlen(text);
+    int ok = fwrite(text, 1, n, f) == n;
+    ok &= fclose(f) == 0;
+    return ok ? 0 : -1;
+}
+
+static void drain(int fd, buf_t *b, int *open_flag) {
+    char chunk[8192];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n > 0) buf_append(b, chunk, (size_t)n);
+    else if (n == 0 || (errno != EINTR && errno != EAGAIN)) *open_flag = 0;
+}
+
+int fx_run(char *const argv[], char *const env[], char **out, char **err) {
+    int po[2], pe[2];
+    if (pipe(po) || pipe(pe)) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(po[1], 1);
+        dup2(pe[1], 2);
+        close(po[0]);
+        close(pe[0]);
+        close(po[1]);
+        close(pe[1]);
+        for (size_t i = 0; env && env[i]; i++) putenv(env[i]);
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]);
+    close(pe[1]);
+    buf_t bo = BUF_INIT, be = BUF_INIT;
+    int oo = 1, eo = 1;
+    while (oo || eo) {
+        struct pollfd p[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (oo && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) drain(po[0], &bo, &oo);
+        if (eo && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) drain(pe[0], &be, &eo);
+        if (!oo) p[0].fd = -1;
+        if (!eo) p[1].fd = -1;
+    }
+    close(po[0]);
+    close(pe[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (out) *out = buf_detach(&bo);
+    else buf_free(&bo);
+    if (err) *err = buf_detach(&be);
+    else buf_free(&be);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
