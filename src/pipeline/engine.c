@@ -120,13 +120,33 @@ static void on_call_done(llm_call *call) {
         return;
     }
     int again = e->ops->complete(e, g);
-    if (again) {
+    if (again == ENGINE_HOLD) {
+        e->held++;
+    } else if (again) {
         g->step++;
         llm_call_reset_result(&g->call);
         submit_group(e, g);
     } else {
         free_group(g);
     }
+}
+
+void engine_resume_held(engine *e, call_group *g) {
+    e->held--;
+    g->step++;
+    llm_call_reset_result(&g->call);
+    submit_group(e, g);
+}
+
+void engine_finish_held(engine *e, call_group *g) {
+    e->held--;
+    free_group(g);
+}
+
+void engine_abandon_held(engine *e, call_group *g) {
+    e->held--;
+    for (size_t i = 0; i < g->n; i++) free_item(e, g->items[i]);
+    free_group(g);
 }
 
 static int claim_more(engine *e) {
@@ -313,7 +333,7 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
         if (e.stopping || e.fatal) break;
 
         fill(&e);
-        if (e.in_flight > 0) {
+        if (e.in_flight > 0 || e.held > 0) {
             if (llm_poll(llm, POLL_TIMEOUT_MS) < 0) engine_fatal(&e, "LLM provider failed");
         } else if (e.nready == 0 && e.exhausted) {
             if (flush(&e) == 0 && e.nfinished == 0 && phase_complete(&e)) break;

@@ -25,11 +25,12 @@ typedef struct work_item {
     phase_input in;       /* conversation record and (after classification) final type */
     void *state;          /* phase-specific result under construction */
     int failed;           /* finished with a failure (reason below) */
-    char reason[256];
+    char reason[600];
     struct work_item *next;
 } work_item;
 
 #define ENGINE_MAX_GROUP 2048
+#define ENGINE_HOLD 2
 
 /* One LLM call and the items it serves. */
 typedef struct call_group {
@@ -54,7 +55,9 @@ typedef struct phase_ops {
      * submit, or 0 when every item was finished without a call (engine_item_fail). */
     int (*prepare)(engine *e, call_group *g);
     /* g->call completed (not cancelled). Returns 1 after setting up a follow-up call in
-     * g (the engine resubmits it), or 0 after finishing every item (ok or failed). */
+     * g (the engine resubmits it), 0 after finishing every item (ok or failed), or
+     * ENGINE_HOLD when the phase keeps the group to continue it later itself
+     * (engine_resume_held / engine_finish_held / engine_abandon_held). */
     int (*complete)(engine *e, call_group *g);
     /* Writes one successfully finished item; runs inside the engine's transaction. */
     int (*write)(engine *e, work_item *it);
@@ -78,6 +81,7 @@ struct engine {
     work_item **finished;  /* awaiting write */
     size_t nfinished, finished_cap;
     size_t in_flight;      /* calls submitted and not completed */
+    size_t held;           /* groups a phase holds (ENGINE_HOLD) */
     int exhausted;         /* no claimable work left in the store right now */
     int stopping;
     int fatal;
@@ -99,6 +103,12 @@ void engine_item_fail(engine *e, work_item *it, const char *fmt, ...)
 void engine_set_args(call_group *g, json_t *args);
 /* Fills g->call.in from the first item's conversation. */
 void engine_fill_input(call_group *g);
+/* A held group continues with the follow-up call the phase set up in it. */
+void engine_resume_held(engine *e, call_group *g);
+/* A held group is finished (its items were finished with engine_item_ok/fail). */
+void engine_finish_held(engine *e, call_group *g);
+/* A held group is dropped on stop: its items are not written (released for resume). */
+void engine_abandon_held(engine *e, call_group *g);
 /* Aborts the phase with a fatal error (e.g. a store failure inside a callback). */
 void engine_fatal(engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -187,12 +187,15 @@ int store_work_release(store *s, int64_t run_id, const char *owner);
 int store_work_reset_for_resume(store *s, int64_t run_id);
 typedef struct work_counts { int64_t pending, claimed, done, failed; } work_counts;
 int store_work_counts(store *s, int64_t run_id, enum run_phase phase, work_counts *out);
-/* Iterates the ids of work items of a phase (any state), for corpus passes. Calls
- * fn(id, digest, ctx) for each; fn returns non-zero to stop. fn must not use the
- * store (the cursor stays open while it runs). */
-int store_work_each(store *s, int64_t run_id, enum run_phase phase,
-                    int (*fn)(const char *conversation_id, const char *digest, void *ctx),
-                    void *ctx);
+/* Streams the digests of a phase's work items (any state, id order), for corpus
+ * passes such as the offline embedder's IDF statistics. Constant memory. The cursor
+ * holds its own statement; don't interleave other use of the store until closed. */
+typedef struct store_cursor store_cursor;
+store_cursor *store_work_digests(store *s, int64_t run_id, enum run_phase phase);
+/* The next digest (valid until the next call), or NULL at the end or on error. */
+const char *store_cursor_next(store_cursor *c);
+/* STORE_OK if the cursor reached its end without error. */
+int store_cursor_close(store_cursor *c);
 
 /* ---------------------------------------------------------------- phase results */
 /* Each put_* upserts the result keyed by (run, conversation), marks the work item
@@ -243,6 +246,11 @@ int store_put_theme(store *s, int64_t run_id, const theme_row *r, int64_t now);
 int store_put_done(store *s, int64_t run_id, enum run_phase phase, const char *conversation_id);
 int store_put_failure(store *s, int64_t run_id, enum run_phase phase,
                       const char *conversation_id, const char *reason, int64_t now);
+/* Records a failure reason for a conversation without failing its work item (a
+ * partial failure, e.g. stage 2 refinement failed but stage 1 stands). Call after the
+ * item's put_*, which clears earlier failures of the item. */
+int store_put_run_error_for(store *s, int64_t run_id, enum run_phase phase,
+                            const char *conversation_id, const char *reason, int64_t now);
 /* Records a run-level error (no conversation). */
 int store_put_run_error(store *s, int64_t run_id, enum run_phase phase, const char *reason,
                         int64_t now);
@@ -267,6 +275,16 @@ typedef struct phase_input {
 int store_phase_inputs(store *s, int64_t run_id, char *const *ids, size_t n,
                        phase_input *out);
 void phase_inputs_free(phase_input *v, size_t n);
+
+/* Streams the run's classifications (conversation id order) with what a dry-run
+ * preview shows. fn returns non-zero to stop early; it must not use the store. */
+typedef struct classification_brief {
+    const char *conversation_id, *final_type, *final_confidence;
+    const char *snippet; /* first 200 characters of the opening message */
+    int support_count;
+} classification_brief;
+int store_classifications_each(store *s, int64_t run_id,
+                               int (*fn)(const classification_brief *b, void *ctx), void *ctx);
 
 /* ---------------------------------------------------------------- stories */
 

@@ -216,6 +216,11 @@ int store_put_failure(store *s, int64_t run_id, enum run_phase phase,
     return rc ? rc : close_item(s, run_id, phase, conversation_id, "failed");
 }
 
+int store_put_run_error_for(store *s, int64_t run_id, enum run_phase phase,
+                            const char *conversation_id, const char *reason, int64_t now) {
+    return record_error(s, run_id, phase, conversation_id, reason, now);
+}
+
 int store_put_run_error(store *s, int64_t run_id, enum run_phase phase, const char *reason,
                         int64_t now) {
     return record_error(s, run_id, phase, "", reason, now);
@@ -274,4 +279,27 @@ int store_signature_list(store *s, const char *product_area, size_t max, char **
         return store_fail(s, rc, "listing signatures");
     }
     return STORE_OK;
+}
+
+int store_classifications_each(store *s, int64_t run_id,
+                               int (*fn)(const classification_brief *b, void *ctx), void *ctx) {
+    db_stmt *st = db_prepare(s->db,
+        "SELECT k.conversation_id, k.final_type, k.final_confidence, SUBSTR(c.body, 1, 200),"
+        " c.support_count FROM classifications k JOIN conversations c ON c.id = k.conversation_id"
+        " WHERE k.run_id = ? ORDER BY k.conversation_id");
+    if (!st) return store_fail(s, DB_ERR, "reading classifications");
+    db_bind_int(st, 1, run_id);
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        classification_brief b = {db_col_text(st, 0), db_col_text(st, 1), db_col_text(st, 2),
+                                  db_col_text(st, 3), (int)db_col_int(st, 4)};
+        if (!b.snippet) b.snippet = "";
+        if (fn(&b, ctx)) {
+            rc = DB_DONE;
+            break;
+        }
+    }
+    int out = rc == DB_DONE ? STORE_OK : store_fail(s, rc, "reading classifications");
+    db_finalize(st);
+    return out;
 }

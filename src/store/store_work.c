@@ -147,26 +147,43 @@ int store_work_counts(store *s, int64_t run_id, enum run_phase phase, work_count
     return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "counting work");
 }
 
-int store_work_each(store *s, int64_t run_id, enum run_phase phase,
-                    int (*fn)(const char *conversation_id, const char *digest, void *ctx),
-                    void *ctx) {
-    /* A dedicated statement (not the cache) since callbacks may use the store. */
+struct store_cursor {
+    store *s;
+    db_stmt *st;
+    int rc;
+};
+
+store_cursor *store_work_digests(store *s, int64_t run_id, enum run_phase phase) {
+    /* A dedicated statement (not the cache): it stays open across the whole pass. */
     db_stmt *st = db_prepare(s->db,
-        "SELECT w.conversation_id, c.digest FROM work_items w"
-        " JOIN conversations c ON c.id = w.conversation_id"
+        "SELECT c.digest FROM work_items w JOIN conversations c ON c.id = w.conversation_id"
         " WHERE w.run_id = ? AND w.phase = ? ORDER BY w.conversation_id");
-    if (!st) return store_fail(s, DB_ERR, "iterating work");
+    if (!st) {
+        store_fail(s, DB_ERR, "reading the corpus");
+        return NULL;
+    }
     db_bind_int(st, 1, run_id);
     db_bind_text(st, 2, run_phase_name(phase));
-    int rc;
-    while ((rc = db_step(st)) == DB_ROW) {
-        if (fn(db_col_text(st, 0), db_col_text(st, 1), ctx)) {
-            rc = DB_DONE;
-            break;
-        }
-    }
-    int out = rc == DB_DONE ? STORE_OK : store_fail(s, rc, "iterating work");
-    db_finalize(st);
+    store_cursor *c = xcalloc(1, sizeof *c);
+    c->s = s;
+    c->st = st;
+    c->rc = DB_ROW;
+    return c;
+}
+
+const char *store_cursor_next(store_cursor *c) {
+    if (c->rc != DB_ROW) return NULL;
+    c->rc = db_step(c->st);
+    if (c->rc != DB_ROW) return NULL;
+    const char *t = db_col_text(c->st, 0);
+    return t ? t : "";
+}
+
+int store_cursor_close(store_cursor *c) {
+    if (!c) return STORE_ERR;
+    int out = c->rc == DB_DONE ? STORE_OK : store_fail(c->s, c->rc, "reading the corpus");
+    db_finalize(c->st);
+    free(c);
     return out;
 }
 

@@ -1,0 +1,189 @@
+/* The run driver: takes a running run from wherever it is to a terminal state.
+ * Phases run in order; each is skipped when its work is already done, so the same
+ * function starts a fresh run and resumes a stopped or failed one. All state is in the
+ * store; a crash at any point leaves a run that store_run_fail_orphaned() marks failed
+ * and pipeline_resume() can continue. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/engine.h"
+#include "pipeline/stories.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+typedef enum { STEP_DONE = 0, STEP_STOPPED = 1, STEP_FAILED = -1 } step_result;
+
+static int set_phase(store *st, int64_t id, enum run_phase phase, char *err, size_t errlen) {
+    if (store_run_set_phase(st, id, phase) != STORE_OK) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        return -1;
+    }
+    return 0;
+}
+
+/* Seeds a phase's work from the run's actionable classifications. */
+static int seed_actionable(store *st, int64_t run_id, enum run_phase phase, char *err,
+                           size_t errlen) {
+    int64_t n;
+    if (store_work_seed_actionable(st, run_id, phase, &n) != STORE_OK) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        return -1;
+    }
+    return 0;
+}
+
+static step_result run_engine_phase(const run_env *env, store *st, llm_provider *llm,
+                                    const run_record *run, const phase_ops *ops, char *err,
+                                    size_t errlen) {
+    if (set_phase(st, run->id, ops->phase, err, errlen)) return STEP_FAILED;
+    if (ops->phase != PHASE_CLASSIFICATION && seed_actionable(st, run->id, ops->phase, err, errlen))
+        return STEP_FAILED;
+    int rc = engine_run_phase(env, st, llm, run, ops, err, errlen);
+    return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
+}
+
+static step_result select_conversations(store *st, const run_record *run, char *err,
+                                        size_t errlen) {
+    int64_t from = run->days > 0 && run->date_from ? run->date_from : INT64_MIN;
+    int64_t to = run->date_to ? run->date_to : wall_unix();
+    int64_t n;
+    if (store_work_seed_conversations(st, run->id, from, to, run->max_conversations, &n)) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        return STEP_FAILED;
+    }
+    log_info("run %lld: %lld conversations selected", (long long)run->id, (long long)n);
+    return STEP_DONE;
+}
+
+static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
+                              const run_record *run, char *err, size_t errlen) {
+    step_result r = select_conversations(st, run, err, errlen);
+    if (r != STEP_DONE) return r;
+    r = run_engine_phase(env, st, llm, run, &CLASSIFY_OPS, err, errlen);
+    if (r != STEP_DONE) return r;
+    if (run->dry_run) /* a dry run stops at themes: nothing else would be kept */
+        return run_engine_phase(env, st, llm, run, &THEMES_OPS, err, errlen);
+    const phase_ops *phases[] = {&EMBED_OPS, &FACETS_OPS, &THEMES_OPS};
+    for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+        if (engine_stop_requested(env, st, run->id)) return STEP_STOPPED;
+        r = run_engine_phase(env, st, llm, run, phases[i], err, errlen);
+        if (r != STEP_DONE) return r;
+    }
+    if (!run->auto_create_stories) return STEP_DONE;
+    if (engine_stop_requested(env, st, run->id)) return STEP_STOPPED;
+    if (set_phase(st, run->id, PHASE_STORIES, err, errlen)) return STEP_FAILED;
+    int rc = stories_run(env, st, llm, run, err, errlen);
+    return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
+}
+
+static void finish(store *st, int64_t run_id, const char *status, const char *error) {
+    /* The terminal write must happen: retry a few times if the database is busy. */
+    for (int i = 0; i < 20; i++) {
+        if (store_run_refresh_counters(st, run_id) == STORE_OK &&
+            store_run_finish(st, run_id, status, error, wall_unix()) != STORE_RETRY)
+            return;
+        sleep_ms(100);
+    }
+    log_error("run %lld: could not record its end (%s): %s", (long long)run_id, status,
+              store_errmsg(st));
+}
+
+int pipeline_execute(const run_env *env, int64_t run_id) {
+    store *st = NULL;
+    char err[512] = "";
+    if (store_open(env->db_url, &st, err, sizeof err) != STORE_OK) {
+        log_error("run %lld: %s", (long long)run_id, err);
+        return -1;
+    }
+    run_record run;
+    if (store_run_get(st, run_id, &run) != STORE_FOUND) {
+        log_error("run %lld: not found", (long long)run_id);
+        store_close(st);
+        return -1;
+    }
+    int result = -1;
+    llm_provider *llm = NULL;
+    if (env->make_provider) llm = env->make_provider(env->provider_ctx, &run, st, err, sizeof err);
+    else llm = llm_local_new(env->vocab);
+    if (!llm) {
+        finish(st, run_id, "failed", err[0] ? err : "cannot create the LLM provider");
+    } else {
+        if (store_run_heartbeat(st, run_id, env->owner, wall_unix()))
+            log_warn("run %lld: heartbeat: %s", (long long)run_id, store_errmsg(st));
+        step_result r = run_phases(env, st, llm, &run, err, sizeof err);
+        if (r == STEP_DONE) {
+            finish(st, run_id, "completed", NULL);
+            result = 0;
+        } else if (r == STEP_STOPPED) {
+            finish(st, run_id, "stopped", NULL);
+            result = 1;
+        } else {
+            log_error("run %lld failed: %s", (long long)run_id, err);
+            finish(st, run_id, "failed", err);
+        }
+        llm_provider_destroy(llm);
+    }
+    /* A stop can arrive after the last check; report what the row says. */
+    run_record final;
+    if (store_run_get(st, run_id, &final) == STORE_FOUND) {
+        if (!strcmp(final.status, "stopped")) result = 1;
+        else if (!strcmp(final.status, "failed")) result = -1;
+        run_record_free(&final);
+    }
+    run_record_free(&run);
+    store_close(st);
+    return result;
+}
+
+int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id, char *err,
+                   size_t errlen) {
+    store *st = NULL;
+    if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
+    int64_t active = 0;
+    int rc = store_run_create(st, params, wall_unix(), run_id, &active);
+    if (rc == STORE_BUSY) {
+        *run_id = active;
+        snprintf(err, errlen, "pipeline run %lld is already in progress", (long long)active);
+        store_close(st);
+        return -2;
+    }
+    if (rc != STORE_OK) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        store_close(st);
+        return -3;
+    }
+    store_close(st);
+    return pipeline_execute(env, *run_id);
+}
+
+int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen) {
+    store *st = NULL;
+    if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
+    int rc = store_run_resume(st, run_id, wall_unix());
+    if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
+    int out = 0;
+    if (rc == STORE_BUSY) {
+        snprintf(err, errlen, "another pipeline run is in progress");
+        out = -2;
+    } else if (rc == STORE_CONFLICT) {
+        snprintf(err, errlen, "pipeline run %lld is not stopped or failed", (long long)run_id);
+        out = -4;
+    } else if (rc == STORE_NOTFOUND) {
+        snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        out = -5;
+    } else if (rc != STORE_OK) {
+        snprintf(err, errlen, "%s", store_errmsg(st));
+        out = -3;
+    }
+    store_close(st);
+    return out ? out : pipeline_execute(env, run_id);
+}
+
+int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {
+    int n = 0;
+    int64_t now = wall_unix();
+    if (store_run_fail_orphaned(st, now - stale_seconds, now, &n) != STORE_OK) return -1;
+    return n;
+}

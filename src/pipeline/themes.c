@@ -1,0 +1,468 @@
+/* Theme phase: extract a theme per actionable conversation, canonicalise its
+ * signature, apply the quality gate, store it (original-phases.md §5–6), with the
+ * original's bugs fixed:
+ *  - "matched the vocabulary" is checked against the vocabulary, not taken from the
+ *    LLM's matched_existing; deprecated themes only count through merged_into;
+ *  - signatures are normalised (lower snake case) before anything else;
+ *  - a new signature is first compared deterministically with the area's existing
+ *    signatures (vocabulary, this run's, earlier runs') and reused when it is a near
+ *    duplicate; otherwise the provider canonicalises it against a bounded list (50);
+ *  - decide-and-register is serialised per product area: while one conversation's
+ *    canonicalisation of an area is in flight, others of that area wait (held), so two
+ *    conversations proposing the same new signature at once produce one signature;
+ *  - is-new is decided by the store's atomic insert of the signature, so themes_new
+ *    counts each new signature once, across workers and resumes.
+ * Everything here runs on the engine's thread; the phase context needs no lock. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/answer.h"
+#include "pipeline/engine.h"
+#include "pipeline/preview.h"
+#include "pipeline/quality.h"
+#include "text/signature.h"
+#include "util/jsonx.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strmap.h"
+#include "util/timeutil.h"
+
+#define CANON_MAX_CANDIDATES 50
+#define SESSION_MAX 100000 /* distinct new signatures remembered per run */
+
+typedef struct theme_state {
+    char *signature;      /* final, normalised */
+    char *proposed;       /* as the extraction proposed it (normalised) */
+    char *area, *component, *area_raw, *component_raw;
+    int in_vocab;
+    const char *match_confidence;
+    char *user_intent, *affected_flow, *root_cause, *diagnostic;
+    json_t *symptoms, *key_excerpts, *context_used, *context_gaps;
+    quality_result q;
+} theme_state;
+
+/* Groups waiting for their area's canonicalisation to finish, FIFO. */
+typedef struct waitq {
+    call_group **g;
+    size_t n, cap, head;
+    int busy; /* a canonicalisation of this area is in flight */
+} waitq;
+
+typedef struct themes_ctx {
+    const vocab *v;
+    strmap_t session; /* new signature -> area (char*) decided in this run */
+    strmap_t areas;   /* area -> waitq* */
+    preview_tally *tally; /* dry runs */
+} themes_ctx;
+
+static int validate_theme(const json_t *a, char *msg, size_t len) {
+    if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
+    json_t *sig = json_object_get(a, "issue_signature");
+    if (!json_is_string(sig) || !json_string_value(sig)[0])
+        return answer_reject(msg, len, "issue_signature", "missing or not a string");
+    if (!json_is_string(json_object_get(a, "product_area")))
+        return answer_reject(msg, len, "product_area", "missing or not a string");
+    json_t *sym = json_object_get(a, "symptoms");
+    if (sym && !json_is_array(sym) && !json_is_null(sym))
+        return answer_reject(msg, len, "symptoms", "expected an array of strings");
+    json_t *ke = json_object_get(a, "key_excerpts");
+    if (ke && !json_is_array(ke) && !json_is_null(ke))
+        return answer_reject(msg, len, "key_excerpts", "expected an array");
+    return 0;
+}
+
+static int validate_canon(const json_t *a, char *msg, size_t len) {
+    if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
+    json_t *sig = json_object_get(a, "signature");
+    if (!json_is_string(sig) || !json_string_value(sig)[0])
+        return answer_reject(msg, len, "signature", "missing or not a string");
+    return 0;
+}
+
+static void free_state(work_item *it) {
+    theme_state *ts = it->state;
+    if (!ts) return;
+    free(ts->signature);
+    free(ts->proposed);
+    free(ts->area);
+    free(ts->component);
+    free(ts->area_raw);
+    free(ts->component_raw);
+    free(ts->user_intent);
+    free(ts->affected_flow);
+    free(ts->root_cause);
+    free(ts->diagnostic);
+    json_decref(ts->symptoms);
+    json_decref(ts->key_excerpts);
+    json_decref(ts->context_used);
+    json_decref(ts->context_gaps);
+    quality_result_free(&ts->q);
+    free(ts);
+    it->state = NULL;
+}
+
+/* key_excerpts: first 5 objects with text; text <= 500 chars; a missing, empty or
+ * confidence-word relevance becomes a descriptive default (original §5). */
+static json_t *clean_excerpts(const json_t *answer) {
+    json_t *out = json_array();
+    json_t *arr = json_object_get(answer, "key_excerpts");
+    if (!json_is_array(arr)) return out;
+    size_t i;
+    json_t *x;
+    json_array_foreach(arr, i, x) {
+        if (i >= 5) break;
+        if (!json_is_object(x) || !json_is_string(json_object_get(x, "text"))) continue;
+        char *text = answer_text(x, "text", 500);
+        char *rel = answer_text(x, "relevance", 200);
+        if (!rel[0] || !strcmp(rel, "high") || !strcmp(rel, "medium") || !strcmp(rel, "low")) {
+            free(rel);
+            rel = xstrdup("Relevant excerpt from conversation");
+        }
+        if (text[0]) json_array_append_new(out, json_pack("{ssss}", "text", text, "relevance", rel));
+        free(text);
+        free(rel);
+    }
+    return out;
+}
+
+/* Looks the signature up in the vocabulary (following merges); only active themes
+ * count as a match. */
+static const vocab_theme *vocab_match(const vocab *v, const char *sig) {
+    const vocab_theme *t = vocab_find(v, sig);
+    return t && t->active ? t : NULL;
+}
+
+static void adopt_vocab_theme(theme_state *ts, const vocab_theme *t) {
+    free(ts->signature);
+    free(ts->area);
+    free(ts->component);
+    ts->signature = xstrdup(t->signature);
+    ts->area = product_area_normalize(t->product_area);
+    ts->component = component_canonicalize(t->component, ts->area);
+    ts->in_vocab = 1;
+}
+
+static theme_state *parse_theme(const json_t *a) {
+    theme_state *ts = xcalloc(1, sizeof *ts);
+    const char *raw_sig = jx_str(a, "issue_signature");
+    ts->proposed = signature_normalize(raw_sig);
+    if (!strcmp(ts->proposed, "unknown")) {
+        free(ts->proposed);
+        ts->proposed = xstrdup("unknown_issue");
+    }
+    ts->signature = xstrdup(ts->proposed);
+    ts->area_raw = answer_text(a, "product_area", 100);
+    ts->component_raw = answer_text(a, "component", 100);
+    ts->area = product_area_normalize(ts->area_raw);
+    ts->component = component_canonicalize(ts->component_raw, ts->area);
+    ts->match_confidence = answer_enum(a, "match_confidence", LLM_CONFIDENCES, "low");
+    ts->user_intent = answer_text(a, "user_intent", 500);
+    ts->affected_flow = answer_text(a, "affected_flow", 500);
+    ts->root_cause = answer_text(a, "root_cause_hypothesis", 1000);
+    ts->diagnostic = answer_text(a, "diagnostic_summary", 2000);
+    ts->symptoms = answer_string_list(a, "symptoms", 10, 200);
+    ts->key_excerpts = clean_excerpts(a);
+    ts->context_used = answer_string_list(a, "context_used", 20, 300);
+    ts->context_gaps = answer_string_list(a, "context_gaps", 20, 300);
+    return ts;
+}
+
+/* The existing signatures of an area: vocabulary (active), this run's, earlier runs'. */
+static json_t *area_candidates(engine *e, themes_ctx *tc, const char *area) {
+    json_t *list = json_array();
+    strmap_t seen = STRMAP_INIT;
+    for (size_t i = 0; i < tc->v->nthemes && json_array_size(list) < CANON_MAX_CANDIDATES; i++) {
+        const vocab_theme *t = &tc->v->themes[i];
+        if (!t->active) continue;
+        char *a = product_area_normalize(t->product_area);
+        if (!strcmp(a, area) && !strmap_has(&seen, t->signature)) {
+            strmap_put(&seen, t->signature, NULL);
+            json_array_append_new(list, json_pack("{ssssss}", "signature", t->signature,
+                                                  "product_area", a, "component", t->component));
+        }
+        free(a);
+    }
+    for (size_t i = 0; i < tc->session.cap && json_array_size(list) < CANON_MAX_CANDIDATES; i++) {
+        const char *sig = tc->session.keys[i];
+        if (!sig || strcmp((const char *)tc->session.vals[i], area) || strmap_has(&seen, sig))
+            continue;
+        strmap_put(&seen, sig, NULL);
+        json_array_append_new(list, json_pack("{ssssss}", "signature", sig, "product_area",
+                                              area, "component", ""));
+    }
+    char **sigs = NULL;
+    size_t n = 0;
+    if (store_signature_list(e->st, area, CANON_MAX_CANDIDATES, &sigs, &n) == STORE_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (json_array_size(list) < CANON_MAX_CANDIDATES && !strmap_has(&seen, sigs[i])) {
+                strmap_put(&seen, sigs[i], NULL);
+                json_array_append_new(list, json_pack("{ssssss}", "signature", sigs[i],
+                                                      "product_area", area, "component", ""));
+            }
+            free(sigs[i]);
+        }
+        free(sigs);
+    } else {
+        log_warn("run %lld: listing signatures: %s", (long long)e->run->id, store_errmsg(e->st));
+    }
+    strmap_free(&seen, NULL);
+    return list;
+}
+
+/* Deterministic canonicalisation: an existing signature of the area that the proposal
+ * near-duplicates, or NULL. */
+static const char *near_duplicate(const json_t *candidates, const char *proposal) {
+    size_t i;
+    json_t *c;
+    json_array_foreach(candidates, i, c) {
+        const char *sig = jx_str(c, "signature");
+        if (sig && signature_near_duplicate(sig, proposal)) return sig;
+    }
+    return NULL;
+}
+
+static waitq *area_queue(themes_ctx *tc, const char *area) {
+    waitq *q = strmap_get(&tc->areas, area);
+    if (!q) {
+        q = xcalloc(1, sizeof *q);
+        strmap_put(&tc->areas, area, q);
+    }
+    return q;
+}
+
+static void remember(themes_ctx *tc, theme_state *ts) {
+    if (!ts->in_vocab && !signature_is_blocked(ts->signature) &&
+        !strmap_has(&tc->session, ts->signature) && tc->session.count < SESSION_MAX)
+        strmap_put(&tc->session, ts->signature, xstrdup(ts->area));
+}
+
+static void finish_item(engine *e, work_item *it) {
+    theme_state *ts = it->state;
+    themes_ctx *tc = e->phase_ctx;
+    remember(tc, ts);
+    quality_check(ts->signature, ts->in_vocab, ts->match_confidence, QUALITY_THRESHOLD, &ts->q);
+    engine_item_ok(e, it);
+}
+
+/* Decides the signature of a group whose extraction proposed a new one. Returns 1 when
+ * it set up a canonicalisation call, 0 when it finished the item without one. */
+static int decide_new_signature(engine *e, call_group *g) {
+    themes_ctx *tc = e->phase_ctx;
+    work_item *it = g->items[0];
+    theme_state *ts = it->state;
+    json_t *cands = area_candidates(e, tc, ts->area);
+    const char *dup = near_duplicate(cands, ts->proposed);
+    if (dup) {
+        const vocab_theme *t = vocab_match(tc->v, dup);
+        if (t) {
+            adopt_vocab_theme(ts, t);
+        } else {
+            free(ts->signature);
+            ts->signature = xstrdup(dup);
+        }
+        json_decref(cands);
+        finish_item(e, it);
+        return 0;
+    }
+    json_t *args = json_pack("{sssssssssOso}", "proposed", ts->proposed, "product_area",
+                             ts->area, "component", ts->component, "user_intent",
+                             ts->user_intent, "symptoms", ts->symptoms, "existing", cands);
+    engine_set_args(g, args);
+    g->call.task = LLM_CANONICALIZE;
+    g->call.validate = validate_canon;
+    return 1;
+}
+
+/* Takes the next waiting group of an area off its queue and decides it; repeats while
+ * decisions need no call. */
+static void run_area_queue(engine *e, waitq *q) {
+    while (q->head < q->n) {
+        call_group *g = q->g[q->head++];
+        if (decide_new_signature(e, g)) {
+            q->busy = 1;
+            engine_resume_held(e, g);
+            return;
+        }
+        engine_finish_held(e, g);
+    }
+    q->busy = 0;
+    q->n = q->head = 0;
+}
+
+static int themes_begin(engine *e) {
+    themes_ctx *tc = xcalloc(1, sizeof *tc);
+    tc->v = e->env->vocab;
+    if (e->run->dry_run) tc->tally = preview_tally_new(e->st, e->run->id);
+    e->phase_ctx = tc;
+    return 0;
+}
+
+static void free_waitq(void *p) {
+    waitq *q = p;
+    free(q->g);
+    free(q);
+}
+
+static void themes_end(engine *e) {
+    themes_ctx *tc = e->phase_ctx;
+    /* On stop, groups still waiting for their area are abandoned (resumed later). */
+    for (size_t i = 0; i < tc->areas.cap; i++) {
+        waitq *q = tc->areas.vals[i];
+        if (!tc->areas.keys[i] || !q) continue;
+        while (q->head < q->n) engine_abandon_held(e, q->g[q->head++]);
+    }
+    if (tc->tally) {
+        if (!e->stopping && !e->fatal) {
+            if (preview_tally_finish(tc->tally, e->st, e->run->id, &tc->session) != 0)
+                engine_fatal(e, "writing the dry-run preview: %s", store_errmsg(e->st));
+        }
+        preview_tally_free(tc->tally);
+    }
+    strmap_free(&tc->session, free);
+    strmap_free(&tc->areas, free_waitq);
+    free(tc);
+    e->phase_ctx = NULL;
+}
+
+static int themes_prepare(engine *e, call_group *g) {
+    (void)e;
+    work_item *it = g->items[0];
+    engine_fill_input(g);
+    engine_set_args(g, json_pack("{ss}", "conversation_type",
+                                 it->in.final_type ? it->in.final_type : "product_issue"));
+    g->call.task = LLM_THEME;
+    g->call.validate = validate_theme;
+    return 1;
+}
+
+static int complete_extraction(engine *e, call_group *g) {
+    themes_ctx *tc = e->phase_ctx;
+    work_item *it = g->items[0];
+    const llm_call *c = &g->call;
+    char why[160];
+    if (c->status != LLM_OK) {
+        engine_item_fail(e, it, "theme extraction failed (%s): %s", llm_status_name(c->status),
+                         c->error);
+        return 0;
+    }
+    if (validate_theme(c->answer, why, sizeof why)) {
+        engine_item_fail(e, it, "theme answer invalid: %s", why);
+        return 0;
+    }
+    theme_state *ts = parse_theme(c->answer);
+    it->state = ts;
+    const vocab_theme *t = vocab_match(tc->v, ts->proposed);
+    if (t) adopt_vocab_theme(ts, t);
+    if (ts->in_vocab || signature_is_blocked(ts->signature)) {
+        finish_item(e, it);
+        return 0;
+    }
+    waitq *q = area_queue(tc, ts->area);
+    if (q->busy) { /* serialise decide+register per area */
+        XGROW(q->g, q->cap, q->n + 1);
+        q->g[q->n++] = g;
+        return ENGINE_HOLD;
+    }
+    if (decide_new_signature(e, g)) {
+        q->busy = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int complete_canonicalization(engine *e, call_group *g) {
+    themes_ctx *tc = e->phase_ctx;
+    work_item *it = g->items[0];
+    theme_state *ts = it->state;
+    const llm_call *c = &g->call;
+    char why[160];
+    /* A failed canonicalisation is not a failed theme: keep the normalised proposal. */
+    if (c->status == LLM_OK && validate_canon(c->answer, why, sizeof why) == 0) {
+        char *sig = signature_normalize(jx_str(c->answer, "signature"));
+        const vocab_theme *t = vocab_match(tc->v, sig);
+        if (t) {
+            adopt_vocab_theme(ts, t);
+        } else if (strcmp(sig, "unknown") != 0) {
+            free(ts->signature);
+            ts->signature = sig;
+            sig = NULL;
+        }
+        free(sig);
+    } else {
+        log_info("run %lld: canonicalisation of %s failed, keeping it: %s",
+                 (long long)e->run->id, ts->proposed, c->status ? c->error : why);
+    }
+    waitq *q = area_queue(tc, ts->area);
+    finish_item(e, it);
+    run_area_queue(e, q);
+    return 0;
+}
+
+static int themes_complete(engine *e, call_group *g) {
+    return g->step == 0 ? complete_extraction(e, g) : complete_canonicalization(e, g);
+}
+
+static int themes_write(engine *e, work_item *it) {
+    themes_ctx *tc = e->phase_ctx;
+    theme_state *ts = it->state;
+    if (tc->tally) { /* dry run: nothing stored but the bookkeeping */
+        preview_tally_add(tc->tally, it->in.conv.id, ts->signature, ts->q.passed);
+        return store_put_done(e->st, e->run->id, PHASE_THEMES, it->in.conv.id);
+    }
+    int64_t now = wall_unix();
+    if (ts->q.passed && !ts->in_vocab) {
+        int is_new = 0;
+        int rc = store_signature_register(e->st, ts->signature, ts->area, ts->component,
+                                          e->run->id, now, &is_new);
+        if (rc) return rc;
+    }
+    char *symptoms = jx_dump(ts->symptoms), *excerpts = jx_dump(ts->key_excerpts);
+    char *details = jx_dump(ts->q.details), *used = jx_dump(ts->context_used);
+    char *gaps = jx_dump(ts->context_gaps);
+    theme_row r = {0};
+    r.conversation_id = it->in.conv.id;
+    r.product_area = ts->area;
+    r.component = ts->component;
+    r.issue_signature = ts->signature;
+    r.product_area_raw = ts->area_raw;
+    r.component_raw = ts->component_raw;
+    r.proposed_signature = ts->proposed;
+    r.matched_existing = ts->in_vocab;
+    r.match_confidence = ts->match_confidence;
+    r.user_intent = ts->user_intent;
+    r.symptoms_json = symptoms;
+    r.affected_flow = ts->affected_flow;
+    r.root_cause_hypothesis = ts->root_cause;
+    r.diagnostic_summary = ts->diagnostic;
+    r.key_excerpts_json = excerpts;
+    r.quality_score = ts->q.score;
+    r.quality_details_json = details;
+    r.passed = ts->q.passed;
+    r.filter_reason = ts->q.passed ? NULL : ts->q.reason;
+    r.context_used_json = used;
+    r.context_gaps_json = gaps;
+    int rc = store_put_theme(e->st, e->run->id, &r, now);
+    if (rc == STORE_OK && !ts->q.passed) {
+        char warning[400];
+        snprintf(warning, sizeof warning, "Theme filtered (%s): %s", ts->q.reason, ts->signature);
+        rc = store_run_add_warning(e->st, e->run->id, warning);
+    }
+    free(symptoms);
+    free(excerpts);
+    free(details);
+    free(used);
+    free(gaps);
+    return rc;
+}
+
+const phase_ops THEMES_OPS = {
+    .phase = PHASE_THEMES,
+    .group_max = 1,
+    .begin = themes_begin,
+    .end = themes_end,
+    .prepare = themes_prepare,
+    .complete = themes_complete,
+    .write = themes_write,
+    .free_state = free_state,
+};
