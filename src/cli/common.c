@@ -1,0 +1,182 @@
+/* Helpers shared by the CLI commands. */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "pipeline/runjson.h"
+#include "util/jsonx.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+const char *cli_db(const char *opt) {
+    if (opt && opt[0]) return opt;
+    const char *env = getenv("DATABASE_URL");
+    return env && env[0] ? env : "feedline.db";
+}
+
+static int readable(const char *path) { return access(path, R_OK) == 0; }
+
+vocab *cli_load_vocab(const char *opt) {
+    char path[PATH_MAX];
+    const char *env = getenv("FEEDLINE_VOCAB");
+    const char *chosen = NULL;
+    if (opt && opt[0]) chosen = opt;
+    else if (env && env[0]) chosen = env;
+    else if (readable("data/theme_vocabulary.json")) chosen = "data/theme_vocabulary.json";
+    else {
+        /* Next to the binary: build/feedline -> ../data/. */
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            char *slash = strrchr(exe, '/');
+            if (slash) *slash = '\0';
+            snprintf(path, sizeof path, "%s/../data/theme_vocabulary.json", exe);
+            if (readable(path)) chosen = path;
+        }
+    }
+    if (!chosen) {
+        fprintf(stderr, "feedline: no theme vocabulary found: pass --vocab FILE or set "
+                        "FEEDLINE_VOCAB (see data/theme_vocabulary.json for the shape)\n");
+        return NULL;
+    }
+    char err[512];
+    vocab *v = vocab_load(chosen, err, sizeof err);
+    if (!v) fprintf(stderr, "feedline: %s\n", err);
+    return v;
+}
+
+store *cli_open_store(const char *url) {
+    store *st = NULL;
+    char err[600];
+    if (store_open(url, &st, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "feedline: %s\n", err);
+        return NULL;
+    }
+    return st;
+}
+
+llm_provider *cli_make_provider(void *ctx, const run_record *run, store *st, char *err,
+                                size_t errlen) {
+    (void)st;
+    const vocab *v = ctx;
+    if (!strcmp(run->llm, "local")) return llm_local_new(v);
+    snprintf(err, errlen, "unknown LLM provider \"%s\" (use local)", run->llm);
+    return NULL;
+}
+
+const char *cli_default_llm(void) { return "local"; }
+
+int cli_parse_int(const char *opt, const char *value, long long min, long long max,
+                  long long *out) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value ? value : "", &end, 10);
+    if (!value || !value[0] || *end || errno) {
+        fprintf(stderr, "feedline: %s: \"%s\" is not a whole number\n", opt, value ? value : "");
+        return -1;
+    }
+    if (v < min || v > max) {
+        fprintf(stderr, "feedline: %s: %lld is out of range (%lld..%lld)\n", opt, v, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+void cli_progress(void *ctx, const run_progress *p) {
+    (void)ctx;
+    if (!isatty(2)) return;
+    fprintf(stderr, "\r\033[K[run %lld] %-20s %lld/%lld", (long long)p->run_id,
+            run_phase_name(p->phase), (long long)p->done, (long long)p->total);
+    if (p->failed) fprintf(stderr, "  %lld failed", (long long)p->failed);
+    if (p->in_flight) fprintf(stderr, "  %lld in flight", (long long)p->in_flight);
+    fflush(stderr);
+}
+
+const char *cli_owner(void) {
+    static char owner[128];
+    if (!owner[0]) {
+        char host[64] = "localhost";
+        gethostname(host, sizeof host - 1);
+        snprintf(owner, sizeof owner, "%s:%d", host, (int)getpid());
+    }
+    return owner;
+}
+
+static atomic_int *stop_flag;
+
+static void on_signal(int sig) {
+    (void)sig;
+    if (stop_flag && !atomic_load(stop_flag)) {
+        atomic_store(stop_flag, 1);
+        static const char msg[] = "\nfeedline: stopping after in-flight work (Ctrl-C again to quit now)\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        return;
+    }
+    _exit(130);
+}
+
+void cli_trap_stop(atomic_int *flag) {
+    stop_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+void cli_print_run_summary(store *st, int64_t run_id) {
+    run_record r;
+    if (store_run_get(st, run_id, &r) != STORE_FOUND) return;
+    printf("run %lld: %s", (long long)r.id, r.status);
+    if (r.error_message) printf(" (%s)", r.error_message);
+    printf("\n");
+    printf("  conversations  %lld selected, %lld classified (%lld failed)\n",
+           (long long)r.conversations_fetched, (long long)r.conversations_classified,
+           (long long)r.classification_failed);
+    if (!r.dry_run) {
+        printf("  embeddings     %lld (%lld failed)\n", (long long)r.embeddings_generated,
+               (long long)r.embeddings_failed);
+        printf("  facets         %lld (%lld failed)\n", (long long)r.facets_extracted,
+               (long long)r.facets_failed);
+    }
+    printf("  themes         %lld passed, %lld filtered, %lld new signatures (%lld failed)\n",
+           (long long)r.themes_extracted, (long long)r.themes_filtered, (long long)r.themes_new,
+           (long long)r.themes_failed);
+    if (r.stories_done)
+        printf("  stories        %lld created, %lld orphans created, %lld graduated\n",
+               (long long)r.stories_created, (long long)r.orphans_created,
+               (long long)r.orphans_graduated);
+    printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n",
+           r.llm, (long long)r.llm_requests, (long long)r.llm_cache_hits,
+           (long long)r.prompt_tokens, (long long)r.completion_tokens, r.cost_usd);
+    printf("  duration       %llds\n",
+           (long long)((r.completed_at ? r.completed_at : wall_unix()) - r.started_at));
+    run_record_free(&r);
+}
+
+int cli_finish_run(store *st, int64_t run_id, int rc, int json) {
+    if (isatty(2)) fprintf(stderr, "\r\033[K");
+    if (json) {
+        run_record r;
+        if (store_run_get(st, run_id, &r) == STORE_FOUND) {
+            json_t *o = run_status_json(st, &r, wall_unix());
+            char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+            if (s) printf("%s\n", s);
+            free(s);
+            json_decref(o);
+            run_record_free(&r);
+        }
+    } else {
+        cli_print_run_summary(st, run_id);
+    }
+    return rc == 0 ? EXIT_OK : rc == 1 ? EXIT_STOPPED : EXIT_FAILURE_;
+}

@@ -1,0 +1,18 @@
+/* The JSON view of a run, shared by `feedline status`, `feedline run --json` and the
+ * HTTP API: the original's PipelineStatus fields (original-api_lifecycle.md §1.2) with
+ * its bugs fixed (facet counters reported, errors persisted and listed, a real
+ * dry_run flag), plus LLM usage and cost. */
+#ifndef FEEDLINE_RUNJSON_H
+#define FEEDLINE_RUNJSON_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* Full status (errors, usage per phase). NULL on a store error. */
+json_t *run_status_json(store *s, const run_record *r, int64_t now);
+/* The shorter history item (original §1.4): no errors list, error_count instead. */
+json_t *run_list_item_json(store *s, const run_record *r);
+
+#endif
