@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/util.h"
@@ -150,6 +151,7 @@ struct fh_server {
     struct ev_src listen_src, wake_src;
     atomic_int stop_requested;
     atomic_int running;
+    int have_pwait2;         /* cleared when the kernel lacks epoll_pwait2 */
     pthread_t loop_thread;   /* valid while running */
     pthread_t thread;        /* fh_start_thread's */
     int thread_started;
@@ -278,14 +280,11 @@ static void timer_disarm(fh_server *srv, struct timer *t) {
     heap_up(srv, moved->idx); /* it may belong above the hole instead */
 }
 
-/* Milliseconds until the earliest deadline, rounded up so that nothing fires early;
- * -1 when nothing is armed. */
-static int next_timeout_ms(const fh_server *srv) {
+/* Microseconds until the earliest deadline (0 when one is due); -1 when none is armed. */
+static int64_t next_timeout_us(const fh_server *srv) {
     if (srv->heap_len == 0) return -1;
     int64_t delta = srv->heap[0]->due_us - mono_us();
-    if (delta <= 0) return 0;
-    int64_t ms = (delta + 999) / 1000;
-    return ms > INT_MAX ? INT_MAX : (int)ms;
+    return delta > 0 ? delta : 0;
 }
 
 /* ------------------------------------------------------------------ requests */
@@ -934,7 +933,10 @@ static void conn_read(struct conn *c) {
         return;
     }
     size_t room = conn_read_room(c);
-    if (room == 0) return; /* interest is updated when processing frees space */
+    if (room == 0) { /* cannot happen while reading is enabled; re-check interest */
+        conn_touch(c);
+        return;
+    }
     ssize_t r = recv(c->fd, c->in + c->in_len, room, 0);
     if (r < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
@@ -1077,13 +1079,28 @@ static void close_all_connections(fh_server *srv) {
     settle(srv);
 }
 
+/* Waits for events or the next deadline. epoll_pwait2 takes the timeout in nanoseconds;
+ * plain epoll_wait (kernels before 5.11) rounds it up to whole milliseconds, so a
+ * delayed answer may then be up to 1 ms late, never early. */
+static int wait_events(fh_server *srv, struct epoll_event *evs) {
+    int64_t us = next_timeout_us(srv);
+    if (srv->have_pwait2) {
+        struct timespec ts = {.tv_sec = us / 1000000, .tv_nsec = us % 1000000 * 1000};
+        int n = epoll_pwait2(srv->epfd, evs, MAX_EVENTS, us < 0 ? NULL : &ts, NULL);
+        if (n >= 0 || errno != ENOSYS) return n;
+        srv->have_pwait2 = 0;
+    }
+    int64_t ms = us < 0 ? -1 : (us + 999) / 1000;
+    return epoll_wait(srv->epfd, evs, MAX_EVENTS, ms > INT_MAX ? INT_MAX : (int)ms);
+}
+
 int fh_run(fh_server *srv) {
     struct epoll_event evs[MAX_EVENTS];
     int rc = 0;
     srv->loop_thread = pthread_self();
     atomic_store(&srv->running, 1);
     while (!atomic_load(&srv->stop_requested)) {
-        int n = epoll_wait(srv->epfd, evs, MAX_EVENTS, next_timeout_ms(srv));
+        int n = wait_events(srv, evs);
         if (n < 0) {
             if (errno == EINTR) continue;
             log_error("fakehttp: epoll_wait: %s", strerror(errno));
@@ -1189,6 +1206,7 @@ fh_server *fh_create(const fh_options *opts) {
     if (!srv->opts.max_body) srv->opts.max_body = FH_DEFAULT_MAX_BODY;
     if (srv->opts.backlog <= 0) srv->opts.backlog = 1024;
     srv->listen_fd = srv->epfd = srv->wake_fd = srv->spare_fd = -1;
+    srv->have_pwait2 = 1;
     srv->listen_src.kind = EV_LISTEN;
     srv->wake_src.kind = EV_WAKE;
     atomic_init(&srv->stop_requested, 0);

@@ -94,7 +94,8 @@ typedef struct fh_stats {
  * socket cannot be set up. The loop does not run until fh_run or fh_start_thread. */
 fh_server *fh_create(const fh_options *opts);
 /* Stops the background thread if one runs, closes every connection and frees every
- * request, including hung and never-answered ones. NULL is a no-op. */
+ * request, including hung and never-answered ones. NULL is a no-op. A loop the caller
+ * runs itself (fh_run in its own thread) must have returned first. */
 void fh_destroy(fh_server *srv);
 
 int fh_port(const fh_server *srv);

@@ -376,6 +376,37 @@ TEST(pipelined_requests_are_answered_in_order) {
     CHECK_INT(LEAKS_FOUND(), 0);
 }
 
+/* More pipelined requests than the core queues per connection: reading pauses and
+ * resumes, and every response still comes back, in order. */
+TEST(long_pipeline_beyond_the_queue_limit) {
+    enum { N = 300 };
+    fake_t f;
+    fake_init(&f);
+    fh_server *srv = start_server(&f, 0, 0);
+    REQUIRE(srv);
+    client_t c;
+    REQUIRE(client_connect(&c, fh_port(srv)) == 0);
+    buf_t reqs = BUF_INIT;
+    for (int i = 0; i < N; i++)
+        buf_printf(&reqs, "GET /delay?ms=%d&body=r%d HTTP/1.1\r\n\r\n", i % 3, i);
+    REQUIRE(client_send(&c, reqs.data, reqs.len) == 0);
+    buf_free(&reqs);
+    int in_order = 0;
+    for (int i = 0; i < N; i++) {
+        response_t r;
+        if (client_read_response(&c, &r) != 0) break;
+        char want[16];
+        snprintf(want, sizeof want, "r%d", i);
+        in_order += r.status == 200 && strcmp(buf_cstr(&r.body), want) == 0;
+        response_free(&r);
+    }
+    CHECK_INT(in_order, N);
+    CHECK_INT(fh_stats(srv).requests, N);
+    client_close(&c);
+    fh_destroy(srv);
+    CHECK_INT(LEAKS_FOUND(), 0);
+}
+
 TEST(delayed_response_arrives_no_earlier_than_the_delay) {
     fake_t f;
     fake_init(&f);
@@ -662,6 +693,17 @@ TEST(header_block_over_64k_gets_431) {
     CHECK_INT(r.status, 431);
     response_free(&r);
     client_close(&c);
+    /* A short block with too many header lines is refused the same way. */
+    REQUIRE(client_connect(&c, fh_port(srv)) == 0);
+    buf_puts(&req, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < 300; i++) buf_printf(&req, "H%d: v\r\n", i);
+    buf_puts(&req, "\r\n");
+    REQUIRE(client_roundtrip(&c, req.data, &r) == 0);
+    buf_free(&req);
+    CHECK_INT(r.status, 431);
+    response_free(&r);
+    client_close(&c);
+    CHECK_INT(fh_stats(srv).rejected, 2);
     fh_destroy(srv);
     CHECK_INT(LEAKS_FOUND(), 0);
 }
