@@ -25,7 +25,10 @@
  * would on a real HTTP/1.1 server.
  *
  * Protocol limits and choices:
- *   - header block (request line + headers) <= 64 KiB, else 431 and close;
+ *   - strict framing: lines end in CRLF, no obsolete line folding, header names are
+ *     tokens; Host is not required. Anything else is malformed;
+ *   - header block (request line + headers) <= 64 KiB and <= 256 header lines, else 431
+ *     and close;
  *   - body by Content-Length only, <= max_body (default 8 MiB), else 413 and close;
  *     any Transfer-Encoding -> 411 and close; malformed request -> 400 and close;
  *     a version other than HTTP/1.0 or HTTP/1.1 -> 505 and close;
@@ -37,6 +40,14 @@
  *     aborts the connection at once: its unanswered requests are dropped and counted as
  *     aborted. HTTP clients do not half-close, and this keeps "in flight" exact when a
  *     client gives up on a slow request.
+ *   - after a closing response (Connection: close, rejection, truncation, fh_close) the
+ *     server shuts down its sending side and discards input until the client closes, at
+ *     most 2 s, so unread request bytes cannot turn the close into a reset that destroys
+ *     the response; the connection counts as open until then;
+ *   - at most 64 requests wait per connection; a pipelining client beyond that is simply
+ *     not read until responses go out;
+ *   - delays are measured from the answer call and never fire early; with epoll_pwait2
+ *     (Linux >= 5.11) they are late by the timer slack only, else by up to 1 ms;
  *   - max_connections: connections beyond it are accepted and closed immediately (the
  *     client sees EOF), and counted in conns_refused. They are never left in the backlog.
  */
