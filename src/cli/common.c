@@ -22,7 +22,7 @@ const char *cli_db(const char *opt) {
 static int readable(const char *path) { return access(path, R_OK) == 0; }
 
 vocab *cli_load_vocab(const char *opt) {
-    char path[PATH_MAX];
+    char path[PATH_MAX + 64];
     const char *env = getenv("FEEDLINE_VOCAB");
     const char *chosen = NULL;
     if (opt && opt[0]) chosen = opt;

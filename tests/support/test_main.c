@@ -16,6 +16,10 @@ static int ntests;
 static int case_failed;
 static int case_checks;
 
+/* LeakSanitizer checks at exit(), which a case's _exit() skips: ask it explicitly.
+ * Weak, so the file also links without sanitizers. Non-zero when leaks were found. */
+extern int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
 void test_register(const char *name, test_fn fn) {
     if (ntests == MAX_TESTS) {
         fprintf(stderr, "test_main: more than %d tests in one file\n", MAX_TESTS);
@@ -52,6 +56,11 @@ static int run_case(int i) {
         case_checks = 0;
         tests[i].fn();
         fflush(stdout);
+        if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check()) {
+            fprintf(stdout, "    FAIL %s: memory leaked (see the LeakSanitizer report)\n",
+                    tests[i].name);
+            _exit(1);
+        }
         if (case_checks == 0) {
             fprintf(stdout, "    FAIL %s: the case made no check\n", tests[i].name);
             _exit(1);
