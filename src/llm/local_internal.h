@@ -186,8 +186,9 @@ void lrules_free(lrules *r);
 ltheme *ltheme_new(const llex *lx, const vocab *v);
 void ltheme_free(ltheme *t);
 
-/* Facet-style helpers the theme task reuses: the first meaningful customer sentence
- * (<= max_bytes, caller frees; "" when none). */
+/* The first meaningful sentence of text (>= 12 bytes, >= 2 content words), cut to
+ * max_bytes at a word boundary with "..."; the whole text cut likewise when no
+ * sentence qualifies. Caller frees. Used by facets and themes. */
 char *local_user_intent(local_ctx *c, const char *text, size_t max_bytes);
 
 /* Problem phrases (bug words, excess/deficit/performance directions) found in text:
@@ -201,6 +202,8 @@ size_t local_symptoms(local_ctx *c, const char *text, size_t len, lsymptom *out,
 
 void lembed_init(lembed *e);
 void lembed_free(lembed *e);
+/* Counts document frequencies over every text next() yields (resets earlier counts);
+ * -1 when next is NULL. Uses c's scratch tokens. */
 int lembed_prepare(lembed *e, local_ctx *c, llm_text_iter next, void *ctx);
 /* Writes the L2-normalised vector of text into out[0..dim). */
 void lembed_vector(lembed *e, local_ctx *c, const char *text, float *out, int dim);

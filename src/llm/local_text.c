@@ -764,9 +764,8 @@ static size_t find_close(const char *s, size_t len, size_t i, size_t o, int curl
     return 0;
 }
 
-size_t lt_error_spans(const char *s, size_t len, lspan *out, size_t max) {
-    size_t n = 0;
-    /* quoted text */
+/* Quoted text of 5..200 bytes: "...", “...”, or '...' opened after a space. */
+static size_t quoted_spans(const char *s, size_t len, lspan *out, size_t n, size_t max) {
     for (size_t i = 0; i < len && n < max; i++) {
         int curly = i + 2 < len && (unsigned char)s[i] == 0xE2 && (unsigned char)s[i + 1] == 0x80 &&
                     (unsigned char)s[i + 2] == 0x9C;
@@ -782,34 +781,52 @@ size_t lt_error_spans(const char *s, size_t len, lspan *out, size_t max) {
             i = j + close - 1;
         }
     }
-    /* error codes, and "error 404"/"error code 500" */
+    return n;
+}
+
+/* End of "error 404" / "error code: 500" starting at the word "error" ending at i,
+ * or 0 when no 3-5 digit code follows. */
+static size_t error_number_end(const char *s, size_t len, size_t i) {
+    size_t j = i;
+    while (j < len && (s[j] == ' ' || s[j] == ':' || s[j] == '#')) j++;
+    if (j + 4 < len && ci_starts(s + j, len - j, "code")) {
+        j += 4;
+        while (j < len && (s[j] == ' ' || s[j] == ':' || s[j] == '#')) j++;
+    }
+    size_t d = j;
+    while (d < len && s[d] >= '0' && s[d] <= '9') d++;
+    if (d - j < 3 || d - j > 5 || (d < len && is_word_byte((unsigned char)s[d]))) return 0;
+    return d;
+}
+
+/* Error-code words, and "error <number>", outside the spans already found. */
+static size_t code_spans(const char *s, size_t len, lspan *out, size_t n, size_t max) {
     size_t i = 0;
     while (i < len && n < max) {
-        if (!is_word_byte((unsigned char)s[i])) { i++; continue; }
+        if (!is_word_byte((unsigned char)s[i])) {
+            i++;
+            continue;
+        }
         size_t a = i;
         while (i < len && is_word_byte((unsigned char)s[i])) i++;
         size_t wl = i - a;
         if (overlaps(out, n, a, i)) continue;
         if (is_error_code(s + a, wl)) {
             out[n++] = (lspan){a, i};
-            continue;
-        }
-        if (wl == 5 && ci_starts(s + a, wl, "error")) {
-            size_t j = i;
-            while (j < len && (s[j] == ' ' || s[j] == ':' || s[j] == '#')) j++;
-            if (j + 4 < len && ci_starts(s + j, len - j, "code")) {
-                j += 4;
-                while (j < len && (s[j] == ' ' || s[j] == ':' || s[j] == '#')) j++;
-            }
-            size_t d = j;
-            while (d < len && s[d] >= '0' && s[d] <= '9') d++;
-            if (d - j >= 3 && d - j <= 5 && (d >= len || !is_word_byte((unsigned char)s[d])) &&
-                !overlaps(out, n, a, d)) {
+        } else if (wl == 5 && ci_starts(s + a, wl, "error")) {
+            size_t d = error_number_end(s, len, i);
+            if (d && !overlaps(out, n, a, d)) {
                 out[n++] = (lspan){a, d};
                 i = d;
             }
         }
     }
+    return n;
+}
+
+size_t lt_error_spans(const char *s, size_t len, lspan *out, size_t max) {
+    size_t n = quoted_spans(s, len, out, 0, max);
+    n = code_spans(s, len, out, n, max);
     qsort(out, n, sizeof *out, span_cmp);
     return n;
 }

@@ -498,73 +498,96 @@ static int has_letter(const char *w) {
     return 0;
 }
 
-/* Content words of the customer text for a new signature: an area-ish word (one
- * that names a vocabulary area or component) first, then up to two of the most
- * frequent other content words (first appearance breaks ties), then the symptom. */
-static char *propose_signature(ltheme *t, const llex *lx, const lsymptom *sym, size_t nsym,
-                               const char *ctype, int *salient) {
-    const ltokens *tk = &t->tk;
+/* Counts of the customer's content words, merged by stem: canon[i] is the index of
+ * the first token with token i's stem (-1 for tokens that do not count), count[j] the
+ * number of tokens merged into a first token j. The symptom's own words are left out. */
+typedef struct word_counts {
+    size_t n;
+    long *canon;
+    size_t *count;
+} word_counts;
+
+static void count_content_words(const ltokens *tk, const llex *lx, const char *symptom,
+                                word_counts *wc) {
     /* the opening words are the most telling; bounding them keeps this linear */
-    size_t n = tk->n < NEW_SIG_TOKENS ? tk->n : NEW_SIG_TOKENS;
-    size_t *count = xcalloc(n + 1, sizeof *count);
-    long *canon = xmalloc((n + 1) * sizeof *canon);
+    wc->n = tk->n < NEW_SIG_TOKENS ? tk->n : NEW_SIG_TOKENS;
+    wc->count = xcalloc(wc->n + 1, sizeof *wc->count);
+    wc->canon = xmalloc((wc->n + 1) * sizeof *wc->canon);
     strmap_t first = STRMAP_INIT; /* stem -> index of its first token + 1 */
-    const char *symptom = nsym ? sym[0].phrase : NULL;
-    for (size_t i = 0; i < nsym; i++)
-        if (sym[i].weight > sym[0].weight) symptom = sym[i].phrase;
     char stem[LT_MAX_TOKEN + 1];
-    for (size_t i = 0; i < n; i++) {
-        canon[i] = -1;
+    for (size_t i = 0; i < wc->n; i++) {
+        wc->canon[i] = -1;
         const char *w = lt_word(tk, i);
         if (tk->t[i].len < 3 || llex_is_stop(lx, w) || !has_letter(w) ||
             strcmp(w, "not") == 0 || strcmp(w, "never") == 0 || strcmp(w, "no") == 0)
             continue;
-        if (symptom && strstr(symptom, w)) continue; /* the symptom's own words */
+        if (symptom && strstr(symptom, w)) continue;
         lt_stem(w, tk->t[i].len, stem);
         void *seen = strmap_get(&first, stem);
         if (seen) {
-            canon[i] = (long)(uintptr_t)seen - 1;
+            wc->canon[i] = (long)(uintptr_t)seen - 1;
         } else {
-            canon[i] = (long)i;
+            wc->canon[i] = (long)i;
             strmap_put(&first, stem, (void *)(uintptr_t)(i + 1));
         }
-        count[canon[i]]++;
+        wc->count[wc->canon[i]]++;
     }
     strmap_free(&first, NULL);
-    long area = -1, obj[2] = {-1, -1};
-    for (size_t i = 0; i < n; i++) {
-        if (canon[i] != (long)i) continue;
+}
+
+/* The area-ish word (names a vocabulary area or component; most frequent) and up to
+ * two other most frequent words (first appearance breaks ties), in reading order. */
+static void pick_signature_words(ltheme *t, const word_counts *wc, long *area, long obj[2]) {
+    const ltokens *tk = &t->tk;
+    *area = -1;
+    obj[0] = obj[1] = -1;
+    for (size_t i = 0; i < wc->n; i++) {
+        if (wc->canon[i] != (long)i) continue;
         int32_t id = lp_word(&t->dict, lt_word(tk, i), 0);
-        if (id >= 0 && t->area_word[id] && (area < 0 || count[i] > count[area])) area = (long)i;
+        if (id >= 0 && t->area_word[id] && (*area < 0 || wc->count[i] > wc->count[*area]))
+            *area = (long)i;
     }
     for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < n; i++) {
-            if (canon[i] != (long)i || (long)i == area || (long)i == obj[0]) continue;
-            long cur = obj[k];
-            if (cur < 0 || count[i] > count[cur]) obj[k] = (long)i;
+        for (size_t i = 0; i < wc->n; i++) {
+            if (wc->canon[i] != (long)i || (long)i == *area || (long)i == obj[0]) continue;
+            if (obj[k] < 0 || wc->count[i] > wc->count[obj[k]]) obj[k] = (long)i;
         }
-    /* keep the object words in reading order */
     if (obj[0] >= 0 && obj[1] >= 0 && obj[1] < obj[0]) {
         long tmp = obj[0];
         obj[0] = obj[1];
         obj[1] = tmp;
     }
+}
+
+/* A new signature from the customer text: "<area-ish word>_<object words>_<symptom>"
+ * (the symptom being the strongest problem phrase; for feature requests "request",
+ * for how-to questions "how_to"). "unclassified_needs_review" when no content word
+ * is left. *salient = words and a symptom were both found. */
+static char *propose_signature(ltheme *t, const llex *lx, const lsymptom *sym, size_t nsym,
+                               const char *ctype, int *salient) {
+    const char *symptom = nsym ? sym[0].phrase : NULL;
+    for (size_t i = 0; i < nsym; i++)
+        if (sym[i].weight > sym[0].weight) symptom = sym[i].phrase;
+    word_counts wc;
+    count_content_words(&t->tk, lx, symptom, &wc);
+    long area, obj[2];
+    pick_signature_words(t, &wc, &area, obj);
+    free(wc.count);
+    free(wc.canon);
     buf_t sig = BUF_INIT;
     size_t room = NEW_SIG_MAX - 16; /* leave space for the symptom */
-    if (area >= 0) sig_append(&sig, lt_word(tk, (size_t)area), room);
+    if (area >= 0) sig_append(&sig, lt_word(&t->tk, (size_t)area), room);
     for (int k = 0; k < 2; k++)
-        if (obj[k] >= 0) sig_append(&sig, lt_word(tk, (size_t)obj[k]), room);
+        if (obj[k] >= 0) sig_append(&sig, lt_word(&t->tk, (size_t)obj[k]), room);
     int objects = sig.len > 0;
-    if (symptom) sig_append(&sig, symptom, NEW_SIG_MAX);
-    else if (objects && ctype && strcmp(ctype, "feature_request") == 0) sig_append(&sig, "request", NEW_SIG_MAX);
-    else if (objects && ctype && strcmp(ctype, "how_to_question") == 0) sig_append(&sig, "how_to", NEW_SIG_MAX);
     *salient = objects && symptom;
-    free(count);
-    free(canon);
     if (!objects) {
         buf_free(&sig);
         return xstrdup("unclassified_needs_review");
     }
+    if (symptom) sig_append(&sig, symptom, NEW_SIG_MAX);
+    else if (ctype && strcmp(ctype, "feature_request") == 0) sig_append(&sig, "request", NEW_SIG_MAX);
+    else if (ctype && strcmp(ctype, "how_to_question") == 0) sig_append(&sig, "how_to", NEW_SIG_MAX);
     return buf_detach(&sig);
 }
 

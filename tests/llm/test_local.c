@@ -3,8 +3,9 @@
  * answer shape of every task, classification/facets/theme behaviour on clear
  * examples, typo-tolerant theme matching on the bundled vocabulary and on a made-up
  * product's vocabulary, new signatures, canonicalisation, story titles, embeddings
- * (norm, determinism, paraphrase similarity, idf), and the queue semantics
- * (cancel_all, re-submitting from done, validation rejections). */
+ * (norm, determinism, paraphrase similarity, idf), the queue semantics
+ * (cancel_all, re-submitting from done, validation rejections), and the private text
+ * helpers (tokenizer, stemmer, error quotes, cutting) through local_internal.h. */
 #include "test.h"
 
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "llm/llm.h"
+#include "llm/local_internal.h"
 #include "text/signature.h"
 #include "text/vocab.h"
 #include "util/jsonx.h"
@@ -164,6 +166,100 @@ static size_t words_of(const char *s) {
 }
 
 static const char *const LEVELS[] = {"high", "medium", "low", "none", NULL};
+
+/* ------------------------------------------------------------ text helpers */
+
+/* The tokens of s joined by single spaces. */
+static void joined_tokens(const char *s, char *out, size_t outlen) {
+    ltokens tk = {0};
+    lt_tokenize(&tk, s, strlen(s));
+    out[0] = '\0';
+    size_t o = 0;
+    for (size_t i = 0; i < tk.n && o < outlen; i++)
+        o += (size_t)snprintf(out + o, outlen - o, "%s%s", i ? " " : "", lt_word(&tk, i));
+    lt_free(&tk);
+}
+
+TEST(tokenizer_lowercases_splits_and_expands_contractions) {
+    char out[256];
+    joined_tokens("I can't SEE my pins; they don't post!", out, sizeof out);
+    CHECK_STR(out, "i can not see my pins they do not post");
+    joined_tokens("It won\xe2\x80\x99t load, cannot sync, wont work, it's Anna's", out, sizeof out);
+    CHECK_STR(out, "it will not load can not sync will not work it anna");
+    joined_tokens("smart.bio caf\xc3\xa9\xe2\x80\x94menu 10:30", out, sizeof out);
+    CHECK_STR(out, "smart bio caf\xc3\xa9 menu 10 30");
+    /* sentence boundaries are remembered, a dot inside a word is not one */
+    ltokens tk = {0};
+    const char *s = "pins. error smart.bio";
+    lt_tokenize(&tk, s, strlen(s));
+    REQUIRE(tk.n == 4);
+    CHECK(!tk.t[0].brk && tk.t[1].brk && !tk.t[2].brk && !tk.t[3].brk);
+    CHECK_INT(tk.t[1].src, 6);
+    CHECK_INT(tk.t[1].src_end, 11);
+    lt_free(&tk);
+}
+
+static void check_stem(const char *a, const char *b) {
+    char sa[LT_MAX_TOKEN + 1], sb[LT_MAX_TOKEN + 1];
+    lt_stem(a, strlen(a), sa);
+    lt_stem(b, strlen(b), sb);
+    if (strcmp(sa, sb) != 0) fprintf(stdout, "    stem(%s)=%s stem(%s)=%s\n", a, sa, b, sb);
+    CHECK_STR(sa, sb);
+}
+
+TEST(stemmer_merges_word_forms) {
+    check_stem("scheduled", "schedule");
+    check_stem("scheduling", "schedules");
+    check_stem("posting", "posted");
+    check_stem("posts", "post");
+    check_stem("stopped", "stop");
+    check_stem("getting", "get");
+    check_stem("calories", "calorie");
+    check_stem("replies", "reply");
+    check_stem("images", "image");
+    check_stem("crashes", "crash");
+    char st[LT_MAX_TOKEN + 1];
+    lt_stem("status", 6, st);
+    CHECK_STR(st, "status"); /* not a plural */
+    lt_stem("pins", 4, st);
+    CHECK_STR(st, "pin");
+}
+
+TEST(error_spans_quote_verbatim_text_and_codes) {
+    const char *s = "It said \"Upload failed: try again\" then error code: 503, also E4012, "
+                    "RATE_LIMIT_ERROR and NotFoundError. I don't know, it's 'Something broke' again.";
+    lspan sp[8];
+    size_t n = lt_error_spans(s, strlen(s), sp, 8);
+    char got[8][64];
+    for (size_t i = 0; i < n; i++)
+        snprintf(got[i], sizeof got[i], "%.*s", (int)(sp[i].b - sp[i].a), s + sp[i].a);
+    REQUIRE(n == 6);
+    CHECK_STR(got[0], "\"Upload failed: try again\"");
+    CHECK_STR(got[1], "error code: 503");
+    CHECK_STR(got[2], "E4012");
+    CHECK_STR(got[3], "RATE_LIMIT_ERROR");
+    CHECK_STR(got[4], "NotFoundError");
+    CHECK_STR(got[5], "'Something broke'");
+    /* apostrophes and plain numbers are not errors */
+    const char *plain = "I can't find the 2024 report, it's not there.";
+    CHECK_INT(lt_error_spans(plain, strlen(plain), sp, 8), 0);
+}
+
+TEST(cutting_words_and_ellipsis) {
+    char *w = lt_cut_words("one  two three, four five", 25, 3, 200);
+    CHECK_STR(w, "one two three"); /* trailing comma dropped */
+    free(w);
+    w = lt_cut_words("abc def ghi", 11, 10, 6);
+    CHECK_STR(w, "abc");
+    free(w);
+    w = lt_cut_ellipsis("short enough", 12, 80, "...");
+    CHECK_STR(w, "short enough");
+    free(w);
+    w = lt_cut_ellipsis("alpha beta gamma delta", 22, 15, "...");
+    CHECK_STR(w, "alpha beta...");
+    CHECK(strlen(w) <= 15);
+    free(w);
+}
 
 /* ------------------------------------------------------------ provider */
 
@@ -662,6 +758,32 @@ TEST(theme_url_bonus_breaks_a_tie) {
     a = ask(p, LLM_THEME, &url, NULL);
     CHECK_STR(str_of(a, "issue_signature"), "export_broken_reports");
     CHECK_STR(str_of(a, "product_area"), "reports");
+    json_decref(a);
+    llm_provider_destroy(p);
+    vocab_free(v);
+}
+
+TEST(theme_reads_later_customer_messages_of_the_transcript) {
+    vocab *v = load_bundled();
+    REQUIRE(v != NULL);
+    llm_provider *p = llm_local_new(v);
+    llm_call c;
+    int n = 0;
+    char tr[512];
+    conv cv = {"Hi, quick question for you.", "", NULL};
+    setup_call(&c, LLM_THEME, &cv, NULL, &n, tr, sizeof tr);
+    c.in.transcript = "[Customer]: Hi, quick question for you.\n\n[Support]: Sure, what is it?\n\n"
+                      "[Customer]: I forgot my password and the reset email never arrived.";
+    c.in.support_text = "[Support 1]: Sure, what is it?";
+    REQUIRE(run_call(p, &c, &n) == LLM_OK);
+    CHECK_STR(str_of(c.answer, "issue_signature"), "account_password_reset");
+    llm_call_reset_result(&c);
+    /* refine without a stage-1 type classifies the opening itself */
+    conv bug = {"My pins fail to post with an error.",
+                "[Support 1]: Our engineers are investigating this known issue.", NULL};
+    json_t *a = ask(p, LLM_REFINE, &bug, NULL);
+    CHECK_STR(str_of(a, "conversation_type"), "product_issue");
+    CHECK_STR(str_of(a, "disambiguation_level"), "medium"); /* confirmed, not changed */
     json_decref(a);
     llm_provider_destroy(p);
     vocab_free(v);
