@@ -191,13 +191,15 @@ static json_t *task_story(const llm_call *call) {
     if (symptoms && join_strings(&part, symptoms, 5, 0, 100, "; ", 0))
         buf_printf(&s, "Symptoms: %s. ", buf_cstr(&part));
     buf_free(&part);
+    /* only what was given: no "unknown" placeholders */
     const char *area = jx_str(a, "product_area"), *comp = jx_str(a, "component");
-    buf_printf(&s, "Area: %s / %s.", area ? area : "unknown", comp ? comp : "unknown");
+    if (area && *area) buf_printf(&s, "Area: %s%s%s. ", area, comp && *comp ? " / " : "", comp && *comp ? comp : "");
     const char *action = jx_str(a, "action_type"), *dir = jx_str(a, "direction");
-    if (action || dir)
-        buf_printf(&s, " Pattern: %s, %s.", action ? action : "unknown", dir ? dir : "neutral");
+    if (action && *action && dir && *dir) buf_printf(&s, "Pattern: %s, %s. ", action, dir);
+    else if (action && *action) buf_printf(&s, "Pattern: %s. ", action);
     const char *sig = jx_str(a, "signature");
-    if (sig) buf_printf(&s, " Signature: %s.", sig);
+    if (sig && *sig) buf_printf(&s, "Signature: %s.", sig);
+    while (s.len && s.data[s.len - 1] == ' ') buf_truncate(&s, s.len - 1);
     json_t *ans = json_pack("{s:o, s:o}", "title", jx_string(title), "summary", jx_string(buf_cstr(&s)));
     free(title);
     buf_free(&s);

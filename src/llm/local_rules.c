@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "llm/local_internal.h"
 #include "text/signature.h"
@@ -235,7 +236,9 @@ static const rule_def RULES[] = {
     D("never arrived", DR_DEFICIT, 3), D("not syncing", DR_DEFICIT, 2.5),
     D("not pulling", DR_DEFICIT, 2.5), D("no longer", DR_DEFICIT, 1.5), D("can't find", DR_DEFICIT, 2),
     D("not loading", DR_DEFICIT, 2), D("didn't post", DR_DEFICIT, 3),
-    D("nothing happens", DR_DEFICIT, 2.5),
+    D("nothing happens", DR_DEFICIT, 2.5), D("never published", DR_DEFICIT, 3),
+    D("never get published", DR_DEFICIT, 3), D("never got posted", DR_DEFICIT, 3),
+    D("never went out", DR_DEFICIT, 3), D("never showed up", DR_DEFICIT, 3),
     D("slow", DR_PERFORMANCE, 3), D("slowly", DR_PERFORMANCE, 3), D("loading", DR_PERFORMANCE, 1.5),
     D("takes forever", DR_PERFORMANCE, 3), D("forever", DR_PERFORMANCE, 2),
     D("timeout", DR_PERFORMANCE, 3), D("time out", DR_PERFORMANCE, 3), D("timed out", DR_PERFORMANCE, 3),
@@ -734,6 +737,29 @@ static long strongest_hit(const lrules *r, int group, unsigned mask) {
     return best;
 }
 
+/* Start of sentence [a, b) after a leading greeting ("Hello, ", "Hi team, ",
+ * "Hey Anna, "): a greeting word first and a comma within the first four words. */
+static size_t skip_greeting(const char *s, size_t a, size_t b) {
+    static const char *const greet[] = {"hi", "hello", "hey", "dear", "greetings", "good",
+                                        "howdy", "hiya", NULL};
+    size_t w = a;
+    while (w < b && ((s[w] >= 'a' && s[w] <= 'z') || (s[w] >= 'A' && s[w] <= 'Z'))) w++;
+    int greeting = 0;
+    for (size_t i = 0; greet[i] && !greeting; i++)
+        greeting = strlen(greet[i]) == w - a && strncasecmp(s + a, greet[i], w - a) == 0;
+    if (!greeting) return a;
+    size_t words = 1;
+    for (size_t i = w; i < b && words <= 4; i++) {
+        if (s[i] == ',') {
+            i++;
+            while (i < b && s[i] == ' ') i++;
+            return i < b ? i : a;
+        }
+        if (s[i] == ' ' && i + 1 < b && s[i + 1] != ' ') words++;
+    }
+    return a;
+}
+
 char *local_user_intent(local_ctx *c, const char *text, size_t max_bytes) {
     lspan sp[512];
     size_t len = strlen(text);
@@ -741,10 +767,11 @@ char *local_user_intent(local_ctx *c, const char *text, size_t max_bytes) {
     ltokens tk = {0};
     char *out = NULL;
     for (size_t i = 0; i < n && !out; i++) {
+        size_t a = skip_greeting(text, sp[i].a, sp[i].b);
         lt_clear(&tk);
-        lt_tokenize(&tk, text + sp[i].a, sp[i].b - sp[i].a);
-        if (sp[i].b - sp[i].a >= 12 && lt_content_words(&c->lex, &tk, 0, tk.n) >= 2)
-            out = lt_cut_ellipsis(text + sp[i].a, sp[i].b - sp[i].a, max_bytes, "...");
+        lt_tokenize(&tk, text + a, sp[i].b - a);
+        if (sp[i].b - a >= 12 && lt_content_words(&c->lex, &tk, 0, tk.n) >= 2)
+            out = lt_cut_ellipsis(text + a, sp[i].b - a, max_bytes, "...");
     }
     lt_free(&tk);
     if (!out) out = lt_cut_ellipsis(text, len, max_bytes, "...");

@@ -689,9 +689,24 @@ void lt_customer_text(const llm_input *in, buf_t *out) {
     buf_free(&opening);
 }
 
+/* Appends support_text without its "[Support i]: " tags (they are not reply text). */
+static void append_untagged(buf_t *out, const char *s) {
+    while (*s) {
+        if (s[0] == '[' && strncmp(s, "[Support", 8) == 0) {
+            const char *close = strstr(s, "]: ");
+            const char *nl = strchr(s, '\n');
+            if (close && (!nl || close < nl)) s = close + 3;
+        }
+        const char *e = strstr(s, "\n\n");
+        size_t n = e ? (size_t)(e - s) + 2 : strlen(s);
+        buf_append(out, s, n);
+        s += n;
+    }
+}
+
 void lt_support_text(const llm_input *in, buf_t *out) {
     if (!blank(in->support_text)) {
-        buf_puts(out, in->support_text);
+        append_untagged(out, in->support_text);
         return;
     }
     turn_ctx t = {out, NULL, SPK_SUPPORT};

@@ -685,10 +685,17 @@ static json_t *build_symptoms(const analysis *a, const choice *ch, const char *i
         if (chosen_hit(t, ch, a->v.best, p)) add_unique_str(out, t->ptext[p], 4);
     size_t covered_until = 0; /* clauses must not overlap: "error ... failed" is one */
     for (size_t i = 0; i < a->nsym && json_array_size(out) < 4; i++) {
-        long s = lt_span_of(a->sp, a->nsp, a->sym[i].src);
-        if (s < 0 || a->sym[i].src < covered_until) continue;
-        char *clause = lt_cut_words(a->text + a->sym[i].src, a->sp[s].b - a->sym[i].src, 6, 80);
-        covered_until = a->sym[i].src + strlen(clause);
+        size_t from = a->sym[i].src;
+        long s = lt_span_of(a->sp, a->nsp, from);
+        if (s < 0 || from < covered_until) continue;
+        size_t to = a->sp[s].b;
+        long e = lt_span_of(a->errs, a->nerr, from);
+        if (e >= 0) { /* inside a quoted error: the whole quote is the symptom */
+            from = a->errs[e].a;
+            to = a->errs[e].b;
+        }
+        char *clause = lt_cut_words(a->text + from, to - from, e >= 0 ? 12 : 6, 120);
+        covered_until = e >= 0 ? to : from + strlen(clause);
         trim_clause(clause);
         add_unique_str(out, clause, 4);
         free(clause);

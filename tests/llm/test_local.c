@@ -410,6 +410,8 @@ TEST(refine_follows_what_support_revealed) {
     json_t *si = jx_obj(a, "support_insights");
     CHECK(jx_bool(si, "issue_confirmed", 0) == 1);
     CHECK(strstr(str_of(si, "root_cause"), "caused by an API change") != NULL);
+    CHECK(strncmp(str_of(si, "root_cause"), "Sorry about that!", 17) != 0); /* its own sentence */
+    CHECK(strstr(str_of(si, "root_cause"), "[Support") == NULL);
     CHECK_STR(str_of(si, "solution_type"), "escalated_to_engineering");
     /* "scheduler" is a component of the vocabulary */
     CHECK(json_array_size(jx_arr(si, "features_mentioned")) >= 1);
@@ -778,6 +780,14 @@ TEST(theme_reads_later_customer_messages_of_the_transcript) {
     REQUIRE(run_call(p, &c, &n) == LLM_OK);
     CHECK_STR(str_of(c.answer, "issue_signature"), "account_password_reset");
     llm_call_reset_result(&c);
+    /* a greeting is not part of the intent; support tags are not part of the reply */
+    conv hello = {"Hello, my pins never get published to Pinterest anymore.",
+                  "[Support 1]: Thanks, our engineers are on it.", NULL};
+    json_t *h = ask(p, LLM_THEME, &hello, NULL);
+    CHECK_STR(str_of(h, "user_intent"), "my pins never get published to Pinterest anymore.");
+    CHECK(strstr(str_of(h, "diagnostic_summary"), "Support replied: Thanks, our engineers") != NULL);
+    CHECK(strstr(str_of(h, "diagnostic_summary"), "[Support") == NULL);
+    json_decref(h);
     /* refine without a stage-1 type classifies the opening itself */
     conv bug = {"My pins fail to post with an error.",
                 "[Support 1]: Our engineers are investigating this known issue.", NULL};
