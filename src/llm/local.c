@@ -1,0 +1,353 @@
+/* The offline analyzer (provider "local"): answers every task deterministically with
+ * rules, vocabulary matching and feature-hashed TF-IDF, so the whole pipeline runs
+ * with no network. This file owns the provider mechanics (a FIFO of submitted calls
+ * that poll() works off, cancel_all, validation of answers), the task dispatch, and
+ * the two small tasks that need no text analysis: signature canonicalisation and
+ * story titles. The analysis itself lives in local_rules.c, local_theme.c and
+ * local_embed.c (see local_internal.h). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/local_internal.h"
+#include "text/signature.h"
+#include "util/jsonx.h"
+#include "util/mem.h"
+
+typedef struct local_provider {
+    llm_provider base; /* first: the ops receive &base */
+    local_ctx ctx;
+    llm_call **q;      /* ring buffer of queued calls */
+    size_t head, count, cap;
+} local_provider;
+
+static local_provider *as_local(llm_provider *p) { return (local_provider *)p; }
+
+/* ------------------------------------------------------------ the queue */
+
+static void queue_push(local_provider *lp, llm_call *c) {
+    if (lp->count == lp->cap) {
+        size_t ncap = lp->cap ? lp->cap * 2 : 64;
+        llm_call **nq = xmalloc(ncap * sizeof *nq);
+        for (size_t i = 0; i < lp->count; i++) nq[i] = lp->q[(lp->head + i) % lp->cap];
+        free(lp->q);
+        lp->q = nq;
+        lp->cap = ncap;
+        lp->head = 0;
+    }
+    lp->q[(lp->head + lp->count) % lp->cap] = c;
+    lp->count++;
+}
+
+static llm_call *queue_pop(local_provider *lp) {
+    llm_call *c = lp->q[lp->head];
+    lp->head = (lp->head + 1) % lp->cap;
+    lp->count--;
+    return c;
+}
+
+/* ------------------------------------------------------------ canonicalize */
+
+/* An existing signature that near-duplicates the proposal: exact matches before
+ * near-duplicates, the same product area before the others, list order otherwise. */
+static const json_t *find_existing(const json_t *existing, const char *proposal, const char *area,
+                                   int *same_area) {
+    for (int pass = 0; pass < 4; pass++) {
+        int want_same = pass < 2, want_exact = pass % 2 == 0;
+        size_t i;
+        json_t *e;
+        json_array_foreach(existing, i, e) {
+            const char *sig = jx_str(e, "signature");
+            if (!sig) continue;
+            char *ea = product_area_normalize(jx_str(e, "product_area"));
+            int same = strcmp(ea, area) == 0;
+            free(ea);
+            if (same != want_same) continue;
+            char *es = signature_normalize(sig);
+            int ok = want_exact ? strcmp(es, proposal) == 0 : signature_near_duplicate(es, proposal);
+            free(es);
+            if (ok) {
+                *same_area = same;
+                return e;
+            }
+        }
+    }
+    return NULL;
+}
+
+static json_t *task_canonicalize(const llm_call *call, char *err, size_t errlen) {
+    const char *proposed = jx_str(call->args, "proposed");
+    if (!proposed || !*proposed) {
+        snprintf(err, errlen, "canonicalize: missing \"proposed\"");
+        return NULL;
+    }
+    char *norm = signature_normalize(proposed);
+    char *area = product_area_normalize(jx_str(call->args, "product_area"));
+    json_t *existing = jx_arr(call->args, "existing");
+    int same = 0;
+    const json_t *hit = existing ? find_existing(existing, norm, area, &same) : NULL;
+    json_t *ans;
+    if (hit) {
+        char *sig = signature_normalize(jx_str(hit, "signature"));
+        char *why = xasprintf("\"%s\" is a near-duplicate of existing signature \"%s\"%s.", norm, sig,
+                              same ? " in the same product area" : " (another product area)");
+        ans = json_pack("{s:o, s:b, s:o}", "signature", jx_string(sig), "matched_existing", 1,
+                        "reasoning", jx_string(why));
+        free(sig);
+        free(why);
+    } else {
+        char *why = xasprintf("No near-duplicate among %zu existing signatures; kept the "
+                              "normalised proposal.",
+                              existing ? json_array_size(existing) : (size_t)0);
+        ans = json_pack("{s:o, s:b, s:s}", "signature", jx_string(norm), "matched_existing", 0,
+                        "reasoning", why);
+        free(why);
+    }
+    free(norm);
+    free(area);
+    return ans;
+}
+
+/* ------------------------------------------------------------ story */
+
+#define TITLE_MAX 80
+
+/* "bug_report" -> "Bug Report" */
+static char *title_case_words(const char *s) {
+    char *out = xstrdup(s ? s : "");
+    int start = 1;
+    for (char *p = out; *p; p++) {
+        if (*p == '_' || *p == '-') *p = ' ';
+        if (*p == ' ') {
+            start = 1;
+        } else {
+            if (start && *p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
+            start = 0;
+        }
+    }
+    return out;
+}
+
+static size_t trimmed_len(const char *s) {
+    while (*s == ' ' || *s == '\t' || *s == '\n') s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n')) n--;
+    return n;
+}
+
+static char *story_title(const json_t *args) {
+    size_t i;
+    json_t *v;
+    json_array_foreach(jx_arr(args, "user_intents"), i, v) {
+        const char *s = json_string_value(v);
+        if (s && trimmed_len(s) > 10) return lt_cut_ellipsis(s, strlen(s), TITLE_MAX, "...");
+    }
+    const char *action = jx_str(args, "action_type");
+    json_t *symptoms = jx_arr(args, "symptoms");
+    const char *first = symptoms ? json_string_value(json_array_get(symptoms, 0)) : NULL;
+    if (action && *action && strcmp(action, "unknown") != 0 && first && trimmed_len(first) > 0) {
+        char *a = title_case_words(action);
+        char *t = xasprintf("%s: %s", a, first);
+        char *cut = lt_cut_ellipsis(t, strlen(t), TITLE_MAX, "...");
+        free(a);
+        free(t);
+        return cut;
+    }
+    const char *sig = jx_str(args, "signature");
+    char *norm = signature_normalize(sig);
+    char *h = title_case_words(norm);
+    char *cut = lt_cut_ellipsis(h, strlen(h), TITLE_MAX, "...");
+    free(norm);
+    free(h);
+    return cut;
+}
+
+/* Up to max strings of an array longer than min_len, each cut, joined by sep (quoted
+ * when quote). Returns how many were written. */
+static size_t join_strings(buf_t *b, const json_t *arr, size_t max, size_t min_len, size_t each,
+                           const char *sep, int quote) {
+    size_t i, shown = 0;
+    json_t *v;
+    json_array_foreach(arr, i, v) {
+        const char *s = json_string_value(v);
+        if (!s || trimmed_len(s) <= min_len || shown >= max) continue;
+        char *cut = lt_cut_ellipsis(s, strlen(s), each, "...");
+        buf_printf(b, "%s%s%s%s", shown++ ? sep : "", quote ? "\"" : "", cut, quote ? "\"" : "");
+        free(cut);
+    }
+    return shown;
+}
+
+static json_t *task_story(const llm_call *call) {
+    const json_t *a = call->args;
+    char *title = story_title(a);
+    buf_t s = BUF_INIT;
+    json_t *intents = jx_arr(a, "user_intents"), *symptoms = jx_arr(a, "symptoms");
+    buf_t part = BUF_INIT;
+    if (intents && join_strings(&part, intents, 3, 10, 160, "; ", 1))
+        buf_printf(&s, "Customers say: %s. ", buf_cstr(&part));
+    buf_reset(&part);
+    if (symptoms && join_strings(&part, symptoms, 5, 0, 100, "; ", 0))
+        buf_printf(&s, "Symptoms: %s. ", buf_cstr(&part));
+    buf_free(&part);
+    /* only what was given: no "unknown" placeholders */
+    const char *area = jx_str(a, "product_area"), *comp = jx_str(a, "component");
+    if (area && *area) buf_printf(&s, "Area: %s%s%s. ", area, comp && *comp ? " / " : "", comp && *comp ? comp : "");
+    const char *action = jx_str(a, "action_type"), *dir = jx_str(a, "direction");
+    if (action && *action && dir && *dir) buf_printf(&s, "Pattern: %s, %s. ", action, dir);
+    else if (action && *action) buf_printf(&s, "Pattern: %s. ", action);
+    const char *sig = jx_str(a, "signature");
+    if (sig && *sig) buf_printf(&s, "Signature: %s.", sig);
+    while (s.len && s.data[s.len - 1] == ' ') buf_truncate(&s, s.len - 1);
+    json_t *ans = json_pack("{s:o, s:o}", "title", jx_string(title), "summary", jx_string(buf_cstr(&s)));
+    free(title);
+    buf_free(&s);
+    return ans;
+}
+
+/* ------------------------------------------------------------ embed */
+
+static int task_embed(local_provider *lp, llm_call *call) {
+    if (!call->texts && call->ntexts) {
+        snprintf(call->error, sizeof call->error, "embed: texts is NULL");
+        return -1;
+    }
+    int dim = lp->base.embed_dim;
+    call->dim = dim;
+    if (call->ntexts == 0) return 0;
+    call->vectors = xmalloc(call->ntexts * (size_t)dim * sizeof *call->vectors);
+    for (size_t i = 0; i < call->ntexts; i++)
+        lembed_vector(&lp->ctx.embed, &lp->ctx, call->texts[i], call->vectors + i * (size_t)dim, dim);
+    return 0;
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void fail(llm_provider *p, llm_call *call, enum llm_status st, const char *msg) {
+    if (call->answer) json_decref(call->answer);
+    call->answer = NULL;
+    free(call->vectors);
+    call->vectors = NULL;
+    call->status = st;
+    if (msg != call->error) snprintf(call->error, sizeof call->error, "%s", msg);
+    atomic_fetch_add(&p->stats.failures, 1);
+}
+
+static void run_call(local_provider *lp, llm_call *call) {
+    llm_call_reset_result(call);
+    local_ctx *c = &lp->ctx;
+    char err[sizeof call->error] = "";
+    json_t *ans = NULL;
+    switch (call->task) {
+    case LLM_CLASSIFY: ans = local_classify(c, call, err, sizeof err); break;
+    case LLM_REFINE: ans = local_refine(c, call, err, sizeof err); break;
+    case LLM_FACETS: ans = local_facets(c, call, err, sizeof err); break;
+    case LLM_THEME: ans = local_theme(c, call, err, sizeof err); break;
+    case LLM_CANONICALIZE: ans = task_canonicalize(call, err, sizeof err); break;
+    case LLM_STORY: ans = task_story(call); break;
+    case LLM_EMBED:
+        if (task_embed(lp, call) != 0) fail(&lp->base, call, LLM_ERR_INPUT, call->error);
+        return;
+    default: snprintf(err, sizeof err, "unknown task %d", (int)call->task); break;
+    }
+    if (!ans) {
+        fail(&lp->base, call, LLM_ERR_INPUT, err[0] ? err : "no answer");
+        return;
+    }
+    call->answer = ans;
+    if (call->validate) {
+        char msg[200] = "";
+        if (call->validate(ans, msg, sizeof msg) != 0) {
+            /* our own answer failed the phase's schema: a bug, reported not hidden */
+            char why[sizeof call->error];
+            snprintf(why, sizeof why, "local answer rejected: %s", msg[0] ? msg : "invalid");
+            fail(&lp->base, call, LLM_ERR_INVALID, why);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ ops */
+
+static int local_submit(llm_provider *p, llm_call *call) {
+    if (!call || !call->done) return -1;
+    queue_push(as_local(p), call);
+    return 0;
+}
+
+/* Works off every call queued when poll starts (CPU work, no waiting). Calls that
+ * done callbacks submit meanwhile wait for the next poll, so a callback that always
+ * resubmits cannot keep one poll spinning forever. */
+static int local_poll(llm_provider *p, int timeout_ms) {
+    (void)timeout_ms;
+    local_provider *lp = as_local(p);
+    size_t n = lp->count;
+    int completed = 0;
+    for (size_t i = 0; i < n; i++) {
+        llm_call *call = queue_pop(lp); /* off the queue before done may re-enter */
+        run_call(lp, call);
+        completed++;
+        call->done(call);
+    }
+    return completed;
+}
+
+static size_t local_pending(llm_provider *p) { return as_local(p)->count; }
+
+static void local_cancel_all(llm_provider *p) {
+    local_provider *lp = as_local(p);
+    size_t n = lp->count; /* same snapshot rule as poll */
+    for (size_t i = 0; i < n; i++) {
+        llm_call *call = queue_pop(lp);
+        llm_call_reset_result(call);
+        fail(p, call, LLM_ERR_CANCELLED, "cancelled");
+        call->done(call);
+    }
+}
+
+static int local_prepare(llm_provider *p, llm_text_iter next, void *ctx) {
+    local_provider *lp = as_local(p);
+    return lembed_prepare(&lp->ctx.embed, &lp->ctx, next, ctx);
+}
+
+static void local_destroy(llm_provider *p) {
+    local_provider *lp = as_local(p);
+    local_ctx *c = &lp->ctx;
+    lrules_free(c->rules);
+    ltheme_free(c->theme);
+    lembed_free(&c->embed);
+    llex_free(&c->lex);
+    lt_free(&c->tk);
+    lpseq_free(&c->seq);
+    buf_free(&c->text);
+    buf_free(&c->text2);
+    free(lp->q);
+    free(lp);
+}
+
+static const llm_provider_ops LOCAL_OPS = {
+    .name = "local",
+    .submit = local_submit,
+    .poll = local_poll,
+    .pending = local_pending,
+    .cancel_all = local_cancel_all,
+    .prepare_embeddings = local_prepare,
+    .destroy = local_destroy,
+};
+
+llm_provider *llm_local_new(const vocab *v) {
+    local_provider *lp = xcalloc(1, sizeof *lp);
+    lp->base.ops = &LOCAL_OPS;
+    lp->base.vocab = v;
+    snprintf(lp->base.chat_model, sizeof lp->base.chat_model, "local-rules");
+    snprintf(lp->base.embed_model, sizeof lp->base.embed_model, "local-tfidf-%d", LOCAL_EMBED_DIM);
+    lp->base.embed_dim = LOCAL_EMBED_DIM;
+    lp->base.max_embed_batch = 256;
+    local_ctx *c = &lp->ctx;
+    c->vocab = v;
+    llex_init(&c->lex);
+    c->rules = lrules_new(&c->lex, v);
+    c->theme = ltheme_new(&c->lex, v);
+    lembed_init(&c->embed);
+    return &lp->base;
+}
