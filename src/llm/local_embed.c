@@ -8,8 +8,18 @@
  * buckets, bit 40 its sign (so collisions cancel on average instead of piling up), its
  * high 20 bits a document-frequency bucket. Weight (1 + ln tf) * idf, where
  * idf = ln((N + 1) / (df + 1)) + 1 after prepare_embeddings streamed the N corpus texts
- * once, and idf = 1 without it. The vector is L2-normalised (all zeros when the text
- * has no features). Deterministic: no randomness, no state besides the df table. */
+ * once, and idf = 1 without it.
+ *
+ * Vocabulary concepts: word statistics alone put two paraphrases of the same problem
+ * far apart (measured on the bundled sample: median cosine 0.16 within a true theme,
+ * where story clustering needs >= 0.45). So the vocabulary the analyzer already knows
+ * is used as extra features, the way an ontology-aware embedder would: each theme the
+ * text has evidence for (ltheme_concepts) adds a "concept:<signature>" feature weighted
+ * by its match score. The word part and the concept part are each L2-normalised and
+ * mixed CONCEPT_MIX : 1 before the final normalisation, so two texts about the same
+ * vocabulary theme land close, texts matching no theme rely on their words alone.
+ * The vector is L2-normalised (all zeros when the text has no features).
+ * Deterministic: no randomness, no state besides the df table. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +31,8 @@
 
 #define DF_BUCKETS ((size_t)1 << LEMBED_DF_BITS)
 #define EMBED_TEXT_MAX 32000 /* bytes of one text considered, like the API path */
+#define CONCEPT_MIX 1.6f      /* weight of the concept part against the word part */
+#define MAX_CONCEPTS 8
 
 void lembed_init(lembed *e) { memset(e, 0, sizeof *e); }
 
@@ -91,6 +103,32 @@ static float idf_of(const lembed *e, uint64_t h) {
     return (float)(log((n + 1.0) / (df + 1.0)) + 1.0);
 }
 
+static void normalize(float *v, int dim, float scale) {
+    double norm = 0;
+    for (int k = 0; k < dim; k++) norm += (double)v[k] * v[k];
+    if (norm <= 0) return;
+    float inv = (float)(scale / sqrt(norm));
+    for (int k = 0; k < dim; k++) v[k] *= inv;
+}
+
+/* Adds the concept part: each matched theme's feature, weighted by its score. */
+static void add_concepts(local_ctx *c, const char *text, float *out, int dim) {
+    if (!text || !c->theme) return;
+    size_t len = strlen(text);
+    if (len > EMBED_TEXT_MAX) len = EMBED_TEXT_MAX;
+    lconcept con[MAX_CONCEPTS];
+    size_t n = ltheme_concepts(c->theme, &c->lex, text, len, con, MAX_CONCEPTS);
+    if (!n) return;
+    float *cv = xcalloc((size_t)dim, sizeof *cv);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = hash_mix64(fnv1a64_str(con[i].signature) ^ 0xC0C0C0C0ULL);
+        cv[h % (uint64_t)dim] += ((h >> 40) & 1) ? -con[i].score : con[i].score;
+    }
+    normalize(cv, dim, CONCEPT_MIX);
+    for (int k = 0; k < dim; k++) out[k] += cv[k];
+    free(cv);
+}
+
 void lembed_vector(lembed *e, local_ctx *c, const char *text, float *out, int dim) {
     memset(out, 0, (size_t)dim * sizeof *out);
     extract_features(e, c, text);
@@ -104,9 +142,7 @@ void lembed_vector(lembed *e, local_ctx *c, const char *text, float *out, int di
         out[bucket] += ((h >> 40) & 1) ? -w : w;
         i = j;
     }
-    double norm = 0;
-    for (int k = 0; k < dim; k++) norm += (double)out[k] * out[k];
-    if (norm <= 0) return;
-    float inv = (float)(1.0 / sqrt(norm));
-    for (int k = 0; k < dim; k++) out[k] *= inv;
+    normalize(out, dim, 1.0f);
+    add_concepts(c, text, out, dim);
+    normalize(out, dim, 1.0f);
 }

@@ -181,6 +181,16 @@ json_t *local_refine(local_ctx *c, const llm_call *call, char *err, size_t errle
 json_t *local_facets(local_ctx *c, const llm_call *call, char *err, size_t errlen);
 json_t *local_theme(local_ctx *c, const llm_call *call, char *err, size_t errlen);
 
+/* The vocabulary themes a text is about: those with evidence (a keyword phrase or a
+ * half-covered example intent) scoring at least the matching minimum, with their score
+ * in units of the vocabulary's score unit. Used as concept features by the embedder. */
+typedef struct lconcept {
+    const char *signature;
+    float score;
+} lconcept;
+size_t ltheme_concepts(ltheme *t, const llex *lx, const char *text, size_t len,
+                       lconcept *out, size_t max);
+
 lrules *lrules_new(const llex *lx, const vocab *v);
 void lrules_free(lrules *r);
 ltheme *ltheme_new(const llex *lx, const vocab *v);

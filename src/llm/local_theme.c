@@ -473,6 +473,33 @@ static verdict decide(const ltheme *t) {
     return v;
 }
 
+size_t ltheme_concepts(ltheme *t, const llex *lx, const char *text, size_t len,
+                       lconcept *out, size_t max) {
+    if (!t || !t->nthemes || !text || !len) return 0;
+    reset_scores(t);
+    score_customer(t, lx, text, len);
+    size_t n = 0;
+    float min = MIN_SCORE_U * t->unit;
+    for (size_t k = 0; k < t->nthemes; k++) {
+        float s = total_score(t, k);
+        if (!has_evidence(t, k) || s < min) continue;
+        if (n < max) {
+            out[n].signature = t->themes[k].vt->signature;
+            out[n].score = s / t->unit;
+            n++;
+        } else { /* keep the strongest max */
+            size_t weakest = 0;
+            for (size_t i = 1; i < max; i++)
+                if (out[i].score < out[weakest].score) weakest = i;
+            if (s / t->unit > out[weakest].score) {
+                out[weakest].signature = t->themes[k].vt->signature;
+                out[weakest].score = s / t->unit;
+            }
+        }
+    }
+    return n;
+}
+
 static const char *confidence_of(const ltheme *t, const verdict *v) {
     float u = t->unit, margin = v->score - v->second;
     if (v->score >= HIGH_SCORE_U * u && margin >= HIGH_MARGIN_U * u) return "high";

@@ -7,7 +7,8 @@
  *     are grouped by signature instead of vanishing (the original dropped them).
  *  3. Groups of >= 3 become stories (evidence = every conversation, excerpt each);
  *     smaller groups feed orphans keyed by each conversation's theme signature, which
- *     accumulate across runs and graduate into a story at 3 conversations.
+ *     accumulate across runs; an orphan from an earlier run that reaches 3
+ *     conversations graduates into a story (with evidence, which the original lacked).
  *  4. Everything is written in one transaction with stories_done, so the phase is
  *     all-or-nothing and a conversation is evidence of at most one story per run.
  * Story titles come from the provider (LLM_STORY; offline: deterministic). */
@@ -502,9 +503,12 @@ static int write_orphans(store *st, const run_record *run, const group *g, int64
         if (rc == STORE_OK)
             rc = store_orphan_add_member(st, oid, g->ids[i], run->id, g->excerpts[i], now, &added);
         if (rc) return rc;
+        /* Orphans graduate across runs: an orphan born in this run waits for a later
+         * run, so one run never turns its own leftovers into duplicate stories. */
         int64_t members = store_orphan_member_count(st, oid);
-        if (members < 0) return STORE_ERR;
-        if (members >= STORY_MIN_GROUP) {
+        int64_t born = store_orphan_first_run(st, oid);
+        if (members < 0 || born < 0) return STORE_ERR;
+        if (members >= STORY_MIN_GROUP && born != run->id) {
             rc = graduate(st, run, oid, g->sigs[i], &k, now);
             if (rc) return rc;
         }

@@ -252,6 +252,10 @@ int source_parse_any(const json_t *obj, conversation *c, char *err, size_t len) 
         conv_init(c);
         return fail(err, len, "expected a JSON object");
     }
-    if (json_object_get(obj, "messages")) return source_parse_jsonl(obj, c, err, len);
-    return source_parse_intercom(obj, c, err, len);
+    const char *type = jx_str(obj, "type");
+    int intercom = json_object_get(obj, "source") || json_object_get(obj, "conversation_parts") ||
+                   (type && !strcmp(type, "conversation"));
+    if (intercom && !json_object_get(obj, "messages"))
+        return source_parse_intercom(obj, c, err, len);
+    return source_parse_jsonl(obj, c, err, len);
 }

@@ -28,8 +28,8 @@
 int source_parse_jsonl(const json_t *obj, conversation *out, char *err, size_t errlen);
 /* Parses one Intercom conversation object (search result or full conversation). */
 int source_parse_intercom(const json_t *obj, conversation *out, char *err, size_t errlen);
-/* Parses either shape: an object with "messages" is JSONL, one with "source" or
- * "conversation_parts" or type "conversation" is Intercom. */
+/* Parses either shape: an object with "source" or "conversation_parts" or type
+ * "conversation" (and no "messages") is Intercom, anything else JSONL. */
 int source_parse_any(const json_t *obj, conversation *out, char *err, size_t errlen);
 
 typedef struct import_stats {

@@ -331,6 +331,8 @@ int store_orphan_add_member(store *s, int64_t orphan_id, const char *conversatio
 /* Removes a conversation from every active orphan (it is now evidence of a story). */
 int store_orphan_remove_conversation(store *s, const char *conversation_id);
 int64_t store_orphan_member_count(store *s, int64_t orphan_id);
+/* The run that created the orphan (-1 on error). */
+int64_t store_orphan_first_run(store *s, int64_t orphan_id);
 /* Members (conversation ids, excerpts) of an orphan. */
 int store_orphan_members(store *s, int64_t orphan_id, char ***ids, char ***excerpts,
                          size_t *n);

@@ -12,7 +12,7 @@
     " s.grouping_method, s.cluster_id, s.origin, s.created_at, s.updated_at"
 
 static json_t *story_json(db_stmt *st) {
-    return json_pack("{sIsIsosososososososfsIsososIsI}",
+    return json_pack("{sIsIsososososososososfsIsosososIsI}",
                      "id", (json_int_t)db_col_int(st, 0),
                      "run_id", (json_int_t)db_col_int(st, 1),
                      "title", jx_string(db_col_text(st, 2)),

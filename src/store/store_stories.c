@@ -248,6 +248,16 @@ int64_t store_orphan_member_count(store *s, int64_t orphan_id) {
     return n;
 }
 
+int64_t store_orphan_first_run(store *s, int64_t orphan_id) {
+    db_stmt *st = store_stmt(s, "SELECT COALESCE(first_run_id, 0) FROM orphans WHERE id = ?");
+    if (!st) return -1;
+    db_bind_int(st, 1, orphan_id);
+    if (store_step_row(s, st, "reading orphan") != STORE_FOUND) return -1;
+    int64_t r = db_col_int(st, 0);
+    db_reset(st);
+    return r;
+}
+
 int store_orphan_members(store *s, int64_t orphan_id, char ***ids, char ***excerpts,
                          size_t *n) {
     *ids = NULL;

@@ -161,12 +161,12 @@ TEST(import_intercom_envelope_array_and_single_object) {
     char *dir = fx_tmpdir();
     char *url = fx_db_url();
     store *st = fx_store_open(url);
-    const char *conv =
-        "{\"id\":\"%d\",\"created_at\":1737460800,\"source\":{\"delivered_as\":\"customer_initiated\","
-        "\"body\":\"<p>The scheduler keeps failing for my drafts</p>\",\"author\":{\"type\":\"user\"}}}";
+#define CONV_FMT \
+        "{\"id\":\"%d\",\"created_at\":1737460800,\"source\":{\"delivered_as\":\"customer_initiated\"," \
+        "\"body\":\"<p>The scheduler keeps failing for my drafts</p>\",\"author\":{\"type\":\"user\"}}}"
     char one[512], two[512];
-    snprintf(one, sizeof one, conv, 1);
-    snprintf(two, sizeof two, conv, 2);
+    snprintf(one, sizeof one, CONV_FMT, 1);
+    snprintf(two, sizeof two, CONV_FMT, 2);
     char *envelope = xasprintf("{\n \"type\": \"conversation.list\",\n \"conversations\": [%s,\n%s,\n{\"id\":\"3\"}]\n}\n", one, two);
     char *p1 = xasprintf("%s/list.json", dir);
     REQUIRE(fx_write_file(p1, envelope) == 0);
@@ -180,7 +180,7 @@ TEST(import_intercom_envelope_array_and_single_object) {
     /* a pretty-printed single object */
     char *p2 = xasprintf("%s/one.json", dir);
     char single[600];
-    snprintf(single, sizeof single, conv, 9);
+    snprintf(single, sizeof single, CONV_FMT, 9);
     char *pretty = xasprintf("{\n%s", single + 1);
     REQUIRE(fx_write_file(p2, pretty) == 0);
     import_stats s2 = {0};

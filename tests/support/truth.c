@@ -1,5 +1,6 @@
 #include "support/truth.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
