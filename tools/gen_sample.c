@@ -178,7 +178,7 @@ static void generate(const options *o, const vocab *v, FILE *out, FILE *truth) {
         convgen_next(g, &c, &t);
         write_conversation(out, &c, o->intercom, i);
         if (truth) fprintf(truth, "%s\t%s\t%s\t%d\n", c.id, t.conversation_type, t.signature, t.passes_quality);
-        convgen_conversation_free(&c);
+        conv_free(&c);
         if (ferror(out) || (truth && ferror(truth))) break; /* reported by close_output */
     }
     if (o->intercom) fputs("\n]}\n", out);

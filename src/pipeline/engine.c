@@ -204,7 +204,10 @@ static work_item *pop_ready(engine *e) {
 
 /* Starts calls while there is room under the concurrency limit. */
 static void fill(engine *e) {
-    while (!e->stopping && !e->fatal && e->in_flight < (size_t)e->concurrency) {
+    /* Back-pressure: results not yet written bound what is started, so memory stays
+     * flat however fast the provider answers (the offline one answers at once). */
+    while (!e->stopping && !e->fatal && e->in_flight < (size_t)e->concurrency &&
+           e->nfinished < FLUSH_MAX_ITEMS) {
         if (e->nready < e->group_max && !e->exhausted) {
             int got = claim_more(e);
             if (got < 0) return;

@@ -77,7 +77,8 @@ static const char MIGRATION_1[] =
     "  CHECK (state IN ('pending','claimed','done','failed')),"
     " owner TEXT, lease_until BIGINT, attempts BIGINT NOT NULL DEFAULT 0,"
     " PRIMARY KEY (run_id, phase, conversation_id));"
-    "CREATE INDEX work_items_state ON work_items(run_id, phase, state);"
+    /* Claims read pending items in id order: the index serves both, no sort. */
+    "CREATE INDEX work_items_state ON work_items(run_id, phase, state, conversation_id);"
 
     /* Failures, counted per phase with their reason; conversation_id '' for run-level. */
     "CREATE TABLE run_errors ("

@@ -54,27 +54,42 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
     return STORE_OK;
 }
 
-int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
-                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n) {
-    *ids = NULL;
-    *n = 0;
-    db_stmt *st = store_stmt2(s,
-        "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
-        " attempts = attempts + 1"
-        " WHERE run_id = ? AND phase = ? AND conversation_id IN ("
-        "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
-        "  AND (state = 'pending' OR (state = 'claimed' AND lease_until < ?))"
-        "  ORDER BY conversation_id LIMIT ?)"
-        " RETURNING conversation_id",
-        "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
-        " attempts = w.attempts + 1"
-        " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
-        "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
-        "  AND (state = 'pending' OR (state = 'claimed' AND lease_until < ?))"
-        "  ORDER BY conversation_id LIMIT ? FOR UPDATE SKIP LOCKED)"
-        " RETURNING w.conversation_id");
+/* One claim statement per kind of claimable item, so each reads the
+ * (run, phase, state, conversation_id) index in order instead of sorting: pending items,
+ * then items whose lease expired (their worker died). */
+static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_name,
+                      const char *owner, size_t max, int64_t now, int64_t lease_seconds,
+                      char ***ids, size_t *n, size_t *cap) {
+    db_stmt *st = expired
+        ? store_stmt2(s,
+              "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
+              " attempts = attempts + 1"
+              " WHERE run_id = ? AND phase = ? AND conversation_id IN ("
+              "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+              "  AND state = 'claimed' AND lease_until < ? ORDER BY conversation_id LIMIT ?)"
+              " RETURNING conversation_id",
+              "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
+              " attempts = w.attempts + 1"
+              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
+              "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+              "  AND state = 'claimed' AND lease_until < ? ORDER BY conversation_id LIMIT ?"
+              "  FOR UPDATE SKIP LOCKED)"
+              " RETURNING w.conversation_id")
+        : store_stmt2(s,
+              "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
+              " attempts = attempts + 1"
+              " WHERE run_id = ? AND phase = ? AND conversation_id IN ("
+              "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+              "  AND state = 'pending' AND ? >= 0 ORDER BY conversation_id LIMIT ?)"
+              " RETURNING conversation_id",
+              "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
+              " attempts = w.attempts + 1"
+              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
+              "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
+              "  AND state = 'pending' AND ? >= 0 ORDER BY conversation_id LIMIT ?"
+              "  FOR UPDATE SKIP LOCKED)"
+              " RETURNING w.conversation_id");
     if (!st) return STORE_ERR;
-    const char *phase_name = run_phase_name(phase);
     db_bind_text(st, 1, owner);
     db_bind_int(st, 2, now + lease_seconds);
     db_bind_int(st, 3, run_id);
@@ -83,19 +98,31 @@ int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char 
     db_bind_text(st, 6, phase_name);
     db_bind_int(st, 7, now);
     db_bind_int(st, 8, (int64_t)max);
-    size_t cap = 0;
     int rc;
     while ((rc = db_step(st)) == DB_ROW) {
-        XGROW(*ids, cap, *n + 1);
+        XGROW(*ids, *cap, *n + 1);
         (*ids)[(*n)++] = store_col_dup(st, 0);
     }
     db_reset(st);
-    if (rc != DB_DONE) {
+    return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "claiming work");
+}
+
+int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    size_t cap = 0;
+    const char *phase_name = run_phase_name(phase);
+    int rc = claim_kind(s, 0, run_id, phase_name, owner, max, now, lease_seconds, ids, n, &cap);
+    if (rc == STORE_OK && *n < max)
+        rc = claim_kind(s, 1, run_id, phase_name, owner, max - *n, now, lease_seconds, ids, n,
+                        &cap);
+    if (rc != STORE_OK) {
         for (size_t i = 0; i < *n; i++) free((*ids)[i]);
         free(*ids);
         *ids = NULL;
         *n = 0;
-        return store_fail(s, rc, "claiming work");
+        return rc;
     }
     /* RETURNING order is unspecified; callers like a stable order. */
     for (size_t i = 1; i < *n; i++)

@@ -1128,31 +1128,18 @@ static void casual_style(convgen *g, buf_t *b) {
 
 /* ------------------------------------------------------- conversations --- */
 
-static enum author author_of(const char *author_type, const char *part_type) {
-    if (strcmp(part_type, "note") == 0) return AUTHOR_NOTE;
-    if (strcmp(author_type, "admin") == 0) return AUTHOR_SUPPORT;
-    if (strcmp(author_type, "bot") == 0) return AUTHOR_BOT;
-    if (strcmp(author_type, "user") == 0 || strcmp(author_type, "lead") == 0 ||
-        strcmp(author_type, "contact") == 0)
-        return AUTHOR_CUSTOMER;
-    return AUTHOR_OTHER;
-}
-
-/* Appends a part; takes ownership of body (may be NULL). */
+/* Appends a part (the same author mapping the parsers use); takes ownership of body
+ * (may be NULL). */
 static void add_part(conversation *c, const char *author_type, const char *part_type, char *body) {
-    XGROW(c->parts, c->parts_cap, c->nparts + 1);
-    conv_message *m = &c->parts[c->nparts++];
-    m->author = author_of(author_type, part_type);
-    m->author_type = xstrdup(author_type);
-    m->part_type = xstrdup(part_type);
-    m->body = body;
+    enum author a = strcmp(part_type, "note") == 0 ? AUTHOR_NOTE : author_from_type(author_type);
+    conv_add_part(c, a, author_type, part_type, body);
+    free(body);
 }
 
 static void add_tag(conversation *c, const char *tag) {
     for (size_t i = 0; i < c->ntags; i++)
         if (strcmp(c->tags[i], tag) == 0) return;
-    c->tags = xrealloc(c->tags, (c->ntags + 1) * sizeof *c->tags);
-    c->tags[c->ntags++] = xstrdup(tag);
+    conv_add_tag(c, tag);
 }
 
 static size_t agent_index(const char *id) { return (size_t)(fnv1a64_str(id) % ARRAY_LEN(AGENTS)); }
@@ -1492,29 +1479,6 @@ void convgen_next(convgen *g, conversation *out, convgen_truth *truth) {
     else gen_noise(&ctx, (enum noise_cat)(-e - 1), out, truth);
     truth->actionable = llm_set_index(LLM_ACTIONABLE_TYPES, truth->conversation_type) >= 0;
     truth->passes_quality = expected_quality(out);
-}
-
-void convgen_conversation_free(conversation *c) {
-    if (!c) return;
-    free(c->id);
-    free(c->source_type);
-    free(c->delivered_as);
-    free(c->source_author_type);
-    free(c->source_url);
-    free(c->subject);
-    free(c->contact_id);
-    free(c->contact_email);
-    free(c->external_id);
-    for (size_t i = 0; i < c->ntags; i++) free(c->tags[i]);
-    free(c->tags);
-    free(c->source_body);
-    for (size_t i = 0; i < c->nparts; i++) {
-        free(c->parts[i].author_type);
-        free(c->parts[i].part_type);
-        free(c->parts[i].body);
-    }
-    free(c->parts);
-    memset(c, 0, sizeof *c);
 }
 
 /* ---------------------------------------------------------- serialisers --- */

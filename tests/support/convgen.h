@@ -44,12 +44,11 @@ void convgen_options_default(convgen_options *opt);
 /* v must outlive the generator. opt NULL -> defaults. */
 convgen *convgen_new(const vocab *v, uint64_t seed, const convgen_options *opt);
 /* Draws the next conversation (deterministic for a seed); out must be zeroed
- * (`conversation c = {0};`). Free it with convgen_conversation_free(). */
+ * (`conversation c = {0};`). Free it with conv_free(). */
 void convgen_next(convgen *g, conversation *out, convgen_truth *truth);
 void convgen_free(convgen *g);
 /* Frees what convgen_next filled in and zeroes *c. (Equivalent to conv_free; kept
  * separate so this library does not depend on src/text/conv.c.) */
-void convgen_conversation_free(conversation *c);
 
 /* The routing type a conversation about theme t has (see the rule in convgen.c):
  * billing area -> billing_question (how_to_question for non-money questions);

@@ -75,7 +75,7 @@ TEST(same_seed_gives_identical_output_and_other_seeds_differ) {
         differing += strcmp(la, ld) != 0;
         free(la), free(lb), free(ld), free(sa), free(sb);
         json_decref(ia), json_decref(ib);
-        convgen_conversation_free(&ca), convgen_conversation_free(&cb), convgen_conversation_free(&cd);
+        conv_free(&ca), conv_free(&cb), conv_free(&cd);
     }
     CHECK(same);
     CHECK(same_truth);
@@ -98,7 +98,7 @@ TEST(ids_are_unique_15_digit_numbers_over_10000) {
         bad += n != 15 || strspn(c.id, "0123456789") != n || c.id[0] == '0';
         dup += strmap_has(&seen, c.id);
         strmap_put(&seen, c.id, NULL);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK_INT(dup, 0);
     CHECK_INT(bad, 0);
@@ -160,7 +160,7 @@ TEST(every_jsonl_line_parses_with_the_required_fields) {
         if (!ok && bad++ < 3) printf("    bad line: %s\n", line);
         json_decref(o);
         free(line);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK_INT(bad, 0);
     CHECK_INT(unix_times + iso_times, n);
@@ -210,7 +210,7 @@ TEST(default_sample_has_a_realistic_distribution) {
             }
         with_error += strstr(text, "error 4") != NULL || strstr(text, "error 5") != NULL;
         free(text);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     size_t themes = 0, big = 0, biggest = 0;
     for (size_t i = 0; i < per_theme.cap; i++)
@@ -289,7 +289,7 @@ TEST(theme_conversations_use_their_own_keywords_and_match_their_type) {
             }
             free(text);
         }
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     printf("    themed %d own-keyword %d; how-to %d/%d feature %d/%d product %d/%d\n", themed, own,
            howto_ok, howto, feature_ok, feature, product_ok, product);
@@ -343,7 +343,7 @@ TEST(quality_truth_follows_the_filter_rules) {
         dropped += !keep;
         outbound += strcmp(c.delivered_as, "customer_initiated") != 0;
         shorts += strcmp(c.source_author_type, "user") == 0 && strlen(c.source_body) < 20;
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK_INT(mismatch, 0);
     CHECK(kept > 0 && dropped > 0);
@@ -483,7 +483,7 @@ TEST(intercom_form_has_the_documented_shape_and_same_content) {
             free(s);
         }
         json_decref(o);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK_INT(bad, 0);
     CHECK(with_parts > 250);
@@ -572,7 +572,7 @@ TEST(any_vocabulary_of_the_same_shape_works) {
             CHECK_STR(vocab_url_area(v, c.source_url), "Reporting");
         }
         free(line);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK_INT(leaked, 0);
     CHECK(about[0] > 0 && about[1] > 0 && about[2] > 0); /* no keywords or intents: still drawn */
@@ -606,8 +606,8 @@ TEST(options_control_noise_share_and_time_window) {
         noisy_themes += strcmp(tb.signature, "-") != 0;
         outside += a.created_at < o.base_time - 3 * 86400 || a.created_at >= o.base_time;
         outside += a.updated_at < a.created_at;
-        convgen_conversation_free(&a);
-        convgen_conversation_free(&b);
+        conv_free(&a);
+        conv_free(&b);
         CHECK(a.id == NULL && a.parts == NULL); /* free resets the struct */
     }
     CHECK_INT(quiet_noise, 0);
@@ -657,7 +657,7 @@ TEST(committed_sample_files_match_the_generator) {
         buf_printf(&want_tsv, "%s\t%s\t%s\t%d\n", c.id, t.conversation_type, t.signature,
                    t.passes_quality);
         free(line);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     CHECK(strcmp(jsonl, buf_cstr(&want_jsonl)) == 0);
     CHECK(strcmp(tsv, buf_cstr(&want_tsv)) == 0);
