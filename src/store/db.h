@@ -105,5 +105,6 @@ int db_commit(db_t *db);
 int db_rollback(db_t *db);
 
 extern const db_driver db_sqlite_driver;
+extern const db_driver db_pg_driver;
 
 #endif

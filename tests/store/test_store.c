@@ -32,7 +32,8 @@ static void add_convs(store *s, int n, int64_t t0) {
 TEST(open_migrates_once_and_reopens) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
-    CHECK_STR(store_backend(s), "sqlite");
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    CHECK_STR(store_backend(s), pg && pg[0] ? "postgres" : "sqlite");
     CHECK_INT(store_conv_count(s), 0);
     store_close(s);
     s = fx_store_open(url); /* second open must not re-apply migration 1 */
