@@ -239,9 +239,11 @@ static void quiet_notice(void *arg, const char *message) {
 /* One connection attempt. NULL with the reason in err. */
 static PGconn *connect_once(const char *url, char *err, size_t errlen) {
     /* Keywords are applied in order: the URL (dbname, expanded) overrides the defaults
-     * before it. */
-    const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *vals[] = {"10", "feedline", url, NULL};
+     * before it. TCP keepalives notice a vanished server (network partition) within
+     * about a minute instead of the kernel's two hours. */
+    const char *keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "fallback_application_name", "dbname", NULL};
+    const char *vals[] = {"10", "30", "10", "3", "feedline", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (!c) {
         snprintf(err, errlen, "out of memory connecting to PostgreSQL");
@@ -389,9 +391,12 @@ static int run_simple(pg_db *d, const char *sql) {
 
 static int pg_exec(db_t *db, const char *sql) {
     pg_db *d = PDB(db);
-    /* Rolling back a transaction the server already lost succeeds trivially. */
-    if (d->tx_lost && strcmp(sql, "ROLLBACK") == 0) {
+    /* Rolling back a transaction whose connection is gone succeeds trivially: the
+     * server rolled it back with the session. The next operation reconnects. */
+    if (strcmp(sql, "ROLLBACK") == 0 &&
+        (d->tx_lost || d->broken || (!d->streaming && idle_connection_dead(d)))) {
         d->tx_lost = 0;
+        if (d->conn && PQstatus(d->conn) != CONNECTION_OK) d->broken = 1;
         return 0;
     }
     int rc = conn_ready(d, NULL);
@@ -406,7 +411,9 @@ static int flush_deallocs(pg_db *d) {
     forget_deallocs(d);
     int rc = run_simple(d, buf_cstr(&b));
     buf_free(&b);
-    return rc;
+    /* A leftover server statement is harmless; only a lost connection matters. */
+    if (rc && rc != DB_ERR_CONN) log_debug("postgres: deallocating: %s", d->err);
+    return rc == DB_ERR_CONN ? rc : 0;
 }
 
 static db_stmt *pg_prepare(db_t *db, const char *sql) {

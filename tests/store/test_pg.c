@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "store/db.h"
+#include "store/store.h"
 #include "support/fixtures.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -431,5 +432,114 @@ TEST(reconnects_with_backoff_while_the_server_restarts) {
     CHECK(waited >= down_ms);
     db_finalize(st);
     db_close(db);
+    free(url);
+}
+
+/* ------------------------------------------------------------------ store on PostgreSQL */
+
+static void seed_run(store *s, int nconv, int64_t *run) {
+    for (int i = 0; i < nconv; i++) {
+        conv_record r;
+        char id[16];
+        snprintf(id, sizeof id, "c%02d", i);
+        fx_record(&r, id, 100 + i, "my pins are not posting");
+        enum upsert_outcome o;
+        store_conv_upsert(s, &r, 1, &o);
+        conv_record_free(&r);
+    }
+    run_params p = {0};
+    p.concurrency = 1;
+    p.llm = "local";
+    int64_t count = 0;
+    store_run_create(s, &p, 1000, run, NULL);
+    store_work_seed_conversations(s, *run, 0, 2000, 0, &count);
+}
+
+static void free_ids(char **ids, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+TEST(concurrent_claims_skip_rows_locked_by_another_worker) {
+    char *url = pg_url_or_skip(__func__);
+    if (!url) return;
+    store *a = fx_store_open(url), *b = fx_store_open(url);
+    int64_t run = 0;
+    seed_run(a, 10, &run);
+    REQUIRE(run > 0);
+    /* a's claim is not committed yet: its rows stay locked, b takes the next ones
+     * instead of waiting or taking the same. */
+    REQUIRE(store_begin(a) == STORE_OK);
+    char **ia = NULL, **ib = NULL;
+    size_t na = 0, nb = 0;
+    CHECK_INT(store_work_claim(a, run, PHASE_CLASSIFICATION, "wa", 4, 100, 60, &ia, &na),
+              STORE_OK);
+    CHECK_INT(store_work_claim(b, run, PHASE_CLASSIFICATION, "wb", 4, 100, 60, &ib, &nb),
+              STORE_OK);
+    CHECK_INT(na, 4);
+    CHECK_INT(nb, 4);
+    if (na == 4 && nb == 4) {
+        CHECK_STR(ia[0], "c00");
+        CHECK_STR(ib[0], "c04");
+        CHECK_STR(ib[3], "c07");
+    }
+    CHECK_INT(store_commit(a), STORE_OK);
+    free_ids(ia, na);
+    free_ids(ib, nb);
+    work_counts c;
+    CHECK_INT(store_work_counts(b, run, PHASE_CLASSIFICATION, &c), STORE_OK);
+    CHECK_INT(c.claimed, 8);
+    CHECK_INT(c.pending, 2);
+    store_close(a);
+    store_close(b);
+    free(url);
+}
+
+/* Waits until some backend waits for a lock. 0, or -1 after 10 s. */
+static int wait_for_lock_waiter(const char *url) {
+    db_t *admin = open_db(url);
+    if (!admin) return -1;
+    int rc = -1;
+    for (int i = 0; i < 1000 && rc; i++) {
+        if (query_int(admin, "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type ="
+                             " 'Lock' AND datname = current_database()", 0) > 0)
+            rc = 0;
+        else
+            sleep_ms(10);
+    }
+    db_close(admin);
+    return rc;
+}
+
+TEST(run_warnings_from_concurrent_transactions_are_not_lost) {
+    char *url = pg_url_or_skip(__func__);
+    if (!url) return;
+    store *a = fx_store_open(url);
+    int64_t run = 0;
+    seed_run(a, 1, &run);
+    REQUIRE(run > 0);
+    REQUIRE(store_begin(a) == STORE_OK);
+    CHECK_INT(store_run_add_warning(a, run, "from a"), STORE_OK);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        store *b = NULL;
+        char err[256];
+        int ok = store_open(url, &b, err, sizeof err) == STORE_OK &&
+                 store_run_add_warning(b, run, "from b") == STORE_OK;
+        store_close(b);
+        _exit(ok ? 0 : 1);
+    }
+    /* b must be waiting on a's row before a commits, or the test proves nothing. */
+    CHECK_INT(wait_for_lock_waiter(url), 0);
+    CHECK_INT(store_commit(a), STORE_OK);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    run_record r;
+    REQUIRE(store_run_get(a, run, &r) == STORE_FOUND);
+    CHECK_STR(r.warnings_json, "[\"from a\",\"from b\"]");
+    run_record_free(&r);
+    store_close(a);
     free(url);
 }
