@@ -167,8 +167,10 @@ static char *fresh_pg_database(const char *server_url) {
     PQfinish(c);
     free(sql);
     /* Replace the path (database name) of the URL, keeping any ?parameters. */
-    const char *path = strchr(strstr(server_url, "://") + 3, '/');
+    const char *auth = strstr(server_url, "://");
+    const char *path = strchr(auth ? auth + 3 : server_url, '/');
     const char *query = strchr(server_url, '?');
+    if (query && path && path > query) path = NULL;
     size_t head = path ? (size_t)(path - server_url)
                        : query ? (size_t)(query - server_url) : strlen(server_url);
     return xasprintf("%.*s/%s%s", (int)head, server_url, name, query ? query : "");

@@ -469,8 +469,8 @@ static int pg_bind_text(db_stmt *s, int i, const char *v) {
     return bind_value(s, i, OID_TEXT, v, v ? strlen(v) : 0);
 }
 static int pg_bind_blob(db_stmt *s, int i, const void *v, size_t len) {
-    /* A zero-length blob is an empty bytea, not NULL. */
-    return bind_value(s, i, OID_BYTEA, v ? v : "", len);
+    /* As in SQLite: a NULL pointer binds NULL, a zero-length blob an empty bytea. */
+    return bind_value(s, i, OID_BYTEA, v, v ? len : 0);
 }
 static int pg_bind_null(db_stmt *s, int i) { return bind_value(s, i, 0, NULL, 0); }
 

@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,8 +56,8 @@ static char *url_with_database(const char *server_url, const char *name) {
  * counter and the clock, so neither the forked test cases of one binary nor two runs
  * of the suite against one server collide. */
 static char *pg_test_database(const char *server_url) {
-    /* Shared by the calls of one process; test processes are single-threaded. */
-    static unsigned counter;
+    /* Shared by every call in the process (atomic: a test may call from threads). */
+    static _Atomic unsigned counter;
     PGconn *c = PQconnectdb(server_url);
     if (PQstatus(c) != CONNECTION_OK) {
         fprintf(stdout, "    cannot connect to FEEDLINE_TEST_PG (%s): %s", server_url,
@@ -64,7 +65,7 @@ static char *pg_test_database(const char *server_url) {
         abort();
     }
     char name[64];
-    snprintf(name, sizeof name, "feedline_test_%ld_%u_%llx", (long)getpid(), ++counter,
+    snprintf(name, sizeof name, "feedline_test_%ld_%u_%llx", (long)getpid(), atomic_fetch_add(&counter, 1) + 1,
              (unsigned long long)(mono_us() & 0xffffffffffULL));
     char *sql = xasprintf("CREATE DATABASE %s", name);
     PGresult *r = PQexec(c, sql);
