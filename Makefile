@@ -10,7 +10,7 @@
 
 CC      ?= gcc
 B       ?= build
-PKGS    := jansson sqlite3 libcurl
+PKGS    := jansson sqlite3 libcurl libpq
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
 BASE    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Itests $(WARN) -MMD -MP
@@ -103,10 +103,37 @@ $(B)/bench/%: $(B)/rel/bench/%.o $(B)/rel/libsupport.a $(B)/rel/libfeedline.a
 fakes: $(FAKE_BINS)
 tools: $(TOOL_BINS)
 
-# Build and run the whole suite. T=substring runs only matching test binaries.
+# Build and run the whole suite once per backend: SQLite, then PostgreSQL on a
+# throwaway cluster (scripts/pg-test-cluster; each test makes its own database there).
+# The last line is the total over both passes. T=substring runs only matching test
+# binaries; BACKENDS=sqlite skips the PostgreSQL pass. The cluster lives under /tmp:
+# short unix-socket paths, and reachable by the postgres user when run as root.
+BACKENDS ?= sqlite postgres
+TEST_SELECTED = $(if $(T),$(foreach b,$(TEST_BINS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS))
 test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	@scripts/install-deps test
-	@FEEDLINE_BUILD=$(abspath $(B)) tests/run.sh $(if $(T),$(foreach b,$(TEST_BINS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS))
+	@export FEEDLINE_BUILD=$(abspath $(B)); \
+	summary=$$(mktemp); pgdir=""; passed=0; failed=0; \
+	trap 'rm -f "$$summary"; [ -z "$$pgdir" ] || scripts/pg-test-cluster stop "$$pgdir"' EXIT; \
+	trap 'exit 130' INT TERM; \
+	for backend in $(BACKENDS); do \
+	  : >"$$summary"; \
+	  case $$backend in \
+	  sqlite) echo "== SQLite"; \
+	    FEEDLINE_TEST_SUMMARY=$$summary tests/run.sh $(TEST_SELECTED) ;; \
+	  postgres) echo "== PostgreSQL"; \
+	    pgdir=$$(mktemp -d /tmp/feedline-pg.XXXXXX); \
+	    if url=$$(scripts/pg-test-cluster start "$$pgdir"); then \
+	      FEEDLINE_TEST_PG=$$url FEEDLINE_TEST_PG_DIR=$$pgdir \
+	      FEEDLINE_TEST_SUMMARY=$$summary tests/run.sh $(TEST_SELECTED); \
+	    else echo "the PostgreSQL test cluster did not start"; fi ;; \
+	  *) echo "unknown backend $$backend (sqlite|postgres)" ;; \
+	  esac; \
+	  read p f <"$$summary" || { p=0; f=1; }; \
+	  passed=$$((passed + p)); failed=$$((failed + f)); \
+	done; \
+	echo "$$passed passed, $$failed failed"; \
+	[ "$$failed" -eq 0 ]
 
 bench: $(B)/feedline $(BENCH_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	@scripts/install-deps bench

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Runs every test binary given on the command line and sums their results.
 # The last line is "N passed, N failed" (CI reads it); exit status 1 on any failure.
-# Environment for the tests: FEEDLINE_BIN (sanitizer build of the CLI), FEEDLINE_ROOT.
+# Environment for the tests: FEEDLINE_BIN (sanitizer build of the CLI), FEEDLINE_ROOT,
+# FEEDLINE_TEST_PG (a PostgreSQL server URL: the tests' databases are made there).
+# FEEDLINE_TEST_SUMMARY=FILE also writes "PASSED FAILED" to FILE (for make test, which
+# sums the SQLite and PostgreSQL passes).
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 export FEEDLINE_ROOT="$root"
@@ -25,4 +28,7 @@ for t in "$@"; do
 done
 [ -n "$broken" ] && echo "test binaries that exited abnormally:$broken"
 echo "$passed passed, $failed failed"
+if [ -n "${FEEDLINE_TEST_SUMMARY:-}" ]; then
+  echo "$passed $failed" >"$FEEDLINE_TEST_SUMMARY"
+fi
 [ "$failed" -eq 0 ]

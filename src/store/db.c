@@ -14,10 +14,7 @@ db_t *db_open(const char *url, char *err, size_t errlen) {
         snprintf(err, errlen, "empty database path");
         return NULL;
     }
-    if (db_is_postgres_url(url)) {
-        snprintf(err, errlen, "PostgreSQL URLs are not supported by this build yet");
-        return NULL;
-    }
+    if (db_is_postgres_url(url)) return db_pg_driver.open(url, err, errlen);
     return db_sqlite_driver.open(url, err, errlen);
 }
 

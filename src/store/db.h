@@ -21,7 +21,8 @@ enum {
     DB_ERR = -1,            /* any other failure; see db_errmsg */
     DB_ERR_CONSTRAINT = -2, /* unique/check/foreign-key violation */
     DB_ERR_BUSY = -3,       /* lock timeout / serialization failure: retryable */
-    DB_ERR_CONN = -4        /* connection lost (PostgreSQL) */
+    DB_ERR_CONN = -4        /* connection lost and, inside a transaction, the
+                               transaction with it (PostgreSQL; reconnects itself) */
 };
 
 /* Driver operations; db.c dispatches on the URL. */
@@ -99,11 +100,15 @@ const char *db_errmsg(db_t *db);
 int db_ping(db_t *db);
 
 /* Transactions. db_begin(immediate=1) takes the write lock up front on SQLite
- * (avoids lock upgrade deadlocks between a reader turning writer and another writer). */
+ * (avoids lock upgrade deadlocks between a reader turning writer and another writer).
+ * On PostgreSQL any failed statement aborts the whole transaction, and a transaction
+ * whose connection was lost fails every operation with DB_ERR_CONN: either way the
+ * caller rolls back (always succeeds then) and retries the transaction. */
 int db_begin(db_t *db, int immediate);
 int db_commit(db_t *db);
 int db_rollback(db_t *db);
 
 extern const db_driver db_sqlite_driver;
+extern const db_driver db_pg_driver;
 
 #endif

@@ -56,12 +56,10 @@ static int record_version(db_t *db, int version) {
 
 int migrations_apply(db_t *db, char *err, size_t errlen) {
     enum db_dialect dialect = db_dialect_of(db);
-    if (db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")) {
-        snprintf(err, errlen, "creating schema_version: %s", db_errmsg(db));
-        return -1;
-    }
     /* One transaction for the check and all pending migrations, holding a lock so that
-     * two processes starting on a fresh database don't both apply migration 1. */
+     * two processes starting on a fresh database don't both apply migration 1. The
+     * version table is created under the lock too: PostgreSQL's CREATE TABLE IF NOT
+     * EXISTS is not safe against a concurrent create of the same table. */
     if (db_begin(db, 1)) {
         snprintf(err, errlen, "starting migration: %s", db_errmsg(db));
         return -1;
@@ -72,6 +70,8 @@ int migrations_apply(db_t *db, char *err, size_t errlen) {
                  (long long)PG_MIGRATION_LOCK_KEY);
         if (db_exec(db, lock)) goto fail;
     }
+    if (db_exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)"))
+        goto fail;
     int version = 0;
     if (current_version(db, &version)) goto fail;
     int latest = MIGRATIONS[MIGRATION_COUNT - 1].version;

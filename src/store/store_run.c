@@ -355,7 +355,11 @@ int store_run_set_filtered(store *s, int64_t id, int64_t filtered) {
 #define RUN_MAX_WARNINGS 200
 
 int store_run_add_warning(store *s, int64_t id, const char *warning) {
-    db_stmt *st = store_stmt(s, "SELECT warnings FROM pipeline_runs WHERE id = ?");
+    /* Read-modify-write of the JSON array: inside a transaction, PostgreSQL needs the
+     * row lock up front (SQLite's BEGIN IMMEDIATE already serialises writers) or two
+     * workers could each drop the other's warning. */
+    db_stmt *st = store_stmt2(s, "SELECT warnings FROM pipeline_runs WHERE id = ?",
+                              "SELECT warnings FROM pipeline_runs WHERE id = ? FOR UPDATE");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, id);
     int rc = store_step_row(s, st, "reading warnings");

@@ -7,6 +7,18 @@
 #include "store/store_internal.h"
 #include "util/mem.h"
 
+/* PostgreSQL plans the per-item statements (close a work item: WHERE run_id, phase,
+ * conversation_id) once per connection. Without statistics for a freshly filled
+ * work_items, the (run_id, phase, state) index ties with the primary key and may be
+ * picked, which scans the whole phase for every item (quadratic runs). Statistics
+ * taken right after seeding make the planner use the primary key. SQLite's planner
+ * prefers the full primary key on its own. */
+static int refresh_work_statistics(store *s) {
+    if (db_dialect_of(s->db) != DB_PG) return STORE_OK;
+    int rc = db_exec(s->db, "ANALYZE work_items");
+    return rc ? store_fail(s, rc, "analyzing work items") : STORE_OK;
+}
+
 int store_work_seed_conversations(store *s, int64_t run_id, int64_t from, int64_t to,
                                   int64_t max, int64_t *count) {
     work_counts c;
@@ -30,6 +42,8 @@ int store_work_seed_conversations(store *s, int64_t run_id, int64_t from, int64_
         rc = store_exec_stmt(s, st, "selecting the run's conversations");
         if (rc) return rc;
         existing = db_changes(s->db);
+        rc = refresh_work_statistics(s);
+        if (rc) return rc;
     }
     *count = existing;
     return STORE_OK;
@@ -47,6 +61,7 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
     db_bind_int(st, 2, run_id);
     int rc = store_exec_stmt(s, st, "seeding phase work");
     if (rc) return rc;
+    if (db_changes(s->db) > 0 && (rc = refresh_work_statistics(s)) != STORE_OK) return rc;
     work_counts c;
     rc = store_work_counts(s, run_id, phase, &c);
     if (rc) return rc;
@@ -56,7 +71,10 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
 
 /* One claim statement per kind of claimable item, so each reads the
  * (run, phase, state, conversation_id) index in order instead of sorting: pending items,
- * then items whose lease expired (their worker died). */
+ * then items whose lease expired (their worker died). On PostgreSQL, ARRAY(...) makes
+ * the locking subquery an InitPlan that runs once: as an IN (...) semi-join PostgreSQL
+ * may rescan it per outer row, and each rescan skips the rows the previous one locked,
+ * claiming more than LIMIT. */
 static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_name,
                       const char *owner, size_t max, int64_t now, int64_t lease_seconds,
                       char ***ids, size_t *n, size_t *cap) {
@@ -70,10 +88,10 @@ static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_n
               " RETURNING conversation_id",
               "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
               " attempts = w.attempts + 1"
-              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
+              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id = ANY (ARRAY("
               "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
               "  AND state = 'claimed' AND lease_until < ? ORDER BY conversation_id LIMIT ?"
-              "  FOR UPDATE SKIP LOCKED)"
+              "  FOR UPDATE SKIP LOCKED))"
               " RETURNING w.conversation_id")
         : store_stmt2(s,
               "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
@@ -84,10 +102,10 @@ static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_n
               " RETURNING conversation_id",
               "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
               " attempts = w.attempts + 1"
-              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id IN ("
+              " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id = ANY (ARRAY("
               "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
               "  AND state = 'pending' AND ? >= 0 ORDER BY conversation_id LIMIT ?"
-              "  FOR UPDATE SKIP LOCKED)"
+              "  FOR UPDATE SKIP LOCKED))"
               " RETURNING w.conversation_id");
     if (!st) return STORE_ERR;
     db_bind_text(st, 1, owner);

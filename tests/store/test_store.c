@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "store/db.h"
 #include "store/store.h"
 #include "support/fixtures.h"
 #include "util/mem.h"
@@ -32,7 +33,8 @@ static void add_convs(store *s, int n, int64_t t0) {
 TEST(open_migrates_once_and_reopens) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
-    CHECK_STR(store_backend(s), "sqlite");
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    CHECK_STR(store_backend(s), pg && pg[0] ? "postgres" : "sqlite");
     CHECK_INT(store_conv_count(s), 0);
     store_close(s);
     s = fx_store_open(url); /* second open must not re-apply migration 1 */
@@ -114,6 +116,41 @@ TEST(only_one_active_run_and_lifecycle_transitions) {
     for (size_t i = 0; i < n; i++) run_record_free(&list[i]);
     free(list);
     store_close(s);
+    free(url);
+}
+
+TEST(processes_opening_a_fresh_database_together_migrate_it_once) {
+    char *url = fx_db_url();
+    enum { N = 6 };
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            store *c = NULL;
+            char err[256];
+            int rc = store_open(url, &c, err, sizeof err);
+            if (rc) fprintf(stdout, "    child %d: %s\n", i, err);
+            store_close(c);
+            _exit(rc == STORE_OK ? 0 : 1);
+        }
+    }
+    int opened = 0;
+    for (int i = 0; i < N; i++) {
+        int st = 0;
+        waitpid(pids[i], &st, 0);
+        opened += WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    CHECK_INT(opened, N);
+    char err[256];
+    db_t *db = db_open(url, err, sizeof err);
+    REQUIRE(db);
+    db_stmt *q = db_prepare(db, "SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_version");
+    REQUIRE(q);
+    REQUIRE(db_step(q) == DB_ROW);
+    CHECK(db_col_int(q, 0) >= 1);
+    CHECK_INT(db_col_int(q, 0), db_col_int(q, 1)); /* no migration applied twice */
+    db_finalize(q);
+    db_close(db);
     free(url);
 }
 
@@ -361,6 +398,61 @@ TEST(orphaned_runs_are_failed_by_heartbeat_age) {
     int64_t active;
     CHECK_INT(store_run_active(s, &active, NULL), STORE_NOTFOUND);
     CHECK_INT(store_run_resume(s, run, 300), STORE_OK);
+    store_close(s);
+    free(url);
+}
+
+TEST(usage_totals_filtered_count_and_orphan_members_read_back) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    run_params p = default_params();
+    int64_t run;
+    CHECK_INT(store_run_create(s, &p, 1, &run, NULL), STORE_OK);
+    /* Usage adds up per phase; the run's totals are sums over phases (numeric on
+     * PostgreSQL, read back as integers and doubles). */
+    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 2, 1, 3000000000, 20, 0.25),
+              STORE_OK);
+    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 1, 0, 100, 10, 0.5), STORE_OK);
+    CHECK_INT(store_run_add_usage(s, run, PHASE_THEMES, 4, 2, 50, 5, 0.125), STORE_OK);
+    CHECK_INT(store_run_set_filtered(s, run, 7), STORE_OK);
+    run_record r;
+    REQUIRE(store_run_get(s, run, &r) == STORE_FOUND);
+    CHECK_INT(r.llm_requests, 7);
+    CHECK_INT(r.llm_cache_hits, 3);
+    CHECK_INT(r.prompt_tokens, 3000000150);
+    CHECK_INT(r.completion_tokens, 35);
+    CHECK_NEAR(r.cost_usd, 0.875, 1e-12);
+    CHECK_INT(r.conversations_filtered, 7);
+    run_record_free(&r);
+    char *usage = NULL;
+    CHECK_INT(store_run_usage_json(s, run, &usage), STORE_OK);
+    REQUIRE(usage);
+    CHECK(strstr(usage, "\"classification\":{\"requests\":3,\"cache_hits\":1,") != NULL);
+    CHECK(strstr(usage, "\"theme_extraction\":{\"requests\":4,") != NULL);
+    CHECK(strstr(usage, "\"cost_usd\":0.75") != NULL);
+    free(usage);
+
+    orphan_key k = {"sig_y", "area", "comp", "bug_report", "deficit", "t"};
+    int64_t o;
+    int created, added;
+    CHECK_INT(store_orphan_get_or_create(s, &k, run, 1, &o, &created), STORE_OK);
+    CHECK_INT(store_orphan_add_member(s, o, "m2", run, "second", 20, &added), STORE_OK);
+    CHECK_INT(store_orphan_add_member(s, o, "m1", run, NULL, 10, &added), STORE_OK);
+    char **ids = NULL, **excerpts = NULL;
+    size_t n = 0;
+    CHECK_INT(store_orphan_members(s, o, &ids, &excerpts, &n), STORE_OK);
+    REQUIRE(n == 2);
+    CHECK_STR(ids[0], "m1"); /* oldest first */
+    CHECK_STR(excerpts[0], "");
+    CHECK_STR(ids[1], "m2");
+    CHECK_STR(excerpts[1], "second");
+    for (size_t i = 0; i < n; i++) {
+        free(ids[i]);
+        free(excerpts[i]);
+    }
+    free(ids);
+    free(excerpts);
+    CHECK_INT(store_orphan_first_run(s, o), run);
     store_close(s);
     free(url);
 }

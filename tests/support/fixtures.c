@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/mem.h"
+#include "util/timeutil.h"
 
 char *fx_tmpdir(void) {
     const char *base = getenv("TMPDIR");
@@ -37,7 +40,48 @@ void fx_rmtree(const char *path) {
     if (path) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The URL of server_url with its database name replaced by name (query parameters,
+ * if any, kept). */
+static char *url_with_database(const char *server_url, const char *name) {
+    const char *auth = strstr(server_url, "://");
+    const char *path = strchr(auth ? auth + 3 : server_url, '/');
+    const char *query = strchr(server_url, '?');
+    if (query && path && path > query) path = NULL; /* "host?x=/y": no path */
+    size_t head = path ? (size_t)(path - server_url)
+                       : query ? (size_t)(query - server_url) : strlen(server_url);
+    return xasprintf("%.*s/%s%s", (int)head, server_url, name, query ? query : "");
+}
+
+/* A fresh database on the PostgreSQL test server. Names combine the pid, a per-process
+ * counter and the clock, so neither the forked test cases of one binary nor two runs
+ * of the suite against one server collide. */
+static char *pg_test_database(const char *server_url) {
+    /* Shared by every call in the process (atomic: a test may call from threads). */
+    static _Atomic unsigned counter;
+    PGconn *c = PQconnectdb(server_url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stdout, "    cannot connect to FEEDLINE_TEST_PG (%s): %s", server_url,
+                PQerrorMessage(c));
+        abort();
+    }
+    char name[64];
+    snprintf(name, sizeof name, "feedline_test_%ld_%u_%llx", (long)getpid(), atomic_fetch_add(&counter, 1) + 1,
+             (unsigned long long)(mono_us() & 0xffffffffffULL));
+    char *sql = xasprintf("CREATE DATABASE %s", name);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        fprintf(stdout, "    %s: %s", sql, PQresultErrorMessage(r));
+        abort();
+    }
+    PQclear(r);
+    PQfinish(c);
+    free(sql);
+    return url_with_database(server_url, name);
+}
+
 char *fx_db_url(void) {
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    if (pg && pg[0]) return pg_test_database(pg);
     char *dir = fx_tmpdir();
     char *url = xasprintf("%s/test.db", dir);
     free(dir);
