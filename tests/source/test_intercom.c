@@ -544,3 +544,45 @@ TEST(stop_during_fetch_cancels_in_flight_work_and_keeps_what_was_stored) {
     CHECK_INT(in_flight, 1); /* the /_stats request itself */
     fx_stop(&f);
 }
+
+TEST(forbidden_on_any_request_stops_the_fetch_naming_the_cause) {
+    ifake_set probe;
+    REQUIRE(ifake_set_build(&probe, 60, SEED, BASE, DAYS) == 0);
+    const char *victim = NULL;
+    for (size_t i = 0; i < probe.n && !victim; i++)
+        if (probe.v[i].verdict == QUALITY_OK) victim = probe.v[i].id;
+    REQUIRE(victim != NULL);
+    char spec[96];
+    snprintf(spec, sizeof spec, "%s:403", victim);
+    fx f;
+    REQUIRE(fx_start(&f, 60, "--fail-ids", spec, NULL) == 0);
+    intercom_result r;
+    CHECK_INT(intercom_fetch(f.st, &f.o, &ALL, &r), INTERCOM_FAILED);
+    CHECK(strncmp(r.error, "Intercom refused access (403)", 29) == 0);
+    CHECK_INT(ifake_stat(&f.fake, "injected_failures"), 1); /* not retried */
+    CHECK_INT(r.retries, 0);
+    fx_stop(&f);
+    ifake_set_free(&probe);
+}
+
+TEST(sync_watermark_only_moves_forward) {
+    char *db = fx_db_url();
+    store *st = fx_store_open(db);
+    int64_t v = 0;
+    CHECK_INT(store_sync_get_int(st, "k", &v), STORE_NOTFOUND);
+    CHECK_INT(store_sync_advance(st, "k", 100, 1), STORE_OK);
+    CHECK_INT(store_sync_advance(st, "k", 90, 2), STORE_OK);
+    CHECK_INT(store_sync_get_int(st, "k", &v), STORE_FOUND);
+    CHECK_INT(v, 100);
+    CHECK_INT(store_sync_advance(st, "k", 1000, 3), STORE_OK);
+    CHECK_INT(store_sync_get_int(st, "k", &v), STORE_FOUND);
+    CHECK_INT(v, 1000);
+    CHECK_INT(store_sync_put(st, "text", "not a number", 4), STORE_OK);
+    CHECK_INT(store_sync_get_int(st, "text", &v), STORE_ERR);
+    char *s = NULL;
+    CHECK_INT(store_sync_get(st, "text", &s), STORE_FOUND);
+    CHECK_STR(s, "not a number");
+    free(s);
+    store_close(st);
+    free(db);
+}
