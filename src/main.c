@@ -12,6 +12,7 @@ static const struct {
     const char *summary;
 } COMMANDS[] = {
     {"import", cmd_import, "import conversations from JSONL or Intercom JSON files"},
+    {"fetch", cmd_fetch, "fetch conversations from the Intercom API"},
     {"run", cmd_run, "run the pipeline in the foreground"},
     {"resume", cmd_resume, "continue a stopped or failed run"},
     {"stop", cmd_stop, "ask a running run to stop"},

@@ -19,6 +19,7 @@
 #define EXIT_STOPPED 4    /* the run was stopped */
 
 int cmd_import(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_stories(int argc, char **argv);

@@ -9,6 +9,7 @@
 
 #include "pipeline/engine.h"
 #include "pipeline/stories.h"
+#include "source/intercom.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -59,6 +60,9 @@ static step_result select_conversations(store *st, const run_record *run, char *
 
 static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
                               const run_record *run, char *err, size_t errlen) {
+    /* With INTERCOM_ACCESS_TOKEN set, the run's window is fetched first (source/). */
+    int fetched = intercom_fetch_for_run(st, run, env->owner, env->stop_flag, err, errlen);
+    if (fetched != 0) return fetched == 1 ? STEP_STOPPED : STEP_FAILED;
     step_result r = select_conversations(st, run, err, errlen);
     if (r != STEP_DONE) return r;
     r = run_engine_phase(env, st, llm, run, &CLASSIFY_OPS, err, errlen);

@@ -203,7 +203,17 @@ static const char MIGRATION_1[] =
     " prompt_tokens BIGINT NOT NULL DEFAULT 0, completion_tokens BIGINT NOT NULL DEFAULT 0,"
     " created_at BIGINT NOT NULL, hits BIGINT NOT NULL DEFAULT 0);";
 
+/* Incremental-sync state of the sources: small key/value rows (for Intercom, the
+ * newest updated_at fetched, so `feedline fetch --since-last` asks only for what is new
+ * or changed, and a summary of the last fetch). */
+static const char MIGRATION_2[] =
+    "CREATE TABLE sync_state ("
+    " key TEXT PRIMARY KEY,"
+    " value TEXT NOT NULL,"
+    " updated_at BIGINT NOT NULL);";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
+    {2, "sync state", MIGRATION_2},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

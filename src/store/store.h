@@ -347,6 +347,26 @@ int store_cache_put(store *s, const char *key, const char *model, const char *ta
                     const char *response, int64_t prompt_tokens, int64_t completion_tokens,
                     int64_t now);
 
+/* ---------------------------------------------------------------- sync state */
+/* Small key/value state of incremental sources (store_sync.c). Keys are namespaced by
+ * source ("intercom.updated_at"). */
+
+/* FOUND with *value (caller frees), or NOTFOUND. */
+int store_sync_get(store *s, const char *key, char **value);
+/* Inserts or replaces the value. */
+int store_sync_put(store *s, const char *key, const char *value, int64_t now);
+/* A numeric watermark that only moves forward: stores value unless the stored one is
+ * already >= value (atomic, so two fetches finishing together cannot move it back). */
+int store_sync_advance(store *s, const char *key, int64_t value, int64_t now);
+/* FOUND with the numeric value, NOTFOUND, or STORE_ERR when the stored text is not a
+ * whole number. */
+int store_sync_get_int(store *s, const char *key, int64_t *value);
+/* Records a failure of a run's Intercom fetch under the phase name "fetch" (fetching
+ * happens before the first pipeline phase, so it has no enum run_phase); conversation_id
+ * "" for a run-level failure. Shown with the run's other failures. */
+int store_put_fetch_error(store *s, int64_t run_id, const char *conversation_id,
+                          const char *reason, int64_t now);
+
 /* ---------------------------------------------------------------- raw access */
 /* The driver connection, for the read-only query modules (reports, API listings) that
  * live beside this file. Not for use outside src/store/. */
