@@ -649,7 +649,7 @@ static int generate(fake *fk, const options *o) {
         json_object_del(full, "conversation_parts");
         fc->summary = jx_dump(full);
         json_decref(full);
-        convgen_conversation_free(&c);
+        conv_free(&c);
         if (fc->updated_at > fk->max_updated) fk->max_updated = fc->updated_at;
         strmap_put(&fk->by_id, fc->id, fc);
     }

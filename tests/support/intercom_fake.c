@@ -197,7 +197,7 @@ int ifake_set_build(ifake_set *s, size_t count, uint64_t seed, int64_t base_time
         convgen_truth t;
         convgen_next(g, &c, &t);
         rc = fill(&s->v[i], &c, &t);
-        convgen_conversation_free(&c);
+        conv_free(&c);
         if (rc == 0) s->n++;
     }
     convgen_free(g);
