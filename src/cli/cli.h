@@ -6,6 +6,7 @@
 #ifndef FEEDLINE_CLI_H
 #define FEEDLINE_CLI_H
 
+#include <jansson.h>
 #include <stdatomic.h>
 
 #include "pipeline/pipeline.h"
@@ -51,6 +52,8 @@ void cli_progress(void *ctx, const run_progress *p);
 const char *cli_owner(void);
 /* Installs SIGINT/SIGTERM handlers that set *flag (a second signal exits). */
 void cli_trap_stop(atomic_int *flag);
+/* Prints a JSON value indented on stdout. */
+void cli_print_json(const json_t *v);
 /* Prints a run summary table (human) for a finished run. */
 void cli_print_run_summary(store *st, int64_t run_id);
 /* Drives a run (after pipeline_start/resume) to its end with progress; shared by run,

@@ -127,9 +127,7 @@ static void print_json(const intercom_result *r, const intercom_window *w) {
         (json_int_t)r->stats.rejected, "detail_failures", (json_int_t)r->detail_failed, "requests",
         (json_int_t)r->requests, "retries", (json_int_t)r->retries, "rate_limited",
         (json_int_t)r->rate_limited, "seconds", r->seconds);
-    char *s = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
-    if (s) printf("%s\n", s);
-    free(s);
+    cli_print_json(o);
     json_decref(o);
 }
 

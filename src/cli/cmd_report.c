@@ -198,9 +198,7 @@ int cmd_stories(int argc, char **argv) {
         return EXIT_FAILURE_;
     }
     if (!strcmp(format, "json")) {
-        char *s = json_dumps(stories, JSON_INDENT(2));
-        if (s) printf("%s\n", s);
-        free(s);
+        cli_print_json(stories);
     } else if (!strcmp(format, "csv")) {
         print_csv(stories);
     } else if (!strcmp(format, "markdown")) {
@@ -248,9 +246,7 @@ int cmd_runs(int argc, char **argv) {
     }
     free(runs);
     if (a.json) {
-        char *s = json_dumps(arr, JSON_INDENT(2));
-        if (s) printf("%s\n", s);
-        free(s);
+        cli_print_json(arr);
     }
     json_decref(arr);
     store_close(st);
@@ -277,9 +273,7 @@ int cmd_status(int argc, char **argv) {
     }
     if (a.json) {
         json_t *o = run_status_json(st, &r, wall_unix());
-        char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
-        if (s) printf("%s\n", s);
-        free(s);
+        cli_print_json(o);
         json_decref(o);
     } else {
         cli_print_run_summary(st, id);

@@ -163,15 +163,19 @@ void cli_print_run_summary(store *st, int64_t run_id) {
     run_record_free(&r);
 }
 
+void cli_print_json(const json_t *v) {
+    char *s = v ? json_dumps(v, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+}
+
 int cli_finish_run(store *st, int64_t run_id, int rc, int json) {
     if (isatty(2)) fprintf(stderr, "\r\033[K");
     if (json) {
         run_record r;
         if (store_run_get(st, run_id, &r) == STORE_FOUND) {
             json_t *o = run_status_json(st, &r, wall_unix());
-            char *s = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
-            if (s) printf("%s\n", s);
-            free(s);
+            cli_print_json(o);
             json_decref(o);
             run_record_free(&r);
         }
