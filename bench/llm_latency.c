@@ -109,69 +109,58 @@ static double ceil_rounds(int64_t requests, long conc) {
     return requests > 0 ? ceil((double)requests / (double)conc) : 0;
 }
 
-int main(int argc, char **argv) {
+static int parse_args(int argc, char **argv, options *o) {
     static const struct option lo[] = {{"conversations", required_argument, NULL, 'n'},
                                        {"latency-ms", required_argument, NULL, 'l'},
                                        {"concurrency", required_argument, NULL, 'c'},
                                        {"seed", required_argument, NULL, 's'},
                                        {0}};
-    options o = {2000, 200, 20, 20260125};
     int c;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (c == 'n') o.conversations = atol(optarg);
-        else if (c == 'l') o.latency = atol(optarg);
-        else if (c == 'c') o.concurrency = atol(optarg);
-        else if (c == 's') o.seed = strtoull(optarg, NULL, 10);
-        else {
-            fprintf(stderr, "usage: llm_latency [--conversations N] [--latency-ms N] "
-                            "[--concurrency N] [--seed S]\n");
-            return 2;
-        }
+        if (c == 'n') o->conversations = atol(optarg);
+        else if (c == 'l') o->latency = atol(optarg);
+        else if (c == 'c') o->concurrency = atol(optarg);
+        else if (c == 's') o->seed = strtoull(optarg, NULL, 10);
+        else return -1;
     }
-    if (o.conversations < 1 || o.latency < 1 || o.concurrency < 1 || o.concurrency > 512) return 2;
-    char *dir = fx_tmpdir();
+    return o->conversations >= 1 && o->latency >= 1 && o->concurrency >= 1 &&
+                   o->concurrency <= 512
+               ? 0
+               : -1;
+}
+
+/* Generates and imports the conversations into dir/bench.db; its path, or NULL. */
+static char *prepare_db(const char *dir, const options *o) {
     char *jsonl = xasprintf("%s/conversations.jsonl", dir), *db = xasprintf("%s/bench.db", dir);
-    char *log = xasprintf("%s/run.log", dir);
-    if (write_conversations(jsonl, &o) != 0) return 1;
     char *imp[] = {"build/feedline", "import", "--db", db, jsonl, NULL};
-    if (fx_run(imp, NULL, NULL, NULL) != 0) {
-        fprintf(stderr, "llm_latency: import failed (run `make bench` from the repository root)\n");
-        return 1;
+    int ok = write_conversations(jsonl, o) == 0 && fx_run(imp, NULL, NULL, NULL) == 0;
+    free(jsonl);
+    if (!ok) {
+        fprintf(stderr, "llm_latency: preparing the data failed (run `make bench` from the "
+                        "repository root)\n");
+        free(db);
+        return NULL;
     }
-    char lat[32];
-    snprintf(lat, sizeof lat, "%ld", o.latency);
-    const char *fargs[] = {"--vocab", "data/theme_vocabulary.json", "--latency-ms", lat, NULL};
-    fakeproc fp;
-    if (fakeproc_start(&fp, "fake_openai", fargs) != 0) return 1;
-    char *env_url = xasprintf("OPENAI_BASE_URL=%s/v1", fp.url);
-    char *env[] = {env_url, "OPENAI_API_KEY=bench", "FEEDLINE_VOCAB=data/theme_vocabulary.json", NULL};
-    char conc[32];
-    snprintf(conc, sizeof conc, "%ld", o.concurrency);
-    char *run[] = {"build/feedline", "run", "--db", db, "--llm", "openai", "--concurrency", conc, NULL};
-    int64_t t0 = mono_ms();
-    pid_t pid = fakeproc_spawn(run, env, log);
-    int64_t start[NPHASES], end;
-    int rc = watch(pid, db, t0, start, &end);
-    json_t *stats = fakeproc_stats(&fp);
-    store *st = fx_store_open(db);
-    run_record r;
-    int found = store_run_get(st, 1, &r) == STORE_FOUND;
-    printf("%ld conversations, fake latency %ld ms, concurrency %ld: run %s in %.2f s (exit %d)\n",
-           o.conversations, o.latency, o.concurrency, found ? r.status : "?", (double)end / 1000, rc);
+    return db;
+}
+
+/* Prints each phase against its ideal; the theme phase also per conversation. */
+static void report(const options *o, json_t *stats, const run_record *r, const int64_t start[NPHASES],
+                   int64_t end) {
     double ideal_sum = 0;
     for (size_t i = 0; i < NPHASES; i++) {
         int64_t reqs = task_count(stats, PHASES[i].tasks[0]) + task_count(stats, PHASES[i].tasks[1]);
         int64_t next = i + 1 < NPHASES && start[i + 1] >= 0 ? start[i + 1] : end;
         double wall = start[i] >= 0 ? (double)(next - start[i]) : 0;
-        double ideal = ceil_rounds(reqs, o.concurrency) * (double)o.latency;
+        double ideal = ceil_rounds(reqs, o->concurrency) * (double)o->latency;
         ideal_sum += ideal;
         printf("  %-22s %5lld requests  %8.0f ms  ideal %8.0f ms  ratio %.3f\n", PHASES[i].phase,
                (long long)reqs, wall, ideal, ideal > 0 ? wall / ideal : 0.0);
-        if (i == 3 && found) {
-            int64_t items = r.themes_extracted + r.themes_filtered + r.themes_failed;
-            double by_conv = (double)items * (double)o.latency / (double)o.concurrency;
-            printf("  %-22s %5lld conversations: ideal %.0f ms, ratio %.3f (the extra requests are "
-                   "canonicalisations of new signatures)\n",
+        if (i == 3 && r) {
+            int64_t items = r->themes_extracted + r->themes_filtered + r->themes_failed;
+            double by_conv = (double)items * (double)o->latency / (double)o->concurrency;
+            printf("  %-22s %5lld conversations: ideal %.0f ms, ratio %.3f (the other requests "
+                   "are canonicalisations of new signatures)\n",
                    "", (long long)items, by_conv, wall / by_conv);
         }
     }
@@ -179,21 +168,42 @@ int main(int argc, char **argv) {
            (double)end / ideal_sum);
     printf("  fake: %lld requests, max in flight %lld\n", (long long)jx_int(stats, "requests", 0),
            (long long)jx_int(stats, "max_in_flight", 0));
-    if (getenv("LLM_LATENCY_DEBUG")) {
-        char *t = jx_dump(jx_obj(stats, "tasks"));
-        printf("  fake tasks (fake clock, started %lld ms before the run): %s\n  phase starts:",
-               (long long)(jx_int(stats, "now_ms", 0) - (mono_ms() - t0)), t);
-        for (size_t i = 0; i < NPHASES; i++) printf(" %lld", (long long)start[i]);
-        printf("\n");
-        free(t);
+}
+
+int main(int argc, char **argv) {
+    options o = {2000, 200, 20, 20260125};
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: llm_latency [--conversations N] [--latency-ms N] "
+                        "[--concurrency 1..512] [--seed S]\n");
+        return 2;
     }
+    char *dir = fx_tmpdir();
+    char *db = prepare_db(dir, &o);
+    char lat[32];
+    snprintf(lat, sizeof lat, "%ld", o.latency);
+    const char *fargs[] = {"--vocab", "data/theme_vocabulary.json", "--latency-ms", lat, NULL};
+    fakeproc fp;
+    if (!db || fakeproc_start(&fp, "fake_openai", fargs) != 0) return 1;
+    char *env_url = xasprintf("OPENAI_BASE_URL=%s/v1", fp.url), *log = xasprintf("%s/run.log", dir);
+    char *env[] = {env_url, "OPENAI_API_KEY=bench", "FEEDLINE_VOCAB=data/theme_vocabulary.json", NULL};
+    char conc[32];
+    snprintf(conc, sizeof conc, "%ld", o.concurrency);
+    char *run[] = {"build/feedline", "run", "--db", db, "--llm", "openai", "--concurrency", conc, NULL};
+    int64_t t0 = mono_ms(), start[NPHASES], end;
+    int rc = watch(fakeproc_spawn(run, env, log), db, t0, start, &end);
+    json_t *stats = fakeproc_stats(&fp);
+    store *st = fx_store_open(db);
+    run_record r;
+    int found = store_run_get(st, 1, &r) == STORE_FOUND;
+    printf("%ld conversations, fake latency %ld ms, concurrency %ld: run %s in %.2f s (exit %d)\n",
+           o.conversations, o.latency, o.concurrency, found ? r.status : "?", (double)end / 1000, rc);
+    report(&o, stats, found ? &r : NULL, start, end);
     if (found) run_record_free(&r);
     store_close(st);
     json_decref(stats);
     fakeproc_stop(&fp);
     fx_rmtree(dir);
     free(env_url);
-    free(jsonl);
     free(db);
     free(log);
     free(dir);

@@ -67,82 +67,107 @@ static const char *const SAMPLES[] = {
     "The dashboard is a blank screen after login, nothing loads.",
 };
 
-int main(int argc, char **argv) {
+typedef struct options {
+    long requests, concurrency, latency;
+    int embed;
+} options;
+
+static int parse_args(int argc, char **argv, options *o) {
     static const struct option opts[] = {{"requests", required_argument, NULL, 'n'},
                                          {"concurrency", required_argument, NULL, 'c'},
                                          {"latency-ms", required_argument, NULL, 'l'},
                                          {"task", required_argument, NULL, 't'},
                                          {0}};
-    long n = 30000, conc = 256, latency = 20;
-    int embed = 0, c;
+    int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'n') n = atol(optarg);
-        else if (c == 'c') conc = atol(optarg);
-        else if (c == 'l') latency = atol(optarg);
-        else if (c == 't') embed = !strcmp(optarg, "embed");
-        else {
-            fprintf(stderr, "usage: llm_overhead [--requests N] [--concurrency N] [--latency-ms N] "
-                            "[--task facets|embed]\n");
-            return 2;
+        if (c == 'n') o->requests = atol(optarg);
+        else if (c == 'c') o->concurrency = atol(optarg);
+        else if (c == 'l') o->latency = atol(optarg);
+        else if (c == 't') o->embed = !strcmp(optarg, "embed");
+        else return -1;
+    }
+    return o->requests >= 1 && o->concurrency >= 1 && o->concurrency <= 512 && o->latency >= 0 ? 0 : -1;
+}
+
+static llm_provider *provider_for(const fakeproc *fp, long concurrency) {
+    llm_openai_config cfg;
+    llm_openai_config_from_env(&cfg);
+    static char url[128];
+    snprintf(url, sizeof url, "%s/v1", fp->url);
+    cfg.base_url = url;
+    cfg.embed_base_url = NULL;
+    cfg.api_key = "bench";
+    cfg.concurrency = (int)concurrency;
+    cfg.rpm = cfg.tpm = 0;
+    char err[256];
+    llm_provider *p = llm_openai_new(&cfg, NULL, NULL, err, sizeof err);
+    if (!p) fprintf(stderr, "llm_overhead: %s\n", err);
+    return p;
+}
+
+/* Distinct calls (no two requests are the same). */
+static void make_calls(bench *b, const options *o) {
+    b->n = (size_t)o->requests;
+    b->calls = xcalloc(b->n, sizeof *b->calls);
+    b->texts = xcalloc(b->n, sizeof *b->texts);
+    for (size_t i = 0; i < b->n; i++) {
+        b->texts[i] = xasprintf("%s (ticket %zu)", SAMPLES[i % 4], i);
+        llm_call *k = &b->calls[i];
+        k->task = o->embed ? LLM_EMBED : LLM_FACETS;
+        k->in.digest = b->texts[i];
+        k->texts = (const char *const *)&b->texts[i];
+        k->ntexts = 1;
+        k->done = on_done;
+        k->user = b;
+    }
+}
+
+/* Keeps `concurrency` calls submitted until all completed; 0, or -1 on a fatal error. */
+static int drive(llm_provider *p, bench *b, long concurrency) {
+    while (b->done < b->n) {
+        while (b->next < b->n && llm_pending(p) < (size_t)concurrency)
+            if (llm_submit(p, &b->calls[b->next++]) != 0) return -1;
+        if (llm_poll(p, 50) < 0) {
+            fprintf(stderr, "llm_overhead: %s\n", p->error);
+            return -1;
         }
     }
-    if (n < 1 || conc < 1 || conc > 512 || latency < 0) return 2;
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    options o = {30000, 256, 20, 0};
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: llm_overhead [--requests N] [--concurrency 1..512] [--latency-ms N] "
+                        "[--task facets|embed]\n");
+        return 2;
+    }
     char lat[32];
-    snprintf(lat, sizeof lat, "%ld", latency);
+    snprintf(lat, sizeof lat, "%ld", o.latency);
     const char *args[] = {"--vocab", "data/theme_vocabulary.json", "--latency-ms", lat, NULL};
     fakeproc fp;
     if (fakeproc_start(&fp, "fake_openai", args) != 0) {
         fprintf(stderr, "llm_overhead: cannot start build/fake_openai (run from the repository root)\n");
         return 1;
     }
-    llm_openai_config cfg;
-    llm_openai_config_from_env(&cfg);
-    char url[128];
-    snprintf(url, sizeof url, "%s/v1", fp.url);
-    cfg.base_url = url;
-    cfg.embed_base_url = NULL;
-    cfg.api_key = "bench";
-    cfg.concurrency = (int)conc;
-    cfg.rpm = cfg.tpm = 0;
-    char err[256];
-    llm_provider *p = llm_openai_new(&cfg, NULL, NULL, err, sizeof err);
+    llm_provider *p = provider_for(&fp, o.concurrency);
     if (!p) {
-        fprintf(stderr, "llm_overhead: %s\n", err);
         fakeproc_stop(&fp);
         return 1;
     }
     bench b = {0};
-    b.n = (size_t)n;
-    b.calls = xcalloc(b.n, sizeof *b.calls);
-    b.texts = xcalloc(b.n, sizeof *b.texts);
-    for (size_t i = 0; i < b.n; i++) {
-        /* distinct texts: no two requests are the same */
-        b.texts[i] = xasprintf("%s (ticket %zu)", SAMPLES[i % 4], i);
-        llm_call *k = &b.calls[i];
-        k->task = embed ? LLM_EMBED : LLM_FACETS;
-        k->in.digest = b.texts[i];
-        k->texts = (const char *const *)&b.texts[i];
-        k->ntexts = 1;
-        k->done = on_done;
-        k->user = &b;
-    }
+    make_calls(&b, &o);
     double cpu0 = cpu_seconds(), fcpu0 = proc_cpu_seconds(fp.pid);
     int64_t t0 = mono_us();
-    while (b.done < b.n) {
-        while (b.next < b.n && llm_pending(p) < (size_t)conc)
-            if (llm_submit(p, &b.calls[b.next++]) != 0) return 1;
-        if (llm_poll(p, 50) < 0) {
-            fprintf(stderr, "llm_overhead: %s\n", p->error);
-            break;
-        }
-    }
+    int rc = drive(p, &b, o.concurrency);
     double wall = (double)(mono_us() - t0) / 1e6;
     double cpu = cpu_seconds() - cpu0, fcpu = proc_cpu_seconds(fp.pid) - fcpu0;
     json_t *st = fakeproc_stats(&fp);
-    printf("task %s, %zu requests, concurrency %ld, fake latency %ld ms\n", embed ? "embed" : "facets",
-           b.n, conc, latency);
+    printf("task %s, %zu requests, concurrency %ld, fake latency %ld ms\n", o.embed ? "embed" : "facets",
+           b.n, o.concurrency, o.latency);
     printf("  wall %.2f s, %.0f requests/s (ideal %.0f/s = concurrency / latency), %zu failed\n", wall,
-           (double)b.n / wall, latency > 0 ? (double)conc * 1000.0 / (double)latency : 0.0, b.failed);
+           (double)b.done / wall,
+           o.latency > 0 ? (double)o.concurrency * 1000.0 / (double)o.latency : 0.0, b.failed);
     printf("  engine CPU %.2f s = %.1f us per request; fake CPU %.2f s = %.1f us per request\n", cpu,
            cpu * 1e6 / (double)b.n, fcpu, fcpu * 1e6 / (double)b.n);
     printf("  fake: max in flight %lld, requests %lld, connections %lld\n",
@@ -154,5 +179,5 @@ int main(int argc, char **argv) {
     free(b.texts);
     free(b.calls);
     fakeproc_stop(&fp);
-    return b.failed ? 1 : 0;
+    return rc == 0 && b.failed == 0 ? 0 : 1;
 }

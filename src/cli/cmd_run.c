@@ -143,6 +143,11 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "feedline run: --llm must be local or openai, not \"%s\"\n", llm);
         return EXIT_USAGE;
     }
+    if (!strcmp(llm, "openai") && !getenv("OPENAI_API_KEY") && !getenv("OPENAI_BASE_URL")) {
+        fprintf(stderr, "feedline run: --llm openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for "
+                        "an endpoint without keys)\n");
+        return EXIT_USAGE;
+    }
     vocab *v = cli_load_vocab(vocab_path);
     if (!v) return EXIT_FAILURE_;
     run_params p = {0};

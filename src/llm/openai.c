@@ -64,6 +64,10 @@
 #define MAX_RESPONSE_BYTES ((size_t)192 << 20)
 /* Bytes of a rejected answer echoed back in the repair retry. */
 #define REPAIR_ECHO_BYTES 4000
+/* An endpoint that has answered nothing but this many 4xx (400, 422, ...) in a row
+ * rejects the requests themselves (an unsupported parameter, a model that does not
+ * do JSON mode): the run fails once instead of failing every conversation. */
+#define REJECTED_FATAL 10
 
 typedef struct oa_provider oa_provider;
 typedef struct oa_call oa_call;
@@ -117,6 +121,8 @@ struct oa_provider {
     size_t nlive;
     oa_call *done_head, *done_tail;
     int fatal;
+    int answered;         /* a 2xx was ever received */
+    int rejected_in_a_row; /* other 4xx since the last 2xx */
 };
 
 static oa_provider *as_oa(llm_provider *p) { return (oa_provider *)p; }
@@ -759,6 +765,44 @@ static const char *req_header(const void *ctx, const char *name) {
     return httpc_response_header(ctx, name);
 }
 
+/* No complete answer: too large (final), timed out or the connection failed
+ * (retried). */
+static void on_transport_failure(oa_provider *p, oa_job *j) {
+    httpc_request *r = j->req;
+    char msg[200];
+    if (r->too_large) {
+        job_fail(p, j, LLM_ERR_HTTP, "%s", r->error);
+    } else if (r->timed_out) {
+        transient(p, j, LLM_ERR_TIMEOUT, "request timed out");
+    } else {
+        snprintf(msg, sizeof msg, "connection failed: %.170s", r->error);
+        transient(p, j, LLM_ERR_HTTP, msg);
+    }
+}
+
+/* An HTTP error status other than 429 (see the policy at the top). */
+static void on_http_error(oa_provider *p, oa_job *j) {
+    httpc_request *r = j->req;
+    long st = r->status;
+    char msg[200];
+    api_error(r, msg, sizeof msg);
+    if (st >= 500 || st == 408 || st == 409) {
+        char why[260];
+        snprintf(why, sizeof why, "HTTP %ld: %s", st, msg);
+        transient(p, j, LLM_ERR_HTTP, why);
+        return;
+    }
+    if (st == 401 || st == 403)
+        fatal(p, "the endpoint refused the API key (HTTP %ld): %s", st, msg);
+    else if (st == 404)
+        fatal(p, "model or endpoint not found (HTTP 404 from %s): %s", r->url, msg);
+    else if (!p->answered && ++p->rejected_in_a_row >= REJECTED_FATAL)
+        fatal(p, "the endpoint rejected the first %d requests (HTTP %ld): %s", REJECTED_FATAL, st,
+              msg);
+    if (p->fatal) job_fail(p, j, LLM_ERR_CANCELLED, "%s", p->base.error);
+    else job_fail(p, j, LLM_ERR_HTTP, "HTTP %ld: %s", st, msg);
+}
+
 static void on_http_done(httpc_request *r) {
     oa_job *j = r->user;
     oa_provider *p = j->owner->p;
@@ -772,39 +816,17 @@ static void on_http_done(httpc_request *r) {
     rl_headers h;
     rl_parse_headers(&h, req_header, r);
     rl_on_headers(&p->rl, &h, j->seq, now);
-    char msg[200];
     if (r->failed) {
-        if (r->too_large) job_fail(p, j, LLM_ERR_HTTP, "%s", r->error);
-        else if (r->timed_out) transient(p, j, LLM_ERR_TIMEOUT, "request timed out");
-        else {
-            snprintf(msg, sizeof msg, "connection failed: %.170s", r->error);
-            transient(p, j, LLM_ERR_HTTP, msg);
-        }
-        return;
-    }
-    long st = r->status;
-    if (st >= 200 && st < 300) {
+        on_transport_failure(p, j);
+    } else if (r->status >= 200 && r->status < 300) {
+        p->answered = 1;
+        p->rejected_in_a_row = 0;
         rl_on_success(&p->rl, now);
         on_success(p, j);
-        return;
-    }
-    if (st == 429) {
+    } else if (r->status == 429) {
         on_rate_limited(p, j, now);
-        return;
-    }
-    api_error(r, msg, sizeof msg);
-    if (st >= 500 || st == 408 || st == 409) {
-        char why[260];
-        snprintf(why, sizeof why, "HTTP %ld: %s", st, msg);
-        transient(p, j, LLM_ERR_HTTP, why);
-    } else if (st == 401 || st == 403) {
-        fatal(p, "the endpoint refused the API key (HTTP %ld): %s", st, msg);
-        job_fail(p, j, LLM_ERR_CANCELLED, "%s", p->base.error);
-    } else if (st == 404) {
-        fatal(p, "model or endpoint not found (HTTP 404 from %s): %s", r->url, msg);
-        job_fail(p, j, LLM_ERR_CANCELLED, "%s", p->base.error);
     } else {
-        job_fail(p, j, LLM_ERR_HTTP, "HTTP %ld: %s", st, msg);
+        on_http_error(p, j);
     }
 }
 
@@ -1062,66 +1084,71 @@ static int model_name_ok(const char *m) {
     return m && *m && strlen(m) < sizeof(((llm_provider *)0)->chat_model);
 }
 
-llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
-                             char *err, size_t errlen) {
+/* Rejects configurations that would only fail later, request by request. */
+static int check_config(const llm_openai_config *c, char *err, size_t errlen) {
     const char *base = c->base_url ? c->base_url : DEFAULT_BASE_URL;
-    const char *ebase = c->embed_base_url ? c->embed_base_url : base;
-    if (!valid_base_url(base) || !valid_base_url(ebase)) {
-        snprintf(err, errlen, "OPENAI_BASE_URL must be an http:// or https:// URL");
-        return NULL;
+    if (!valid_base_url(base) || (c->embed_base_url && !valid_base_url(c->embed_base_url)))
+        return snprintf(err, errlen, "OPENAI_BASE_URL must be an http:// or https:// URL"), -1;
+    if ((c->chat_model && !model_name_ok(c->chat_model)) ||
+        (c->embed_model && !model_name_ok(c->embed_model)))
+        return snprintf(err, errlen, "model names must be 1..63 bytes"), -1;
+    if (c->key_header && (!*c->key_header || strpbrk(c->key_header, ": \r\n")))
+        return snprintf(err, errlen, "OPENAI_API_KEY_HEADER must be a header name"), -1;
+    if (c->api_key && strpbrk(c->api_key, "\r\n"))
+        return snprintf(err, errlen, "OPENAI_API_KEY contains a line break"), -1;
+    return 0;
+}
+
+/* "Authorization: Bearer KEY" by default; "NAME: KEY" for another header (Azure's
+ * api-key). No header without a key (local servers). */
+static void set_auth(oa_provider *p, const llm_openai_config *c) {
+    if (!c->api_key || !*c->api_key) return;
+    if (!c->key_header || !strcasecmp(c->key_header, "Authorization")) {
+        p->auth_name = xstrdup("Authorization");
+        p->auth_value = xasprintf("Bearer %s", c->api_key);
+    } else {
+        p->auth_name = xstrdup(c->key_header);
+        p->auth_value = xstrdup(c->api_key);
     }
-    const char *chat = c->chat_model ? c->chat_model : DEFAULT_CHAT_MODEL;
-    const char *emb = c->embed_model ? c->embed_model : DEFAULT_EMBED_MODEL;
-    if (!model_name_ok(chat) || !model_name_ok(emb)) {
-        snprintf(err, errlen, "model names must be 1..63 bytes");
-        return NULL;
-    }
-    if (c->key_header && strpbrk(c->key_header, ": \r\n")) {
-        snprintf(err, errlen, "OPENAI_API_KEY_HEADER must be a header name");
-        return NULL;
-    }
-    if (c->api_key && strpbrk(c->api_key, "\r\n")) {
-        snprintf(err, errlen, "OPENAI_API_KEY contains a line break");
-        return NULL;
-    }
-    oa_provider *p = xcalloc(1, sizeof *p);
-    p->base.ops = &OPENAI_OPS;
-    p->base.vocab = v;
-    snprintf(p->base.chat_model, sizeof p->base.chat_model, "%s", chat);
-    snprintf(p->base.embed_model, sizeof p->base.embed_model, "%s", emb);
+}
+
+static void set_limits(oa_provider *p, const llm_openai_config *c) {
     p->embed_dimensions = c->embed_dimensions > 0 ? c->embed_dimensions : 0;
     p->base.embed_dim = p->embed_dimensions;
     p->embed_max_inputs = c->embed_max_inputs > 0 && c->embed_max_inputs < EMBED_MAX_INPUTS
                               ? c->embed_max_inputs : EMBED_MAX_INPUTS;
     p->embed_max_tokens = c->embed_max_tokens > 0 ? c->embed_max_tokens : EMBED_MAX_TOKENS;
     p->base.max_embed_batch = p->embed_max_inputs;
-    set_prices(p, c);
     p->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
     p->max_attempts = c->max_attempts > 0 ? c->max_attempts : DEFAULT_MAX_ATTEMPTS;
     p->backoff_base_ms = c->backoff_base_ms > 0 ? c->backoff_base_ms : DEFAULT_BACKOFF_MS;
-    p->chat_url = endpoint_url(base, "chat/completions", c->api_version);
-    p->embed_url = endpoint_url(ebase, "embeddings", c->api_version);
-    if (c->api_key && *c->api_key) {
-        if (!c->key_header || !strcasecmp(c->key_header, "Authorization")) {
-            p->auth_name = xstrdup("Authorization");
-            p->auth_value = xasprintf("Bearer %s", c->api_key);
-        } else {
-            p->auth_name = xstrdup(c->key_header);
-            p->auth_value = xstrdup(c->api_key);
-        }
-    }
+}
+
+llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
+                             char *err, size_t errlen) {
+    if (check_config(c, err, errlen) != 0) return NULL;
     int conc = c->concurrency > 0 ? c->concurrency : LLM_DEFAULT_CONCURRENCY;
     if (conc > LLM_MAX_CONCURRENCY) conc = LLM_MAX_CONCURRENCY;
-    p->http = httpc_new((size_t)conc, MAX_RESPONSE_BYTES);
-    if (!p->http) {
+    httpc *http = httpc_new((size_t)conc, MAX_RESPONSE_BYTES);
+    if (!http) {
         snprintf(err, errlen, "cannot initialise the HTTP client (libcurl)");
-        free(p->chat_url);
-        free(p->embed_url);
-        free(p->auth_name);
-        free(p->auth_value);
-        free(p);
         return NULL;
     }
+    oa_provider *p = xcalloc(1, sizeof *p);
+    p->base.ops = &OPENAI_OPS;
+    p->base.vocab = v;
+    p->http = http;
+    snprintf(p->base.chat_model, sizeof p->base.chat_model, "%s",
+             c->chat_model ? c->chat_model : DEFAULT_CHAT_MODEL);
+    snprintf(p->base.embed_model, sizeof p->base.embed_model, "%s",
+             c->embed_model ? c->embed_model : DEFAULT_EMBED_MODEL);
+    set_limits(p, c);
+    set_prices(p, c);
+    const char *base = c->base_url ? c->base_url : DEFAULT_BASE_URL;
+    p->chat_url = endpoint_url(base, "chat/completions", c->api_version);
+    p->embed_url = endpoint_url(c->embed_base_url ? c->embed_base_url : base, "embeddings",
+                                c->api_version);
+    set_auth(p, c);
     rl_init(&p->rl, conc, c->rpm, c->tpm, mono_ms());
     rng_seed(&p->rng, c->seed ? c->seed : (uint64_t)mono_us());
     p->cache = oa_cache_new(st);

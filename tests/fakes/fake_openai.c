@@ -400,6 +400,61 @@ static int admit(fake *f, fh_request *req, int64_t now) {
     return 0;
 }
 
+/* The chat completion text (envelope) for a request, with the content faults
+ * applied; NULL when an error was sent instead. */
+static char *chat_text(fake *f, fh_request *req, const json_t *body, size_t body_len, int fault,
+                       int *task) {
+    char *content = chat_content(f, req, body, task);
+    if (!content) return NULL;
+    f->c.chat++;
+    if (fault == F_NONJSON) {
+        free(content);
+        content = xstrdup("Sure! Here is what I found: the customer seems unhappy.");
+    } else if (fault == F_TYPES) {
+        json_t *a = json_loads(content, 0, NULL), *w = wrong_types(a);
+        free(content);
+        content = jx_dump(w);
+        json_decref(a);
+        json_decref(w);
+    }
+    int64_t pt = (int64_t)body_len / 4 + 1, ct = (int64_t)strlen(content) / 4 + 1;
+    f->c.prompt_tokens += pt;
+    f->c.completion_tokens += ct;
+    const char *model = jx_str(body, "model");
+    json_t *env = chat_envelope(model ? model : "fake", content, pt, ct, fh_req_id(req));
+    char *text = jx_dump(env);
+    json_decref(env);
+    free(content);
+    return text;
+}
+
+/* Answers a request that drew no transport-level fault: 200 after the latency (or a
+ * truncated 200 for that fault). */
+static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len, int fault,
+                   int embeddings, int64_t now, int64_t delay) {
+    char *text = NULL;
+    int task = LLM_EMBED;
+    if (embeddings) {
+        size_t n = 0;
+        int64_t tokens = 0;
+        text = embeddings_text(f, req, body, fault == F_TYPES || fault == F_NONJSON, &n, &tokens);
+        if (text) {
+            f->c.embeddings++;
+            f->c.embedding_inputs += n;
+            f->c.prompt_tokens += tokens;
+        }
+    } else {
+        text = chat_text(f, req, body, body_len, fault, &task);
+    }
+    if (!text) return;
+    count_task(f, task, now, now + delay);
+    add_rate_headers(f, req, now);
+    size_t tl = strlen(text);
+    if (fault == F_TRUNCATED) fh_respond_truncated(req, delay, 200, "application/json", text, tl, tl / 2);
+    else fh_respond_after(req, delay, 200, "application/json", text, tl);
+    free(text);
+}
+
 static void api_request(fake *f, fh_request *req, int embeddings) {
     int64_t now = mono_ms() - f->t0_ms;
     f->c.requests++;
@@ -434,51 +489,7 @@ static void api_request(fake *f, fh_request *req, int embeddings) {
         fh_respond_after(req, delay, 500, "application/json", e, strlen(e));
         free(e);
     } else {
-        char *text = NULL;
-        int task = LLM_EMBED;
-        if (embeddings) {
-            size_t n = 0;
-            int64_t tokens = 0;
-            text = embeddings_text(f, req, body, fault == F_TYPES || fault == F_NONJSON, &n, &tokens);
-            if (text) {
-                f->c.embeddings++;
-                f->c.embedding_inputs += n;
-                f->c.prompt_tokens += tokens;
-            }
-        } else {
-            char *content = chat_content(f, req, body, &task);
-            if (content) {
-                f->c.chat++;
-                if (fault == F_NONJSON) {
-                    free(content);
-                    content = xstrdup("Sure! Here is what I found: the customer seems unhappy.");
-                } else if (fault == F_TYPES) {
-                    json_t *a = json_loads(content, 0, NULL), *w = wrong_types(a);
-                    free(content);
-                    content = jx_dump(w);
-                    json_decref(a);
-                    json_decref(w);
-                }
-                int64_t pt = (int64_t)len / 4 + 1, ct = (int64_t)strlen(content) / 4 + 1;
-                f->c.prompt_tokens += pt;
-                f->c.completion_tokens += ct;
-                const char *model = jx_str(body, "model");
-                json_t *env = chat_envelope(model ? model : "fake", content, pt, ct, fh_req_id(req));
-                text = jx_dump(env);
-                json_decref(env);
-                free(content);
-            }
-        }
-        if (text) {
-            count_task(f, task, now, now + delay);
-            add_rate_headers(f, req, now);
-            size_t tl = strlen(text);
-            if (fault == F_TRUNCATED)
-                fh_respond_truncated(req, delay, 200, "application/json", text, tl, tl / 2);
-            else
-                fh_respond_after(req, delay, 200, "application/json", text, tl);
-            free(text);
-        }
+        answer(f, req, body, len, fault, embeddings, now, delay);
     }
     json_decref(body);
 }
@@ -620,7 +631,10 @@ static int number_arg(const char *opt, const char *s, double max, double *out) {
     return 0;
 }
 
-int main(int argc, char **argv) {
+/* Parses the command line into f->cfg; the vocabulary path, the port and the
+ * connection limit. 0, or the exit status on a usage error. */
+static int parse_args(int argc, char **argv, fake *f, const char **vocab_path, double *port,
+                      double *maxconn) {
     static const struct option opts[] = {
         {"port", required_argument, NULL, 'p'},          {"vocab", required_argument, NULL, 'v'},
         {"latency-ms", required_argument, NULL, 'l'},    {"latency-dist", required_argument, NULL, 'd'},
@@ -631,55 +645,63 @@ int main(int argc, char **argv) {
         {"fault-timeout", required_argument, NULL, 't'}, {"fault-truncated", required_argument, NULL, 'u'},
         {"fault-nonjson", required_argument, NULL, 'n'}, {"fault-types", required_argument, NULL, 'y'},
         {"help", no_argument, NULL, 'h'},                {0}};
+    fake_config *cfg = &f->cfg;
+    double d = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'p': bad = number_arg("--port", optarg, 65535, port); break;
+        case 'v': *vocab_path = optarg; break;
+        case 'l': bad = number_arg("--latency-ms", optarg, 3600000, &cfg->latency_ms); break;
+        case 'd':
+            cfg->dist = parse_dist(optarg);
+            bad = cfg->dist < 0;
+            if (bad) fprintf(stderr, "fake_openai: --latency-dist: fixed|uniform|exp|lognormal\n");
+            break;
+        case 'c': bad = number_arg("--max-conn", optarg, 1e6, maxconn); break;
+        case 'r': bad = number_arg("--rpm", optarg, 1e9, &cfg->rpm); break;
+        case 'w':
+            bad = number_arg("--window-ms", optarg, 3600000, &d) || d < 1;
+            cfg->window_ms = (int64_t)d;
+            break;
+        case 'a':
+            bad = number_arg("--retry-after-ms", optarg, 3600000, &d);
+            cfg->retry_after_ms = (int64_t)d;
+            break;
+        case 'k': cfg->require_key = optarg; break;
+        case 's':
+            bad = number_arg("--seed", optarg, 1e18, &d);
+            cfg->seed = (uint64_t)d;
+            break;
+        case '5': bad = number_arg("--fault-500", optarg, 1, &cfg->fault[F_500]); break;
+        case '4': bad = number_arg("--fault-429", optarg, 1, &cfg->fault[F_429]); break;
+        case 't': bad = number_arg("--fault-timeout", optarg, 1, &cfg->fault[F_TIMEOUT]); break;
+        case 'u': bad = number_arg("--fault-truncated", optarg, 1, &cfg->fault[F_TRUNCATED]); break;
+        case 'n': bad = number_arg("--fault-nonjson", optarg, 1, &cfg->fault[F_NONJSON]); break;
+        case 'y': bad = number_arg("--fault-types", optarg, 1, &cfg->fault[F_TYPES]); break;
+        case 'h': fputs(USAGE, stdout); return -1;
+        default: fputs(USAGE, stderr); return 2;
+        }
+        if (bad) return 2;
+    }
+    if (!*vocab_path || optind < argc) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
     fake f;
     memset(&f, 0, sizeof f);
     f.cfg.window_ms = 60000;
     f.cfg.retry_after_ms = 1000;
     f.cfg.seed = 1;
     const char *vocab_path = NULL;
-    double port = 0, maxconn = 0, d;
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (c) {
-        case 'p': bad = number_arg("--port", optarg, 65535, &port); break;
-        case 'v': vocab_path = optarg; break;
-        case 'l': bad = number_arg("--latency-ms", optarg, 3600000, &f.cfg.latency_ms); break;
-        case 'd':
-            f.cfg.dist = parse_dist(optarg);
-            bad = f.cfg.dist < 0;
-            if (bad) fprintf(stderr, "fake_openai: --latency-dist: fixed|uniform|exp|lognormal\n");
-            break;
-        case 'c': bad = number_arg("--max-conn", optarg, 1e6, &maxconn); break;
-        case 'r': bad = number_arg("--rpm", optarg, 1e9, &f.cfg.rpm); break;
-        case 'w':
-            bad = number_arg("--window-ms", optarg, 3600000, &d) || d < 1;
-            f.cfg.window_ms = (int64_t)d;
-            break;
-        case 'a':
-            bad = number_arg("--retry-after-ms", optarg, 3600000, &d);
-            f.cfg.retry_after_ms = (int64_t)d;
-            break;
-        case 'k': f.cfg.require_key = optarg; break;
-        case 's':
-            bad = number_arg("--seed", optarg, 1e18, &d);
-            f.cfg.seed = (uint64_t)d;
-            break;
-        case '5': bad = number_arg("--fault-500", optarg, 1, &f.cfg.fault[F_500]); break;
-        case '4': bad = number_arg("--fault-429", optarg, 1, &f.cfg.fault[F_429]); break;
-        case 't': bad = number_arg("--fault-timeout", optarg, 1, &f.cfg.fault[F_TIMEOUT]); break;
-        case 'u': bad = number_arg("--fault-truncated", optarg, 1, &f.cfg.fault[F_TRUNCATED]); break;
-        case 'n': bad = number_arg("--fault-nonjson", optarg, 1, &f.cfg.fault[F_NONJSON]); break;
-        case 'y': bad = number_arg("--fault-types", optarg, 1, &f.cfg.fault[F_TYPES]); break;
-        case 'h': fputs(USAGE, stdout); return 0;
-        default: fputs(USAGE, stderr); return 2;
-        }
-        if (bad) return 2;
-    }
-    if (!vocab_path || optind < argc) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    double port = 0, maxconn = 0;
+    int rc = parse_args(argc, argv, &f, &vocab_path, &port, &maxconn);
+    if (rc) return rc < 0 ? 0 : rc;
     char err[512];
     f.v = vocab_load(vocab_path, err, sizeof err);
     if (!f.v) {
@@ -698,6 +720,8 @@ int main(int argc, char **argv) {
     f.srv = fh_create(&o);
     if (!f.srv) {
         fprintf(stderr, "fake_openai: cannot listen on port %d\n", (int)port);
+        llm_provider_destroy(f.local);
+        vocab_free(f.v);
         return 1;
     }
     g_server = f.srv;
@@ -710,7 +734,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     printf("listening on 127.0.0.1:%d\n", fh_port(f.srv));
     fflush(stdout);
-    int rc = fh_run(f.srv);
+    rc = fh_run(f.srv);
     g_server = NULL;
     fh_destroy(f.srv);
     llm_provider_destroy(f.local);

@@ -586,3 +586,41 @@ TEST(requests_per_minute_learned_from_headers_are_never_exceeded) {
     llm_provider_destroy(p);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
+
+TEST(an_endpoint_that_rejects_every_request_fails_the_provider_once) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.concurrency = 1; /* one at a time: the count of rejections is exact */
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 15 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < N; i++) {
+        calls[i].task = LLM_CLASSIFY;
+        calls[i].in.digest = " "; /* the fake's analyzer answers 400: nothing to classify */
+    }
+    CHECK_INT(run_all(p, calls, N, 10000), -1);
+    CHECK(strstr(p->error, "rejected the first 10 requests (HTTP 400)") != NULL);
+    int failed = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        failed += calls[i].status == LLM_ERR_HTTP && strstr(calls[i].error, "HTTP 400") != NULL;
+        cancelled += calls[i].status == LLM_ERR_CANCELLED;
+    }
+    CHECK_INT(failed, 9);
+    CHECK_INT(cancelled, N - 9);
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    /* a bad configuration is refused up front */
+    c.base_url = "ftp://example.com";
+    CHECK(llm_openai_new(&c, NULL, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "http") != NULL);
+    config_for(&c, &fp, url, sizeof url);
+    c.key_header = "api-key: x";
+    CHECK(llm_openai_new(&c, NULL, NULL, err, sizeof err) == NULL);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
