@@ -19,7 +19,9 @@
  *  - 401, 403, 404: fatal for the provider (wrong key, no access, wrong model or
  *    URL): poll() returns -1 and every pending call completes LLM_ERR_CANCELLED, so
  *    the run fails once with the reason instead of failing every conversation;
- *  - other 4xx: the call fails (e.g. one conversation over the context length).
+ *  - other 4xx: the call fails (e.g. one conversation over the context length),
+ *    unless the endpoint has rejected every request so far (REJECTED_FATAL of them):
+ *    then the requests themselves are wrong for it, which is fatal too.
  *
  * Calls: a chat call is one request; an embedding call is split into requests of at
  * most embed_max_inputs texts and embed_max_tokens estimated tokens, after the texts

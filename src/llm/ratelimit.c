@@ -114,10 +114,10 @@ int64_t rl_delay_ms(ratelimit *rl, int64_t tokens, int64_t now_ms) {
     d = max64(d, bucket_delay(&rl->tok, (double)tokens, now_ms));
     rl_budget *rb = &rl->req_budget, *tb = &rl->tok_budget;
     d = max64(d, budget_delay(rb, rb->remaining - requests_since(rl, rb->seq), 1, now_ms));
-    /* A request larger than the whole remaining budget would never fit: it only
-     * waits for the budget to be positive. */
+    /* A request that does not fit in what remains waits for the reset; one larger
+     * than the whole limit would never fit, so it only waits for a positive budget. */
     double tavail = tb->remaining - tokens_since(rl, tb->seq);
-    double tneed = (double)tokens < tb->remaining ? (double)tokens : 1;
+    double tneed = rl->hdr_tpm > 0 && (double)tokens > rl->hdr_tpm ? 1 : (double)tokens;
     d = max64(d, budget_delay(tb, tavail, tneed, now_ms));
     return d;
 }

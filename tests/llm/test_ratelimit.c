@@ -184,3 +184,28 @@ TEST(rate_cut_without_a_known_limit_starts_from_the_achieved_rate) {
     rl_on_429(&rl, 100, s, 600000);
     CHECK(rl_effective_rpm(&rl) >= RL_MIN_RPM);
 }
+
+TEST(token_budget_from_headers_holds_requests_that_do_not_fit) {
+    ratelimit rl;
+    rl_init(&rl, 8, 0, 0, 0);
+    uint64_t s = rl_on_send(&rl, 1000, 0);
+    rl_on_done(&rl);
+    rl_headers h = {-1, -1, -1, -1, -1, -1};
+    h.limit_tokens = 100000;
+    h.remaining_tokens = 3000;
+    h.reset_tokens_ms = 2000;
+    rl_on_headers(&rl, &h, s, 10);
+    CHECK_INT(rl_delay_ms(&rl, 2000, 10), 0); /* fits in the 3000 left */
+    rl_on_send(&rl, 2000, 10);
+    rl_on_done(&rl);
+    int64_t d = rl_delay_ms(&rl, 2000, 20); /* 1000 left: wait for the reset at 2010 */
+    CHECK(d >= 1980 && d <= 1990);
+    CHECK_INT(rl_delay_ms(&rl, 2000, 2010), 0);
+    /* one larger than the whole limit only needs a positive budget (else it would
+     * wait forever) */
+    h.remaining_tokens = 500;
+    rl_on_headers(&rl, &h, rl_on_send(&rl, 1, 2010), 2010);
+    rl_on_done(&rl);
+    CHECK(rl_delay_ms(&rl, 200000, 2020) < 100);
+    CHECK(rl_delay_ms(&rl, 1000, 2020) >= 1980); /* while a normal one that does not fit waits */
+}
