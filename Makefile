@@ -30,8 +30,12 @@ FAKE_LIB_SRC := $(filter-out $(FAKE_MAINS),$(FAKE_SRC))
 TOOL_SRC    := $(shell find tools -name '*.c' | sort)
 BENCH_SRC   := $(shell find bench -name '*.c' | sort)
 
-REL_OBJ      := $(LIB_SRC:%.c=$(B)/rel/%.o)
-ASAN_OBJ     := $(LIB_SRC:%.c=$(B)/asan/%.o)
+# The LLM prompt templates (src/llm/prompts/*.txt) are compiled into the library as
+# C strings: one generated file, built for both the release and sanitizer libraries.
+PROMPT_TXT   := $(sort $(wildcard src/llm/prompts/*.txt))
+PROMPT_C     := $(B)/gen/llm_prompts.c
+REL_OBJ      := $(LIB_SRC:%.c=$(B)/rel/%.o) $(B)/rel/gen/llm_prompts.o
+ASAN_OBJ     := $(LIB_SRC:%.c=$(B)/asan/%.o) $(B)/asan/gen/llm_prompts.o
 REL_SUPPORT  := $(SUPPORT_SRC:%.c=$(B)/rel/%.o) $(FAKE_LIB_SRC:%.c=$(B)/rel/%.o)
 ASAN_SUPPORT := $(SUPPORT_SRC:%.c=$(B)/asan/%.o) $(FAKE_LIB_SRC:%.c=$(B)/asan/%.o)
 TEST_BINS    := $(TEST_SRC:tests/%.c=$(B)/asan/tests/%)
@@ -54,6 +58,30 @@ $(B)/rel/%.o: %.c | $(DEPS_STAMP)
 	@$(CC) $(BASE) $(OPT) $(PKG_CFLAGS) -c $< -o $@
 
 $(B)/asan/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC asan $<"
+	@$(CC) $(BASE) $(SAN) $(PKG_CFLAGS) -c $< -o $@
+
+# Each line of a template becomes a string literal line: backslash, quote and '?' are
+# escaped ('?' so that no "??x" trigraph can form), the newline is kept.
+$(PROMPT_C): $(PROMPT_TXT) Makefile
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@{ echo '/* Generated from the templates in src/llm/prompts by the Makefile; do not edit. */'; \
+	  echo '#include "llm/prompts.h"'; \
+	  for f in $(PROMPT_TXT); do \
+	    echo "static const char P_$$(basename $$f .txt)[] ="; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
+	    echo '    "";'; \
+	  done; \
+	  echo 'const prompt_file PROMPT_FILES[] = {'; \
+	  for f in $(PROMPT_TXT); do n=$$(basename $$f .txt); echo "    {\"$$n\", P_$$n},"; done; \
+	  echo '    {0, 0}};'; } > $@.tmp && mv $@.tmp $@
+$(B)/rel/gen/llm_prompts.o: $(PROMPT_C) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	@$(CC) $(BASE) $(OPT) $(PKG_CFLAGS) -c $< -o $@
+$(B)/asan/gen/llm_prompts.o: $(PROMPT_C) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(BASE) $(SAN) $(PKG_CFLAGS) -c $< -o $@

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "llm/ratelimit.h"
 #include "source/source.h"
 #include "store/store_report.h"
 #include "util/log.h"
@@ -14,6 +15,7 @@ static void run_usage(FILE *out) {
     fprintf(out,
             "usage: feedline run [--db DB] [--llm local|openai] [--concurrency N] [--days N]\n"
             "                    [--max N] [--dry-run] [--no-stories] [--vocab FILE] [--json]\n"
+            "                    [--rpm N] [--tpm N]\n"
             "\n"
             "Runs the pipeline over the stored conversations in the foreground:\n"
             "classification, embeddings, facets, themes (with the quality gate) and stories.\n"
@@ -23,6 +25,9 @@ static void run_usage(FILE *out) {
             "  --llm NAME         local (offline analyzer) or openai (default: openai when\n"
             "                     OPENAI_API_KEY is set, else local)\n"
             "  --concurrency N    LLM requests in flight (1..512, default 20)\n"
+            "  --rpm N            openai: at most N requests per minute (FEEDLINE_RPM); the\n"
+            "                     endpoint's x-ratelimit headers also apply (the lower wins)\n"
+            "  --tpm N            openai: at most N tokens per minute (FEEDLINE_TPM)\n"
             "  --days N           only conversations created in the last N days (default: all)\n"
             "  --max N            at most N conversations, newest first (default: no limit)\n"
             "  --dry-run          classify and theme, store no themes or stories, keep a preview\n"
@@ -31,7 +36,31 @@ static void run_usage(FILE *out) {
             "  --json             print the final run record as JSON\n"
             "  -h, --help         this help\n"
             "\n"
-            "Exit status: 0 completed, 1 failed, 3 another run is active, 4 stopped.\n");
+            "Exit status: 0 completed, 1 failed, 3 another run is active, 4 stopped.\n"
+            "\n"
+            "openai reads OPENAI_API_KEY, OPENAI_BASE_URL (default https://api.openai.com/v1),\n"
+            "FEEDLINE_CHAT_MODEL (gpt-4o-mini) and FEEDLINE_EMBED_MODEL\n"
+            "(text-embedding-3-small); see README.md for Azure and self-hosted endpoints.\n");
+}
+
+/* --rpm/--tpm: the limits are a property of the account and endpoint, not of the run,
+ * so they travel like the other LLM settings, in the environment the provider
+ * factory reads (FEEDLINE_RPM, FEEDLINE_TPM). A resume takes them again. */
+static int set_limit_env(const char *opt, const char *var, const char *value) {
+    long long v;
+    if (cli_parse_int(opt, value, 1, 1000000000, &v)) return -1;
+    char num[32];
+    snprintf(num, sizeof num, "%lld", v);
+    if (setenv(var, num, 1) != 0) {
+        fprintf(stderr, "feedline: %s: cannot set %s\n", opt, var);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *env_or(const char *name, const char *dflt) {
+    const char *v = getenv(name);
+    return v && v[0] ? v : dflt;
 }
 
 static int execute(const char *db, vocab *v, const run_params *p, int64_t resume_id, int json) {
@@ -71,9 +100,10 @@ int cmd_run(int argc, char **argv) {
         {"max", required_argument, NULL, 'm'},    {"dry-run", no_argument, NULL, 'n'},
         {"no-stories", no_argument, NULL, 'S'},   {"vocab", required_argument, NULL, 'v'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
+        {"rpm", required_argument, NULL, 'r'},    {"tpm", required_argument, NULL, 't'},
         {0}};
     const char *db = NULL, *llm = NULL, *vocab_path = NULL;
-    long long concurrency = 20, days = 0, max = 0;
+    long long concurrency = LLM_DEFAULT_CONCURRENCY, days = 0, max = 0;
     int dry = 0, stories = 1, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -81,7 +111,14 @@ int cmd_run(int argc, char **argv) {
         case 'd': db = optarg; break;
         case 'l': llm = optarg; break;
         case 'c':
-            if (cli_parse_int("--concurrency", optarg, 1, 512, &concurrency)) return EXIT_USAGE;
+            if (cli_parse_int("--concurrency", optarg, 1, LLM_MAX_CONCURRENCY, &concurrency))
+                return EXIT_USAGE;
+            break;
+        case 'r':
+            if (set_limit_env("--rpm", "FEEDLINE_RPM", optarg)) return EXIT_USAGE;
+            break;
+        case 't':
+            if (set_limit_env("--tpm", "FEEDLINE_TPM", optarg)) return EXIT_USAGE;
             break;
         case 'D':
             if (cli_parse_int("--days", optarg, 1, 36500, &days)) return EXIT_USAGE;
@@ -106,6 +143,11 @@ int cmd_run(int argc, char **argv) {
         fprintf(stderr, "feedline run: --llm must be local or openai, not \"%s\"\n", llm);
         return EXIT_USAGE;
     }
+    if (!strcmp(llm, "openai") && !getenv("OPENAI_API_KEY") && !getenv("OPENAI_BASE_URL")) {
+        fprintf(stderr, "feedline run: --llm openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for "
+                        "an endpoint without keys)\n");
+        return EXIT_USAGE;
+    }
     vocab *v = cli_load_vocab(vocab_path);
     if (!v) return EXIT_FAILURE_;
     run_params p = {0};
@@ -115,6 +157,10 @@ int cmd_run(int argc, char **argv) {
     p.concurrency = (int)concurrency;
     p.auto_create_stories = stories;
     p.llm = llm;
+    if (!strcmp(llm, "openai")) { /* recorded on the run, so a resume uses the same */
+        p.chat_model = env_or("FEEDLINE_CHAT_MODEL", "gpt-4o-mini");
+        p.embed_model = env_or("FEEDLINE_EMBED_MODEL", "text-embedding-3-small");
+    }
     int code = execute(cli_db(db), v, &p, 0, json);
     vocab_free(v);
     return code;
@@ -122,7 +168,7 @@ int cmd_run(int argc, char **argv) {
 
 static void resume_usage(FILE *out) {
     fprintf(out,
-            "usage: feedline resume [--db DB] [--vocab FILE] [--json] RUN_ID\n"
+            "usage: feedline resume [--db DB] [--vocab FILE] [--json] [--rpm N] [--tpm N] RUN_ID\n"
             "\n"
             "Continues a stopped or failed run in the foreground. Work already done is kept\n"
             "and not redone; failed items are retried.\n");
@@ -133,6 +179,8 @@ int cmd_resume(int argc, char **argv) {
                                          {"vocab", required_argument, NULL, 'v'},
                                          {"json", no_argument, NULL, 'j'},
                                          {"help", no_argument, NULL, 'h'},
+                                         {"rpm", required_argument, NULL, 'r'},
+                                         {"tpm", required_argument, NULL, 't'},
                                          {0}};
     const char *db = NULL, *vocab_path = NULL;
     int json = 0, c;
@@ -141,7 +189,11 @@ int cmd_resume(int argc, char **argv) {
         if (c == 'd') db = optarg;
         else if (c == 'v') vocab_path = optarg;
         else if (c == 'j') json = 1;
-        else if (c == 'h') {
+        else if (c == 'r' || c == 't') {
+            if (set_limit_env(c == 'r' ? "--rpm" : "--tpm", c == 'r' ? "FEEDLINE_RPM" : "FEEDLINE_TPM",
+                              optarg))
+                return EXIT_USAGE;
+        } else if (c == 'h') {
             resume_usage(stdout);
             return EXIT_OK;
         } else {

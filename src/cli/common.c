@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "llm/ratelimit.h"
 #include "pipeline/runjson.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
@@ -61,16 +62,43 @@ store *cli_open_store(const char *url) {
     return st;
 }
 
+/* The OpenAI-compatible provider for a run: the environment's settings, the run's
+ * models (a resumed run keeps its models, so its cache keys stay the same) and the
+ * run's concurrency as the cap on requests in flight. */
+static llm_provider *make_openai(const vocab *v, const run_record *run, store *st, char *err,
+                                 size_t errlen) {
+    llm_openai_config c;
+    llm_openai_config_from_env(&c);
+    if (!c.api_key && !getenv("OPENAI_BASE_URL")) {
+        snprintf(err, errlen, "--llm openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for an "
+                              "endpoint without keys)");
+        return NULL;
+    }
+    if (run->chat_model && run->chat_model[0]) c.chat_model = run->chat_model;
+    if (run->embed_model && run->embed_model[0]) c.embed_model = run->embed_model;
+    c.concurrency = run->concurrency > 0 ? (int)run->concurrency : LLM_DEFAULT_CONCURRENCY;
+    return llm_openai_new(&c, v, st, err, errlen);
+}
+
 llm_provider *cli_make_provider(void *ctx, const run_record *run, store *st, char *err,
                                 size_t errlen) {
-    (void)st;
     const vocab *v = ctx;
     if (!strcmp(run->llm, "local")) return llm_local_new(v);
-    snprintf(err, errlen, "unknown LLM provider \"%s\" (use local)", run->llm);
+    if (!strcmp(run->llm, "openai")) return make_openai(v, run, st, err, errlen);
+    snprintf(err, errlen, "unknown LLM provider \"%s\" (use local or openai)", run->llm);
     return NULL;
 }
 
-const char *cli_default_llm(void) { return "local"; }
+const char *cli_default_llm(void) {
+    const char *key = getenv("OPENAI_API_KEY");
+    if (key && key[0]) {
+        fprintf(stderr, "feedline: using --llm openai (OPENAI_API_KEY is set)\n");
+        return "openai";
+    }
+    fprintf(stderr, "feedline: using --llm local, the offline analyzer (OPENAI_API_KEY is "
+                    "not set)\n");
+    return "local";
+}
 
 int cli_parse_int(const char *opt, const char *value, long long min, long long max,
                   long long *out) {
@@ -133,6 +161,23 @@ void cli_trap_stop(atomic_int *flag) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* One line per phase that used the LLM: requests, cache hits, tokens, cost. */
+static void print_usage_by_phase(store *st, int64_t run_id) {
+    char *usage = NULL;
+    if (store_run_usage_json(st, run_id, &usage) != STORE_OK) return;
+    json_t *u = json_loads(usage, 0, NULL);
+    free(usage);
+    const char *phase;
+    json_t *v;
+    json_object_foreach(u, phase, v) {
+        printf("    %-22s %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n", phase,
+               (long long)jx_int(v, "requests", 0), (long long)jx_int(v, "cache_hits", 0),
+               (long long)jx_int(v, "prompt_tokens", 0),
+               (long long)jx_int(v, "completion_tokens", 0), jx_num(v, "cost_usd", 0));
+    }
+    json_decref(u);
+}
+
 void cli_print_run_summary(store *st, int64_t run_id) {
     run_record r;
     if (store_run_get(st, run_id, &r) != STORE_FOUND) return;
@@ -158,6 +203,7 @@ void cli_print_run_summary(store *st, int64_t run_id) {
     printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n",
            r.llm, (long long)r.llm_requests, (long long)r.llm_cache_hits,
            (long long)r.prompt_tokens, (long long)r.completion_tokens, r.cost_usd);
+    print_usage_by_phase(st, r.id);
     printf("  duration       %llds\n",
            (long long)((r.completed_at ? r.completed_at : wall_unix()) - r.started_at));
     run_record_free(&r);

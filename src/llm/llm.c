@@ -64,3 +64,7 @@ double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t comple
     return ((double)prompt_tokens * p->usd_per_mtok_prompt +
             (double)completion_tokens * p->usd_per_mtok_completion) / 1e6;
 }
+
+double llm_embed_cost_usd(const llm_provider *p, int64_t tokens) {
+    return (double)tokens * p->usd_per_mtok_embed / 1e6;
+}

@@ -179,10 +179,18 @@ struct llm_provider {
     /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
     double usd_per_mtok_prompt;
     double usd_per_mtok_completion;
+    double usd_per_mtok_embed;  /* embedding input tokens */
+    /* Why poll() returned -1: a provider-level fatal error (e.g. the endpoint refused
+     * the API key). Every call pending then was completed with LLM_ERR_CANCELLED (so
+     * the caller keeps its work for a resume instead of failing it), and submit
+     * refuses new calls. */
+    char error[256];
 };
 
-/* Estimated cost of the given token counts at the provider's prices. */
+/* Estimated cost of the given chat token counts at the provider's prices. */
 double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t completion_tokens);
+/* Estimated cost of embedding input tokens. */
+double llm_embed_cost_usd(const llm_provider *p, int64_t tokens);
 
 /* Convenience wrappers. */
 static inline int llm_submit(llm_provider *p, llm_call *c) { return p->ops->submit(p, c); }
@@ -193,5 +201,45 @@ void llm_provider_destroy(llm_provider *p);
 /* The offline analyzer (local.c). Deterministic; needs the vocabulary for themes. */
 #define LOCAL_EMBED_DIM 1024
 llm_provider *llm_local_new(const vocab *v);
+
+/* The OpenAI-compatible client (openai.c): chat completions in JSON mode and
+ * embeddings against any OpenAI-compatible endpoint (OpenAI, Azure OpenAI, vLLM,
+ * Ollama, llama.cpp server), on one libcurl multi loop, with the flow control of
+ * ratelimit.h and the persistent response cache (llm_cache). */
+struct store;
+typedef struct llm_openai_config {
+    const char *base_url;       /* chat endpoint base, e.g. "https://api.openai.com/v1" */
+    const char *embed_base_url; /* NULL = base_url (Azure: another deployment) */
+    const char *api_key;        /* NULL/"" = no key header (local servers) */
+    const char *key_header;     /* NULL/"Authorization" = "Bearer KEY"; else "NAME: KEY" */
+    const char *api_version;    /* NULL, or appended as ?api-version= (Azure) */
+    const char *chat_model;
+    const char *embed_model;
+    int embed_dimensions;       /* 0 = the model's default (not sent) */
+    int concurrency;            /* HTTP requests on the wire, 1..LLM_MAX_CONCURRENCY */
+    double rpm, tpm;            /* configured limits, 0 = none (headers may still set) */
+    int timeout_ms;             /* per request; 0 = 60000 */
+    int max_attempts;           /* per request for 5xx/timeouts/transport; 0 = 5 */
+    int backoff_base_ms;        /* first retry's full-jitter ceiling; 0 = 500 */
+    int embed_max_inputs;       /* per embeddings request; 0 = 2048 */
+    int64_t embed_max_tokens;   /* estimated tokens per embeddings request; 0 = 200000 */
+    uint64_t seed;              /* jitter; 0 = from the clock */
+    /* USD per million tokens; < 0 = the known price of the model (else 0). */
+    double usd_prompt, usd_completion, usd_embed;
+} llm_openai_config;
+
+/* Defaults, then the environment: OPENAI_API_KEY, OPENAI_BASE_URL (default
+ * https://api.openai.com/v1), OPENAI_EMBED_BASE_URL, OPENAI_API_KEY_HEADER,
+ * OPENAI_API_VERSION, FEEDLINE_CHAT_MODEL (gpt-4o-mini), FEEDLINE_EMBED_MODEL
+ * (text-embedding-3-small), FEEDLINE_EMBED_DIMENSIONS, FEEDLINE_RPM, FEEDLINE_TPM,
+ * FEEDLINE_LLM_TIMEOUT_MS, FEEDLINE_LLM_MAX_ATTEMPTS, FEEDLINE_LLM_BACKOFF_MS,
+ * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_COMPLETION, FEEDLINE_PRICE_EMBED. The strings
+ * point into the environment (valid while it is unchanged). */
+void llm_openai_config_from_env(llm_openai_config *c);
+/* st (may be NULL: no cache) is used from the provider's thread only, for the
+ * llm_cache table. v may be NULL (no vocabulary in the prompts). NULL with a message
+ * on a bad configuration. */
+llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
+                             char *err, size_t errlen);
 
 #endif

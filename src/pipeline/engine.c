@@ -242,7 +242,9 @@ static int flush(engine *e) {
     if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
         rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
                                  e->u_cache_hits, e->u_prompt, e->u_completion,
-                                 llm_cost_usd(e->llm, e->u_prompt, e->u_completion));
+                                 e->ops->phase == PHASE_EMBEDDINGS
+                                     ? llm_embed_cost_usd(e->llm, e->u_prompt)
+                                     : llm_cost_usd(e->llm, e->u_prompt, e->u_completion));
     if (rc == STORE_OK) rc = store_commit(e->st);
     if (rc != STORE_OK) {
         log_warn("run %lld: writing %s results failed (will retry): %s", (long long)e->run->id,
@@ -337,7 +339,8 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
 
         fill(&e);
         if (e.in_flight > 0 || e.held > 0) {
-            if (llm_poll(llm, POLL_TIMEOUT_MS) < 0) engine_fatal(&e, "LLM provider failed");
+            if (llm_poll(llm, POLL_TIMEOUT_MS) < 0)
+                engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
         } else if (e.nready == 0 && e.exhausted) {
             if (flush(&e) == 0 && e.nfinished == 0 && phase_complete(&e)) break;
             if (e.exhausted) sleep_ms(POLL_TIMEOUT_MS); /* others hold claims: wait */

@@ -357,7 +357,7 @@ static void title_done(llm_call *c) {
 
 /* Asks the provider for a title per story group, up to `concurrency` at a time; a
  * group whose call fails gets the humanised signature. */
-static void make_titles(llm_provider *llm, const run_record *run, plan *p) {
+static void make_titles(llm_provider *llm, store *st, const run_record *run, plan *p) {
     size_t nstories = 0;
     for (size_t i = 0; i < p->n; i++) nstories += p->g[i].n >= STORY_MIN_GROUP;
     llm_call *calls = xcalloc(nstories ? nstories : 1, sizeof *calls);
@@ -389,10 +389,19 @@ static void make_titles(llm_provider *llm, const run_record *run, plan *p) {
         }
         if (llm_poll(llm, 50) < 0) break;
     }
+    int64_t requests = 0, hits = 0, prompt = 0, completion = 0;
     for (size_t i = 0; i < nstories; i++) {
+        requests += calls[i].attempts;
+        hits += calls[i].from_cache;
+        prompt += calls[i].prompt_tokens;
+        completion += calls[i].completion_tokens;
         json_decref(calls[i].args);
         llm_call_reset_result(&calls[i]);
     }
+    if ((requests || hits) &&
+        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, completion,
+                            llm_cost_usd(llm, prompt, completion)) != STORE_OK)
+        log_warn("run %lld: recording story-title usage: %s", (long long)run->id, store_errmsg(st));
     for (size_t i = 0; i < p->n; i++)
         if (!p->g[i].title) p->g[i].title = humanize(p->g[i].signature);
     free(calls);
@@ -537,7 +546,7 @@ int stories_run(const run_env *env, store *st, llm_provider *llm, const run_reco
     plan p = {0};
     int rc = build_plan(env, st, run, &p, err, errlen);
     if (rc == 0) {
-        make_titles(llm, run, &p);
+        make_titles(llm, st, run, &p);
         if (engine_stop_requested(env, st, run->id)) {
             rc = 1;
         } else if (write_plan(st, run, &p) != STORE_OK) {

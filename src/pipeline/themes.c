@@ -7,9 +7,15 @@
  *  - a new signature is first compared deterministically with the area's existing
  *    signatures (vocabulary, this run's, earlier runs') and reused when it is a near
  *    duplicate; otherwise the provider canonicalises it against a bounded list (50);
- *  - decide-and-register is serialised per product area: while one conversation's
- *    canonicalisation of an area is in flight, others of that area wait (held), so two
- *    conversations proposing the same new signature at once produce one signature;
+ *  - decide-and-register is gated per product area: while canonicalisations of an
+ *    area are in flight, new proposals of that area wait (held). When the last one
+ *    finishes, every waiting proposal is decided at once against what is now known:
+ *    near-duplicates are adopted without a call, the others are canonicalised
+ *    concurrently (one call per distinct proposal; its near-duplicates wait for it)
+ *    and each result is reconciled on completion with the signatures its siblings
+ *    decided meanwhile. So two conversations proposing the same new signature at once
+ *    produce one signature, and a burst of proposals in one area costs a few rounds
+ *    of calls instead of one round each (which left a tail at the end of the phase);
  *  - is-new is decided by the store's atomic insert of the signature, so themes_new
  *    counts each new signature once, across workers and resumes.
  * Everything here runs on the engine's thread; the phase context needs no lock. */
@@ -35,6 +41,7 @@ typedef struct theme_state {
     char *signature;      /* final, normalised */
     char *proposed;       /* as the extraction proposed it (normalised) */
     char *area, *component, *area_raw, *component_raw;
+    char *gate_area;      /* the area whose canonicalisation gate this item holds */
     int in_vocab;
     const char *match_confidence;
     char *user_intent, *affected_flow, *root_cause, *diagnostic;
@@ -42,11 +49,11 @@ typedef struct theme_state {
     quality_result q;
 } theme_state;
 
-/* Groups waiting for their area's canonicalisation to finish, FIFO. */
+/* Groups waiting for their area's canonicalisations to finish, in arrival order. */
 typedef struct waitq {
     call_group **g;
-    size_t n, cap, head;
-    int busy; /* a canonicalisation of this area is in flight */
+    size_t n, cap;
+    int busy; /* canonicalisations of this area in flight */
 } waitq;
 
 typedef struct themes_ctx {
@@ -89,6 +96,7 @@ static void free_state(work_item *it) {
     free(ts->component);
     free(ts->area_raw);
     free(ts->component_raw);
+    free(ts->gate_area);
     free(ts->user_intent);
     free(ts->affected_flow);
     free(ts->root_cause);
@@ -274,20 +282,62 @@ static int decide_new_signature(engine *e, call_group *g) {
     return 1;
 }
 
-/* Takes the next waiting group of an area off its queue and decides it; repeats while
- * decisions need no call. */
+static void hold_in(waitq *q, call_group *g) {
+    XGROW(q->g, q->cap, q->n + 1);
+    q->g[q->n++] = g;
+}
+
+/* The canonicalisation set up for ts is counted against its area's gate. */
+static void gate_enter(waitq *q, theme_state *ts) {
+    q->busy++;
+    free(ts->gate_area);
+    ts->gate_area = xstrdup(ts->area);
+}
+
+/* The area's canonicalisations are all done: decides every waiting group. A group
+ * whose proposal near-duplicates one being canonicalised in this round waits for it
+ * (its call would ask the same question). */
 static void run_area_queue(engine *e, waitq *q) {
-    while (q->head < q->n) {
-        call_group *g = q->g[q->head++];
-        if (decide_new_signature(e, g)) {
-            q->busy = 1;
+    call_group **waiting = q->g;
+    size_t n = q->n;
+    q->g = NULL;
+    q->n = q->cap = 0;
+    char **asked = xcalloc(n ? n : 1, sizeof *asked); /* copies: a group can go away */
+    size_t nasked = 0;
+    for (size_t i = 0; i < n; i++) {
+        call_group *g = waiting[i];
+        theme_state *ts = g->items[0]->state;
+        int dup = 0;
+        for (size_t k = 0; k < nasked && !dup; k++)
+            dup = signature_near_duplicate(asked[k], ts->proposed);
+        if (dup) {
+            hold_in(q, g);
+        } else if (decide_new_signature(e, g)) {
+            gate_enter(q, ts);
+            asked[nasked++] = xstrdup(ts->proposed);
             engine_resume_held(e, g);
+        } else {
+            engine_finish_held(e, g);
+        }
+    }
+    for (size_t k = 0; k < nasked; k++) free(asked[k]);
+    free(asked);
+    free(waiting);
+}
+
+/* A canonicalisation result that near-duplicates a signature decided in this run
+ * while it was in flight (by a sibling of its round) adopts that signature. */
+static void adopt_session_duplicate(themes_ctx *tc, theme_state *ts) {
+    if (ts->in_vocab || strmap_has(&tc->session, ts->signature)) return;
+    for (size_t i = 0; i < tc->session.cap; i++) {
+        const char *sig = tc->session.keys[i];
+        if (!sig || strcmp((const char *)tc->session.vals[i], ts->area) != 0) continue;
+        if (signature_near_duplicate(sig, ts->signature)) {
+            free(ts->signature);
+            ts->signature = xstrdup(sig);
             return;
         }
-        engine_finish_held(e, g);
     }
-    q->busy = 0;
-    q->n = q->head = 0;
 }
 
 static int themes_begin(engine *e) {
@@ -310,7 +360,8 @@ static void themes_end(engine *e) {
     for (size_t i = 0; i < tc->areas.cap; i++) {
         waitq *q = tc->areas.vals[i];
         if (!tc->areas.keys[i] || !q) continue;
-        while (q->head < q->n) engine_abandon_held(e, q->g[q->head++]);
+        for (size_t k = 0; k < q->n; k++) engine_abandon_held(e, q->g[k]);
+        q->n = 0;
     }
     if (tc->tally) {
         if (!e->stopping && !e->fatal) {
@@ -359,13 +410,12 @@ static int complete_extraction(engine *e, call_group *g) {
         return 0;
     }
     waitq *q = area_queue(tc, ts->area);
-    if (q->busy) { /* serialise decide+register per area */
-        XGROW(q->g, q->cap, q->n + 1);
-        q->g[q->n++] = g;
+    if (q->busy) { /* gate decide+register per area */
+        hold_in(q, g);
         return ENGINE_HOLD;
     }
     if (decide_new_signature(e, g)) {
-        q->busy = 1;
+        gate_enter(q, ts);
         return 1;
     }
     return 0;
@@ -393,9 +443,13 @@ static int complete_canonicalization(engine *e, call_group *g) {
         log_info("run %lld: canonicalisation of %s failed, keeping it: %s",
                  (long long)e->run->id, ts->proposed, c->status ? c->error : why);
     }
-    waitq *q = area_queue(tc, ts->area);
+    adopt_session_duplicate(tc, ts);
+    /* The gate held is the one entered (the answer may have moved the theme to the
+     * area of a vocabulary theme). */
+    waitq *q = area_queue(tc, ts->gate_area ? ts->gate_area : ts->area);
     finish_item(e, it);
-    run_area_queue(e, q);
+    if (q->busy > 0) q->busy--;
+    if (q->busy == 0) run_area_queue(e, q);
     return 0;
 }
 

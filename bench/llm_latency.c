@@ -1,0 +1,211 @@
+/* llm_latency — a whole `feedline run --llm openai` when the endpoint is slow: every
+ * request takes `latency` ms at the fake, so a phase can at best finish in
+ * ceil(requests / concurrency) x latency. Reports each phase's wall time against that
+ * ideal, the theme phase also against conversations x latency / concurrency, and the
+ * whole run against the sum of the phases' ideals.
+ *
+ *   llm_latency [--conversations 2000] [--latency-ms 200] [--concurrency 20] [--seed S]
+ *
+ * Generates the conversations (tests/support/convgen, realistic mix: some are not
+ * actionable, some are filtered), imports them with build/feedline, starts
+ * build/fake_openai, runs the pipeline in a child process and samples the run's
+ * current phase in the database every 2 ms for the phase boundaries. Run from the
+ * repository root after `make bench`. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+#include "support/convgen.h"
+#include "support/fakeproc.h"
+#include "support/fixtures.h"
+#include "util/jsonx.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+typedef struct options {
+    long conversations, latency, concurrency;
+    uint64_t seed;
+} options;
+
+/* Phases in run order, with the fake's tasks that serve them. */
+static const struct {
+    const char *phase;
+    const char *tasks[2];
+} PHASES[] = {
+    {"classification", {"classify", "refine"}},
+    {"embedding_generation", {"embed", NULL}},
+    {"facet_extraction", {"facets", NULL}},
+    {"theme_extraction", {"theme", "canonicalize"}},
+    {"story_creation", {"story", NULL}},
+};
+#define NPHASES (sizeof PHASES / sizeof PHASES[0])
+
+static int write_conversations(const char *path, const options *o) {
+    char err[256];
+    vocab *v = vocab_load("data/theme_vocabulary.json", err, sizeof err);
+    if (!v) {
+        fprintf(stderr, "llm_latency: %s\n", err);
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        vocab_free(v);
+        return -1;
+    }
+    convgen_options co;
+    convgen_options_default(&co);
+    co.count = (size_t)o->conversations;
+    convgen *g = convgen_new(v, o->seed, &co);
+    for (long i = 0; i < o->conversations; i++) {
+        conversation c = {0};
+        convgen_truth t;
+        convgen_next(g, &c, &t);
+        char *line = convgen_to_jsonl(&c);
+        fprintf(f, "%s\n", line);
+        free(line);
+        convgen_conversation_free(&c);
+    }
+    convgen_free(g);
+    vocab_free(v);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int phase_index(const char *name) {
+    for (size_t i = 0; i < NPHASES; i++)
+        if (!strcmp(PHASES[i].phase, name)) return (int)i;
+    return -1;
+}
+
+/* Samples the run's phase until the process exits; start times in ms since t0 (-1
+ * when the phase was never seen). Returns the exit status. */
+static int watch(pid_t pid, const char *db, int64_t t0, int64_t start[NPHASES], int64_t *end) {
+    for (size_t i = 0; i < NPHASES; i++) start[i] = -1;
+    store *st = NULL;
+    char err[256];
+    int rc;
+    while ((rc = fakeproc_wait(pid, 0)) == -2) {
+        if (!st && store_open(db, &st, err, sizeof err) != STORE_OK) st = NULL;
+        run_record r;
+        if (st && store_run_get(st, 1, &r) == STORE_FOUND) {
+            int k = phase_index(r.current_phase);
+            if (k >= 0 && start[k] < 0) start[k] = mono_ms() - t0;
+            run_record_free(&r);
+        }
+        sleep_ms(2);
+    }
+    *end = mono_ms() - t0;
+    if (st) store_close(st);
+    return rc;
+}
+
+static int64_t task_count(json_t *stats, const char *task) {
+    return task ? jx_int(jx_obj(jx_obj(stats, "tasks"), task), "requests", 0) : 0;
+}
+
+static double ceil_rounds(int64_t requests, long conc) {
+    return requests > 0 ? ceil((double)requests / (double)conc) : 0;
+}
+
+static int parse_args(int argc, char **argv, options *o) {
+    static const struct option lo[] = {{"conversations", required_argument, NULL, 'n'},
+                                       {"latency-ms", required_argument, NULL, 'l'},
+                                       {"concurrency", required_argument, NULL, 'c'},
+                                       {"seed", required_argument, NULL, 's'},
+                                       {0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (c == 'n') o->conversations = atol(optarg);
+        else if (c == 'l') o->latency = atol(optarg);
+        else if (c == 'c') o->concurrency = atol(optarg);
+        else if (c == 's') o->seed = strtoull(optarg, NULL, 10);
+        else return -1;
+    }
+    return o->conversations >= 1 && o->latency >= 1 && o->concurrency >= 1 &&
+                   o->concurrency <= 512
+               ? 0
+               : -1;
+}
+
+/* Generates and imports the conversations into dir/bench.db; its path, or NULL. */
+static char *prepare_db(const char *dir, const options *o) {
+    char *jsonl = xasprintf("%s/conversations.jsonl", dir), *db = xasprintf("%s/bench.db", dir);
+    char *imp[] = {"build/feedline", "import", "--db", db, jsonl, NULL};
+    int ok = write_conversations(jsonl, o) == 0 && fx_run(imp, NULL, NULL, NULL) == 0;
+    free(jsonl);
+    if (!ok) {
+        fprintf(stderr, "llm_latency: preparing the data failed (run `make bench` from the "
+                        "repository root)\n");
+        free(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* Prints each phase against its ideal; the theme phase also per conversation. */
+static void report(const options *o, json_t *stats, const run_record *r, const int64_t start[NPHASES],
+                   int64_t end) {
+    double ideal_sum = 0;
+    for (size_t i = 0; i < NPHASES; i++) {
+        int64_t reqs = task_count(stats, PHASES[i].tasks[0]) + task_count(stats, PHASES[i].tasks[1]);
+        int64_t next = i + 1 < NPHASES && start[i + 1] >= 0 ? start[i + 1] : end;
+        double wall = start[i] >= 0 ? (double)(next - start[i]) : 0;
+        double ideal = ceil_rounds(reqs, o->concurrency) * (double)o->latency;
+        ideal_sum += ideal;
+        printf("  %-22s %5lld requests  %8.0f ms  ideal %8.0f ms  ratio %.3f\n", PHASES[i].phase,
+               (long long)reqs, wall, ideal, ideal > 0 ? wall / ideal : 0.0);
+        if (i == 3 && r) {
+            int64_t items = r->themes_extracted + r->themes_filtered + r->themes_failed;
+            double by_conv = (double)items * (double)o->latency / (double)o->concurrency;
+            printf("  %-22s %5lld conversations: ideal %.0f ms, ratio %.3f (the other requests "
+                   "are canonicalisations of new signatures)\n",
+                   "", (long long)items, by_conv, wall / by_conv);
+        }
+    }
+    printf("  whole run %.0f ms, sum of phase ideals %.0f ms, ratio %.3f\n", (double)end, ideal_sum,
+           (double)end / ideal_sum);
+    printf("  fake: %lld requests, max in flight %lld\n", (long long)jx_int(stats, "requests", 0),
+           (long long)jx_int(stats, "max_in_flight", 0));
+}
+
+int main(int argc, char **argv) {
+    options o = {2000, 200, 20, 20260125};
+    if (parse_args(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: llm_latency [--conversations N] [--latency-ms N] "
+                        "[--concurrency 1..512] [--seed S]\n");
+        return 2;
+    }
+    char *dir = fx_tmpdir();
+    char *db = prepare_db(dir, &o);
+    char lat[32];
+    snprintf(lat, sizeof lat, "%ld", o.latency);
+    const char *fargs[] = {"--vocab", "data/theme_vocabulary.json", "--latency-ms", lat, NULL};
+    fakeproc fp;
+    if (!db || fakeproc_start(&fp, "fake_openai", fargs) != 0) return 1;
+    char *env_url = xasprintf("OPENAI_BASE_URL=%s/v1", fp.url), *log = xasprintf("%s/run.log", dir);
+    char *env[] = {env_url, "OPENAI_API_KEY=bench", "FEEDLINE_VOCAB=data/theme_vocabulary.json", NULL};
+    char conc[32];
+    snprintf(conc, sizeof conc, "%ld", o.concurrency);
+    char *run[] = {"build/feedline", "run", "--db", db, "--llm", "openai", "--concurrency", conc, NULL};
+    int64_t t0 = mono_ms(), start[NPHASES], end;
+    int rc = watch(fakeproc_spawn(run, env, log), db, t0, start, &end);
+    json_t *stats = fakeproc_stats(&fp);
+    store *st = fx_store_open(db);
+    run_record r;
+    int found = store_run_get(st, 1, &r) == STORE_FOUND;
+    printf("%ld conversations, fake latency %ld ms, concurrency %ld: run %s in %.2f s (exit %d)\n",
+           o.conversations, o.latency, o.concurrency, found ? r.status : "?", (double)end / 1000, rc);
+    report(&o, stats, found ? &r : NULL, start, end);
+    if (found) run_record_free(&r);
+    store_close(st);
+    json_decref(stats);
+    fakeproc_stop(&fp);
+    fx_rmtree(dir);
+    free(env_url);
+    free(db);
+    free(log);
+    free(dir);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,193 @@
+/* The OpenAI-compatible provider's side of the persistent response cache (llm_cache,
+ * see openai_internal.h): keys, buffered writes, vector encoding. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llm/openai_internal.h"
+#include "util/hash.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strmap.h"
+#include "util/timeutil.h"
+
+/* Buffered writes go out when this many wait, or when the oldest is this old. */
+#define CACHE_FLUSH_ENTRIES 64
+#define CACHE_FLUSH_MS 250
+
+typedef struct pending_entry {
+    char *key, *model, *task, *response;
+    int64_t prompt_tokens, completion_tokens;
+} pending_entry;
+
+struct oa_cache {
+    store *st;
+    pending_entry *pending;
+    size_t npending, cap;
+    strmap_t pending_by_key; /* key -> (index + 1) */
+    int64_t oldest_ms;
+};
+
+oa_cache *oa_cache_new(store *st) {
+    oa_cache *c = xcalloc(1, sizeof *c);
+    c->st = st;
+    return c;
+}
+
+static void free_pending(oa_cache *c) {
+    for (size_t i = 0; i < c->npending; i++) {
+        pending_entry *e = &c->pending[i];
+        free(e->key);
+        free(e->model);
+        free(e->task);
+        free(e->response);
+    }
+    c->npending = 0;
+    strmap_free(&c->pending_by_key, NULL);
+    memset(&c->pending_by_key, 0, sizeof c->pending_by_key);
+}
+
+void oa_cache_free(oa_cache *c) {
+    if (!c) return;
+    oa_cache_flush(c, 1);
+    free_pending(c);
+    free(c->pending);
+    free(c);
+}
+
+void oa_cache_key(const char *model, const char *body, size_t len, char out[65]) {
+    sha256_ctx h;
+    uint8_t d[32];
+    sha256_init(&h);
+    sha256_update(&h, model, strlen(model));
+    sha256_update(&h, "\n", 1);
+    sha256_update(&h, body, len);
+    sha256_final(&h, d);
+    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+char *oa_cache_get(oa_cache *c, const char *key) {
+    if (!c || !c->st) return NULL;
+    uintptr_t idx = (uintptr_t)strmap_get(&c->pending_by_key, key);
+    if (idx) return xstrdup(c->pending[idx - 1].response);
+    char *resp = NULL;
+    int rc = store_cache_get(c->st, key, &resp, NULL, NULL);
+    if (rc == STORE_FOUND) return resp;
+    if (rc != STORE_NOTFOUND) log_warn("llm cache: lookup failed: %s", store_errmsg(c->st));
+    free(resp);
+    return NULL;
+}
+
+void oa_cache_put(oa_cache *c, const char *key, const char *model, const char *task,
+                  const char *response, int64_t prompt_tokens, int64_t completion_tokens) {
+    if (!c || !c->st || strmap_has(&c->pending_by_key, key)) return;
+    if (c->npending == 0) c->oldest_ms = mono_ms();
+    XGROW(c->pending, c->cap, c->npending + 1);
+    pending_entry *e = &c->pending[c->npending++];
+    e->key = xstrdup(key);
+    e->model = xstrdup(model);
+    e->task = xstrdup(task);
+    e->response = xstrdup(response);
+    e->prompt_tokens = prompt_tokens;
+    e->completion_tokens = completion_tokens;
+    strmap_put(&c->pending_by_key, key, (void *)(uintptr_t)c->npending);
+}
+
+static int write_all(oa_cache *c, int64_t now) {
+    for (size_t i = 0; i < c->npending; i++) {
+        pending_entry *e = &c->pending[i];
+        int rc = store_cache_put(c->st, e->key, e->model, e->task, e->response, e->prompt_tokens,
+                                 e->completion_tokens, now);
+        if (rc != STORE_OK) return rc;
+    }
+    return STORE_OK;
+}
+
+void oa_cache_flush(oa_cache *c, int force) {
+    if (!c || !c->st || c->npending == 0) return;
+    if (!force && c->npending < CACHE_FLUSH_ENTRIES && mono_ms() - c->oldest_ms < CACHE_FLUSH_MS)
+        return;
+    int64_t now = wall_unix();
+    int rc = store_begin(c->st);
+    if (rc == STORE_OK) {
+        rc = write_all(c, now);
+        if (rc == STORE_OK) rc = store_commit(c->st);
+        else store_rollback(c->st);
+    }
+    if (rc != STORE_OK)
+        log_warn("llm cache: %zu answers not cached: %s", c->npending, store_errmsg(c->st));
+    free_pending(c);
+}
+
+/* ------------------------------------------------------------ vectors */
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static int b64_value(char ch) {
+    const char *p = ch ? strchr(B64, ch) : NULL;
+    return p ? (int)(p - B64) : -1;
+}
+
+char *oa_vec_encode(const float *v, int dim) {
+    size_t n = (size_t)dim * 4;
+    uint8_t *raw = xmalloc(n ? n : 1);
+    for (int i = 0; i < dim; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int k = 0; k < 4; k++) raw[(size_t)i * 4 + (size_t)k] = (uint8_t)(u >> (8 * k));
+    }
+    char *out = xmalloc(4 + (n + 2) / 3 * 4 + 1);
+    memcpy(out, "f32:", 4);
+    size_t o = 4;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)raw[i] << 16;
+        if (i + 1 < n) w |= (uint32_t)raw[i + 1] << 8;
+        if (i + 2 < n) w |= raw[i + 2];
+        out[o++] = B64[(w >> 18) & 63];
+        out[o++] = B64[(w >> 12) & 63];
+        out[o++] = i + 1 < n ? B64[(w >> 6) & 63] : '=';
+        out[o++] = i + 2 < n ? B64[w & 63] : '=';
+    }
+    out[o] = '\0';
+    free(raw);
+    return out;
+}
+
+float *oa_vec_decode(const char *s, int *dim) {
+    if (!s || strncmp(s, "f32:", 4) != 0) return NULL;
+    s += 4;
+    size_t len = strlen(s);
+    if (len == 0 || len % 4) return NULL;
+    size_t n = len / 4 * 3;
+    if (s[len - 1] == '=') n--;
+    if (s[len - 2] == '=') n--;
+    if (n == 0 || n % 4) return NULL;
+    uint8_t *raw = xmalloc(n);
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int a = b64_value(s[i]), b = b64_value(s[i + 1]);
+        if ((s[i + 2] == '=' || s[i + 3] == '=') && i + 4 < len) {
+            free(raw); /* padding only at the end */
+            return NULL;
+        }
+        int c = s[i + 2] == '=' ? 0 : b64_value(s[i + 2]);
+        int d = s[i + 3] == '=' ? 0 : b64_value(s[i + 3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) {
+            free(raw);
+            return NULL;
+        }
+        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        if (o < n) raw[o++] = (uint8_t)(w >> 16);
+        if (o < n) raw[o++] = (uint8_t)(w >> 8);
+        if (o < n) raw[o++] = (uint8_t)w;
+    }
+    *dim = (int)(n / 4);
+    float *v = xmalloc(n);
+    for (int i = 0; i < *dim; i++) {
+        uint32_t u = 0;
+        for (int k = 0; k < 4; k++) u |= (uint32_t)raw[(size_t)i * 4 + (size_t)k] << (8 * k);
+        memcpy(&v[i], &u, 4);
+    }
+    free(raw);
+    return v;
+}

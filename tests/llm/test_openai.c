@@ -1,0 +1,626 @@
+/* The OpenAI-compatible provider (src/llm/openai.c) against the fake endpoint
+ * (build/fake_openai) on loopback: answers, embeddings batching, the concurrency cap,
+ * the repair retry, retries and their bounds, fatal errors, cancellation, the cache
+ * and rate limits. */
+#include "test.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "llm/llm.h"
+#include "support/fakeproc.h"
+#include "support/fixtures.h"
+#include "util/jsonx.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+#define MAX_ARGS 32
+
+static vocab *load_vocab(void) {
+    char *path = fx_path("data/theme_vocabulary.json");
+    char err[256];
+    vocab *v = vocab_load(path, err, sizeof err);
+    free(path);
+    return v;
+}
+
+/* Starts the fake on the bundled vocabulary with extra options (NULL-terminated). */
+static int start_fake(fakeproc *fp, const char *const extra[]) {
+    char *vpath = fx_path("data/theme_vocabulary.json");
+    const char *args[MAX_ARGS] = {"--vocab", vpath};
+    size_t n = 2;
+    while (extra && *extra && n < MAX_ARGS - 1) args[n++] = *extra++;
+    args[n] = NULL;
+    int rc = fakeproc_start(fp, "fake_openai", args);
+    free(vpath);
+    return rc;
+}
+
+static void config_for(llm_openai_config *c, const fakeproc *fp, char *url, size_t len) {
+    memset(c, 0, sizeof *c);
+    snprintf(url, len, "%s/v1", fp->url);
+    c->base_url = url;
+    c->api_key = "test-key";
+    c->chat_model = "gpt-4o-mini";
+    c->embed_model = "text-embedding-3-small";
+    c->concurrency = 8;
+    c->timeout_ms = 5000;
+    c->backoff_base_ms = 10;
+    c->seed = 7;
+    c->usd_prompt = c->usd_completion = c->usd_embed = -1;
+}
+
+static void count_done(llm_call *c) { (*(int *)c->user)++; }
+
+/* Submits every call and polls until all completed or timeout; the number completed,
+ * or -1 if poll reported a fatal error. */
+static int run_all(llm_provider *p, llm_call *calls, size_t n, int timeout_ms) {
+    int done = 0, fatal = 0;
+    for (size_t i = 0; i < n; i++) {
+        calls[i].done = count_done;
+        calls[i].user = &done;
+        if (llm_submit(p, &calls[i]) != 0) return -1;
+    }
+    int64_t deadline = mono_ms() + timeout_ms;
+    while ((size_t)done < n && mono_ms() < deadline)
+        if (llm_poll(p, 50) < 0) {
+            fatal = 1;
+            break;
+        }
+    return fatal ? -1 : done;
+}
+
+static void free_calls(llm_call *calls, size_t n) {
+    for (size_t i = 0; i < n; i++) llm_call_reset_result(&calls[i]);
+}
+
+static int64_t stat_int(json_t *stats, const char *key) { return jx_int(stats, key, -1); }
+
+static int64_t fault_count(json_t *stats, const char *kind) {
+    return jx_int(jx_obj(stats, "faults"), kind, -1);
+}
+
+static int validate_type(const json_t *a, char *msg, size_t len) {
+    if (!json_is_string(json_object_get(a, "conversation_type"))) {
+        snprintf(msg, len, "conversation_type: missing or not a string");
+        return -1;
+    }
+    return 0;
+}
+
+static const char *TEXTS[] = {
+    "My scheduled pins are not posting to Pinterest since yesterday, the queue shows an error.",
+    "How do I change the email address on my account? I can't find the setting.",
+    "I was charged twice this month for my subscription, please refund one charge.",
+    "Please add TikTok support, I would love to schedule videos there too.",
+    "The dashboard is stuck on a blank screen after I log in, nothing loads at all.",
+    "Ghostwriter produced garbled text and used up my credits without saving anything.",
+};
+#define NTEXTS (sizeof TEXTS / sizeof TEXTS[0])
+
+TEST(chat_answers_are_the_offline_analyzers_on_the_same_text) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    vocab *v = load_vocab();
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    llm_provider *local = llm_local_new(v);
+    REQUIRE(p != NULL);
+    llm_call calls[NTEXTS], ref[NTEXTS];
+    memset(calls, 0, sizeof calls);
+    memset(ref, 0, sizeof ref);
+    for (size_t i = 0; i < NTEXTS; i++) {
+        calls[i].task = LLM_CLASSIFY;
+        calls[i].in.digest = TEXTS[i];
+        calls[i].validate = validate_type;
+        ref[i].task = LLM_CLASSIFY;
+        ref[i].in.body = ref[i].in.digest = ref[i].in.transcript = TEXTS[i];
+        ref[i].in.support_text = "";
+    }
+    CHECK_INT(run_all(p, calls, NTEXTS, 10000), NTEXTS);
+    CHECK_INT(run_all(local, ref, NTEXTS, 10000), NTEXTS);
+    for (size_t i = 0; i < NTEXTS; i++) {
+        CHECK_INT(calls[i].status, LLM_OK);
+        CHECK_INT(calls[i].attempts, 1);
+        CHECK(calls[i].prompt_tokens > 100 && calls[i].completion_tokens > 0);
+        CHECK(json_equal(calls[i].answer, ref[i].answer));
+    }
+    CHECK_STR(jx_str(calls[0].answer, "conversation_type"), "product_issue");
+    CHECK_STR(jx_str(calls[2].answer, "conversation_type"), "billing_question");
+    CHECK_INT(atomic_load(&p->stats.requests), NTEXTS);
+    CHECK(p->usd_per_mtok_prompt > 0 && p->usd_per_mtok_embed > 0); /* known model prices */
+    free_calls(calls, NTEXTS);
+    free_calls(ref, NTEXTS);
+    llm_provider_destroy(p);
+    llm_provider_destroy(local);
+    vocab_free(v);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(embeddings_are_batched_by_token_budget_and_keep_their_order) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    vocab *v = load_vocab();
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.embed_dimensions = 256;
+    c.embed_max_tokens = 60; /* about two of these texts per request */
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    llm_provider *local = llm_local_new(v);
+    REQUIRE(p != NULL);
+    llm_call e = {0}, r = {0};
+    e.task = r.task = LLM_EMBED;
+    e.texts = r.texts = TEXTS;
+    e.ntexts = r.ntexts = NTEXTS;
+    local->embed_dim = 256;
+    CHECK_INT(run_all(p, &e, 1, 10000), 1);
+    CHECK_INT(run_all(local, &r, 1, 10000), 1);
+    CHECK_INT(e.status, LLM_OK);
+    CHECK_INT(e.dim, 256);
+    REQUIRE(e.vectors != NULL && r.vectors != NULL);
+    double worst = 0;
+    for (size_t i = 0; i < NTEXTS * 256; i++) {
+        double d = fabs((double)e.vectors[i] - (double)r.vectors[i]);
+        if (d > worst) worst = d;
+    }
+    CHECK(worst < 1e-5);
+    json_t *st = fakeproc_stats(&fp);
+    CHECK(stat_int(st, "embeddings") >= 3);
+    CHECK_INT(stat_int(st, "embedding_inputs"), NTEXTS);
+    CHECK_INT(e.attempts, stat_int(st, "embeddings"));
+    json_decref(st);
+    free_calls(&e, 1);
+    free_calls(&r, 1);
+    llm_provider_destroy(p);
+    llm_provider_destroy(local);
+    vocab_free(v);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(requests_on_the_wire_never_exceed_the_concurrency_and_reach_it) {
+    const char *opts[] = {"--latency-ms", "100", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.concurrency = 4;
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 24 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    char *texts[N];
+    for (int i = 0; i < N; i++) {
+        texts[i] = xasprintf("Question number %d: how do I export my report as a PDF file?", i);
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = texts[i];
+    }
+    int64_t t0 = mono_ms();
+    CHECK_INT(run_all(p, calls, N, 20000), N);
+    int64_t elapsed = mono_ms() - t0;
+    json_t *st = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(st, "max_in_flight"), 4);
+    CHECK_INT(atomic_load(&p->stats.max_in_flight), 4);
+    /* kept-alive connections reused: the provider's 4, plus this stats request's */
+    CHECK_INT(stat_int(st, "conns_accepted"), 5);
+    json_decref(st);
+    /* 24 requests of 100 ms, 4 at a time: 6 rounds */
+    CHECK(elapsed >= 600 && elapsed < 1500);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(calls[i].status, LLM_OK);
+        free(texts[i]);
+    }
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(invalid_answers_get_one_repair_retry_then_fail_with_the_reason) {
+    const char *opts[] = {"--fault-nonjson", "0.5", "--seed", "3", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 40 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    char *texts[N];
+    for (int i = 0; i < N; i++) {
+        texts[i] = xasprintf("Case %d: my pins are not posting and the queue is stuck.", i);
+        calls[i].task = LLM_CLASSIFY;
+        calls[i].in.digest = texts[i];
+        calls[i].validate = validate_type;
+    }
+    CHECK_INT(run_all(p, calls, N, 20000), N);
+    int ok_first = 0, repaired = 0, invalid = 0;
+    for (int i = 0; i < N; i++) {
+        if (calls[i].status == LLM_OK && calls[i].attempts == 1) ok_first++;
+        else if (calls[i].status == LLM_OK && calls[i].attempts == 2) repaired++;
+        else if (calls[i].status == LLM_ERR_INVALID && calls[i].attempts == 2 &&
+                 strstr(calls[i].error, "not a JSON object"))
+            invalid++;
+        free(texts[i]);
+    }
+    /* every call is one of the three outcomes, and each outcome happened */
+    CHECK_INT(ok_first + repaired + invalid, N);
+    CHECK(ok_first > 0 && repaired > 0 && invalid > 0);
+    json_t *st = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(st, "chat"), N + repaired + invalid);
+    json_decref(st);
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(wrong_field_types_fail_validation_and_name_the_field) {
+    const char *opts[] = {"--fault-types", "1", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    llm_call call = {0};
+    call.task = LLM_CLASSIFY;
+    call.in.digest = TEXTS[0];
+    call.validate = validate_type;
+    CHECK_INT(run_all(p, &call, 1, 10000), 1);
+    CHECK_INT(call.status, LLM_ERR_INVALID);
+    CHECK_INT(call.attempts, 2);
+    CHECK(strstr(call.error, "conversation_type") != NULL);
+    CHECK(call.answer == NULL);
+    free_calls(&call, 1);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(server_errors_timeouts_and_truncation_retry_a_bounded_number_of_times) {
+    const char *opts[] = {"--fault-500", "1", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.max_attempts = 3;
+    c.timeout_ms = 300;
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    llm_call call = {0};
+    call.task = LLM_FACETS;
+    call.in.digest = TEXTS[1];
+    CHECK_INT(run_all(p, &call, 1, 10000), 1);
+    CHECK_INT(call.status, LLM_ERR_HTTP);
+    CHECK_INT(call.attempts, 3);
+    CHECK(strstr(call.error, "gave up after 3 attempts") && strstr(call.error, "HTTP 500"));
+    free_calls(&call, 1);
+
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"fault_500\":0,\"fault_timeout\":1}") == 200);
+    int64_t t0 = mono_ms();
+    CHECK_INT(run_all(p, &call, 1, 10000), 1);
+    int64_t elapsed = mono_ms() - t0;
+    CHECK_INT(call.status, LLM_ERR_TIMEOUT);
+    CHECK_INT(call.attempts, 3);
+    CHECK(elapsed >= 900 && elapsed < 3000); /* 3 x 300 ms + short backoffs */
+    free_calls(&call, 1);
+
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"fault_timeout\":0,\"fault_truncated\":1}") == 200);
+    CHECK_INT(run_all(p, &call, 1, 10000), 1);
+    CHECK_INT(call.status, LLM_ERR_HTTP);
+    CHECK(strstr(call.error, "connection failed") != NULL);
+    free_calls(&call, 1);
+
+    /* and a healthy endpoint again answers at once */
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"fault_truncated\":0}") == 200);
+    CHECK_INT(run_all(p, &call, 1, 10000), 1);
+    CHECK_INT(call.status, LLM_OK);
+    CHECK_INT(call.attempts, 1);
+    CHECK(atomic_load(&p->stats.retries) >= 6);
+    free_calls(&call, 1);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(a_refused_key_is_fatal_for_the_provider_not_a_failure_per_call) {
+    const char *opts[] = {"--require-key", "right", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.api_key = "wrong";
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 10 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < N; i++) {
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = TEXTS[i % NTEXTS];
+    }
+    CHECK_INT(run_all(p, calls, N, 10000), -1);
+    CHECK(strstr(p->error, "HTTP 401") && strstr(p->error, "API key"));
+    CHECK_INT(llm_pending(p), 0);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(calls[i].status, LLM_ERR_CANCELLED);
+        CHECK(strstr(calls[i].error, "HTTP 401") != NULL);
+    }
+    llm_call late = {0};
+    late.task = LLM_FACETS;
+    late.in.digest = TEXTS[0];
+    late.done = count_done;
+    int d = 0;
+    late.user = &d;
+    CHECK_INT(llm_submit(p, &late), -1);
+    CHECK_INT(llm_poll(p, 0), -1);
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    /* the header name is configurable (Azure: api-key) */
+    c.api_key = "right";
+    c.key_header = "api-key";
+    p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_INT(run_all(p, &late, 1, 10000), 1);
+    CHECK_INT(late.status, LLM_OK);
+    free_calls(&late, 1);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(cancel_all_completes_queued_and_in_flight_calls_at_once) {
+    const char *opts[] = {"--latency-ms", "5000", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.concurrency = 3;
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 6 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    int done = 0;
+    for (int i = 0; i < N; i++) {
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = TEXTS[i];
+        calls[i].done = count_done;
+        calls[i].user = &done;
+        CHECK_INT(llm_submit(p, &calls[i]), 0);
+    }
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < 300) llm_poll(p, 50);
+    CHECK_INT(done, 0);
+    CHECK_INT(atomic_load(&p->stats.in_flight), 3); /* 3 on the wire, 3 queued */
+    t0 = mono_ms();
+    p->ops->cancel_all(p);
+    CHECK(mono_ms() - t0 < 100);
+    CHECK_INT(done, N);
+    CHECK_INT(llm_pending(p), 0);
+    CHECK_INT(atomic_load(&p->stats.in_flight), 0);
+    for (int i = 0; i < N; i++) CHECK_INT(calls[i].status, LLM_ERR_CANCELLED);
+    /* the fake saw the three requests abandoned */
+    int64_t aborted = 0;
+    for (int i = 0; i < 50 && aborted < 3; i++) {
+        json_t *st = fakeproc_stats(&fp);
+        aborted = stat_int(st, "aborted");
+        json_decref(st);
+        if (aborted < 3) sleep_ms(20);
+    }
+    CHECK_INT(aborted, 3);
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+static const char *reject_type = NULL;
+static int validate_not_rejected(const json_t *a, char *msg, size_t len) {
+    const char *t = jx_str(a, "conversation_type");
+    if (!t || (reject_type && !strcmp(t, reject_type))) {
+        snprintf(msg, len, "conversation_type: rejected");
+        return -1;
+    }
+    return 0;
+}
+
+TEST(identical_calls_are_answered_from_the_cache_after_validation) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    char *db = fx_db_url();
+    store *st = fx_store_open(db);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, st, err, sizeof err);
+    REQUIRE(p != NULL);
+    llm_call calls[NTEXTS];
+    memset(calls, 0, sizeof calls);
+    for (size_t i = 0; i < NTEXTS; i++) {
+        calls[i].task = LLM_CLASSIFY;
+        calls[i].in.digest = TEXTS[i];
+        calls[i].validate = validate_not_rejected;
+    }
+    llm_call emb = {0};
+    emb.task = LLM_EMBED;
+    emb.texts = TEXTS;
+    emb.ntexts = NTEXTS;
+    CHECK_INT(run_all(p, calls, NTEXTS, 10000), NTEXTS);
+    CHECK_INT(run_all(p, &emb, 1, 10000), 1);
+    json_t *first[NTEXTS];
+    for (size_t i = 0; i < NTEXTS; i++) first[i] = json_incref(calls[i].answer);
+    float *vec = xmalloc(NTEXTS * (size_t)emb.dim * sizeof(float));
+    memcpy(vec, emb.vectors, NTEXTS * (size_t)emb.dim * sizeof(float));
+    int dim = emb.dim;
+    free_calls(calls, NTEXTS);
+    free_calls(&emb, 1);
+    llm_provider_destroy(p); /* writes what is buffered */
+    REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
+
+    p = llm_openai_new(&c, NULL, st, err, sizeof err);
+    CHECK_INT(run_all(p, calls, NTEXTS, 10000), NTEXTS);
+    CHECK_INT(run_all(p, &emb, 1, 10000), 1);
+    for (size_t i = 0; i < NTEXTS; i++) {
+        CHECK_INT(calls[i].status, LLM_OK);
+        CHECK_INT(calls[i].from_cache, 1);
+        CHECK_INT(calls[i].attempts, 0);
+        CHECK_INT(calls[i].prompt_tokens, 0); /* nothing spent */
+        CHECK(json_equal(calls[i].answer, first[i]));
+    }
+    CHECK_INT(emb.from_cache, 1);
+    CHECK_INT(emb.dim, dim);
+    CHECK(emb.vectors && !memcmp(emb.vectors, vec, NTEXTS * (size_t)dim * sizeof(float)));
+    json_t *s = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(s, "requests"), 0);
+    json_decref(s);
+    free_calls(calls, NTEXTS);
+    free_calls(&emb, 1);
+
+    /* a cached answer the phase now rejects is not used: the endpoint is asked (and,
+     * answering the same, gets the repair retry and fails) */
+    reject_type = jx_str(first[0], "conversation_type");
+    CHECK_INT(run_all(p, calls, 1, 10000), 1);
+    CHECK_INT(calls[0].from_cache, 0);
+    CHECK_INT(calls[0].status, LLM_ERR_INVALID);
+    CHECK_INT(calls[0].attempts, 2);
+    free_calls(calls, 1);
+    reject_type = NULL;
+    for (size_t i = 0; i < NTEXTS; i++) json_decref(first[i]);
+    free(vec);
+    llm_provider_destroy(p);
+    store_close(st);
+    free(db);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(rate_limited_answers_are_retried_after_retry_after) {
+    const char *opts[] = {"--fault-429", "0.3", "--retry-after-ms", "150", "--seed", "5", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 30 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    char *texts[N];
+    for (int i = 0; i < N; i++) {
+        texts[i] = xasprintf("Request %d: the analytics counter shows the wrong number of pins.", i);
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = texts[i];
+    }
+    int64_t t0 = mono_ms();
+    CHECK_INT(run_all(p, calls, N, 30000), N);
+    int64_t elapsed = mono_ms() - t0;
+    json_t *st = fakeproc_stats(&fp);
+    int64_t n429 = fault_count(st, "429");
+    CHECK(n429 > 0);
+    CHECK_INT(atomic_load(&p->stats.rate_limited), n429);
+    CHECK(elapsed >= 150);
+    json_decref(st);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(calls[i].status, LLM_OK);
+        free(texts[i]);
+    }
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(requests_per_minute_learned_from_headers_are_never_exceeded) {
+    /* 1200/min over a 5 s window: at most 100 requests in any 5 s */
+    const char *opts[] = {"--rpm", "1200", "--window-ms", "5000", "--latency-ms", "5", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.concurrency = 8; /* no --rpm: the limit comes from x-ratelimit-* */
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 130 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    char *texts[N];
+    for (int i = 0; i < N; i++) {
+        texts[i] = xasprintf("Ticket %d: I cannot connect my Pinterest account, authorization fails.", i);
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = texts[i];
+    }
+    int64_t t0 = mono_ms();
+    CHECK_INT(run_all(p, calls, N, 30000), N);
+    int64_t elapsed = mono_ms() - t0;
+    json_t *st = fakeproc_stats(&fp);
+    fprintf(stdout, "    %d requests in %lld ms, max %lld in a window of 5 s, %lld answered 429\n", N,
+            (long long)elapsed, (long long)stat_int(st, "max_window_arrivals"),
+            (long long)stat_int(st, "rate_limited"));
+    CHECK_INT(stat_int(st, "rate_limited"), 0);
+    CHECK(stat_int(st, "max_window_arrivals") <= 100);
+    /* ...and the limit is used: 130 requests at 19.6/s after the first burst */
+    CHECK(elapsed >= 5000 && elapsed < 8500);
+    json_decref(st);
+    for (int i = 0; i < N; i++) {
+        CHECK_INT(calls[i].status, LLM_OK);
+        free(texts[i]);
+    }
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(an_endpoint_that_rejects_every_request_fails_the_provider_once) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    c.concurrency = 1; /* one at a time: the count of rejections is exact */
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    enum { N = 15 };
+    llm_call calls[N];
+    memset(calls, 0, sizeof calls);
+    for (int i = 0; i < N; i++) {
+        calls[i].task = LLM_CLASSIFY;
+        calls[i].in.digest = " "; /* the fake's analyzer answers 400: nothing to classify */
+    }
+    CHECK_INT(run_all(p, calls, N, 10000), -1);
+    CHECK(strstr(p->error, "rejected the first 10 requests (HTTP 400)") != NULL);
+    int failed = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        failed += calls[i].status == LLM_ERR_HTTP && strstr(calls[i].error, "HTTP 400") != NULL;
+        cancelled += calls[i].status == LLM_ERR_CANCELLED;
+    }
+    CHECK_INT(failed, 9);
+    CHECK_INT(cancelled, N - 9);
+    free_calls(calls, N);
+    llm_provider_destroy(p);
+    /* a bad configuration is refused up front */
+    c.base_url = "ftp://example.com";
+    CHECK(llm_openai_new(&c, NULL, NULL, err, sizeof err) == NULL);
+    CHECK(strstr(err, "http") != NULL);
+    config_for(&c, &fp, url, sizeof url);
+    c.key_header = "api-key: x";
+    CHECK(llm_openai_new(&c, NULL, NULL, err, sizeof err) == NULL);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
