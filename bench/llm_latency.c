@@ -66,7 +66,7 @@ static int write_conversations(const char *path, const options *o) {
         char *line = convgen_to_jsonl(&c);
         fprintf(f, "%s\n", line);
         free(line);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     convgen_free(g);
     vocab_free(v);

@@ -88,7 +88,7 @@ static char *dataset(size_t n, uint64_t seed) {
         char *line = convgen_to_jsonl(&c);
         fprintf(f, "%s\n", line);
         free(line);
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     convgen_free(g);
     vocab_free(v);
