@@ -15,6 +15,7 @@ static const struct {
     {"fetch", cmd_fetch, "fetch conversations from the Intercom API"},
     {"run", cmd_run, "run the pipeline in the foreground"},
     {"resume", cmd_resume, "continue a stopped or failed run"},
+    {"worker", cmd_worker, "help with the active run of a PostgreSQL database"},
     {"stop", cmd_stop, "ask a running run to stop"},
     {"runs", cmd_runs, "list pipeline runs"},
     {"status", cmd_status, "show one run: counters, failures, LLM usage"},

@@ -23,6 +23,7 @@ int cmd_import(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 int cmd_stories(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);

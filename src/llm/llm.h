@@ -226,6 +226,12 @@ typedef struct llm_openai_config {
     uint64_t seed;              /* jitter; 0 = from the clock */
     /* USD per million tokens; < 0 = the known price of the model (else 0). */
     double usd_prompt, usd_completion, usd_embed;
+    /* Requests/min shared with the other processes using the same PostgreSQL database
+     * (feedline workers): with a limit known (rpm or x-ratelimit headers) and the
+     * provider's store on PostgreSQL, sends follow a schedule kept in the database
+     * (ratelimit.h, store_budget.c), one per endpoint base URL. 1 = pace this process
+     * alone (FEEDLINE_SHARED_BUDGET=0). */
+    int own_budget;
 } llm_openai_config;
 
 /* Defaults, then the environment: OPENAI_API_KEY, OPENAI_BASE_URL (default
@@ -233,11 +239,13 @@ typedef struct llm_openai_config {
  * OPENAI_API_VERSION, FEEDLINE_CHAT_MODEL (gpt-4o-mini), FEEDLINE_EMBED_MODEL
  * (text-embedding-3-small), FEEDLINE_EMBED_DIMENSIONS, FEEDLINE_RPM, FEEDLINE_TPM,
  * FEEDLINE_LLM_TIMEOUT_MS, FEEDLINE_LLM_MAX_ATTEMPTS, FEEDLINE_LLM_BACKOFF_MS,
- * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_COMPLETION, FEEDLINE_PRICE_EMBED. The strings
+ * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_COMPLETION, FEEDLINE_PRICE_EMBED,
+ * FEEDLINE_SHARED_BUDGET (0 = own_budget). The strings
  * point into the environment (valid while it is unchanged). */
 void llm_openai_config_from_env(llm_openai_config *c);
 /* st (may be NULL: no cache) is used from the provider's thread only, for the
- * llm_cache table. v may be NULL (no vocabulary in the prompts). NULL with a message
+ * llm_cache table and the shared requests/min budget, and only while the thread is in
+ * the provider's calls (never inside a transaction of the caller). v may be NULL (no vocabulary in the prompts). NULL with a message
  * on a bad configuration. */
 llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
                              char *err, size_t errlen);

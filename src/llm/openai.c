@@ -122,6 +122,9 @@ struct oa_provider {
     oa_call *live;
     size_t nlive;
     oa_call *done_head, *done_tail;
+    store *budget_st;     /* the shared requests/min schedule's store, or NULL */
+    char *budget_key;
+    int budget_failing;   /* claims fail: warned once until one succeeds */
     int fatal;
     int answered;         /* a 2xx was ever received */
     int rejected_in_a_row; /* other 4xx since the last 2xx */
@@ -850,11 +853,48 @@ static void send_job(oa_provider *p, oa_job *j, int64_t now) {
     while (inf > max && !atomic_compare_exchange_weak(&p->base.stats.max_in_flight, &max, inf)) {}
 }
 
+/* While the database does not grant slots, nothing is sent (sending anyway could
+ * exceed the limit the processes share); this is how long to wait before asking again. */
+#define BUDGET_RETRY_MS 500
+
+static int queued_jobs(const oa_provider *p, int max) {
+    int n = 0;
+    for (const oa_job *j = p->q_head; j && n < max; j = j->next) n++;
+    return n;
+}
+
+/* Claims send slots from the shared schedule for the queued requests. Returns 0 when
+ * granted, else ms to wait before trying again. */
+static int64_t claim_slots(oa_provider *p) {
+    int n = rl_grant_size(&p->rl, queued_jobs(p, RL_SHARED_BLOCK));
+    double interval = rl_shared_interval_ms(&p->rl);
+    int64_t first_in_us = 0;
+    if (store_budget_claim(p->budget_st, p->budget_key, n, (int64_t)ceil(interval * 1000.0),
+                           &first_in_us) != STORE_OK) {
+        if (!p->budget_failing)
+            log_warn("openai: the shared requests/min budget is unavailable, holding requests: %s",
+                     store_errmsg(p->budget_st));
+        p->budget_failing = 1;
+        return BUDGET_RETRY_MS;
+    }
+    p->budget_failing = 0;
+    /* The offset is from the database's clock at the claim; read ours after the answer,
+     * so the slot lands at or after its time here, never before. */
+    double now = (double)mono_us() / 1000.0;
+    rl_grant(&p->rl, now + (double)first_in_us / 1000.0, interval, n);
+    return 0;
+}
+
 /* Sends queued requests while the limiter allows. Returns ms until the head of the
  * queue may go (-1: nothing queued, or waiting for a request to leave the wire). */
 static int64_t dispatch(oa_provider *p, int64_t now) {
     while (p->q_head && !p->fatal) {
         int64_t d = rl_delay_ms(&p->rl, p->q_head->est_tokens, now);
+        if (d == RL_NEED_GRANT) {
+            d = claim_slots(p);
+            now = mono_ms();
+            if (d == 0) continue;
+        }
         if (d == RL_WAIT_SLOT) return -1;
         if (d > 0) return d;
         send_job(p, dequeue(p), now);
@@ -972,6 +1012,7 @@ static void oa_destroy(llm_provider *bp) {
     httpc_free(p->http);
     oa_cache_free(p->cache);
     prompts_free(p->prompts);
+    free(p->budget_key);
     free(p->delayed);
     free(p->chat_url);
     free(p->embed_url);
@@ -1080,6 +1121,8 @@ void llm_openai_config_from_env(llm_openai_config *c) {
     c->usd_prompt = env_num("FEEDLINE_PRICE_PROMPT", -1);
     c->usd_completion = env_num("FEEDLINE_PRICE_COMPLETION", -1);
     c->usd_embed = env_num("FEEDLINE_PRICE_EMBED", -1);
+    const char *shared = env_str("FEEDLINE_SHARED_BUDGET");
+    c->own_budget = shared && !strcmp(shared, "0");
 }
 
 static int model_name_ok(const char *m) {
@@ -1126,6 +1169,16 @@ static void set_limits(oa_provider *p, const llm_openai_config *c) {
     p->backoff_base_ms = c->backoff_base_ms > 0 ? c->backoff_base_ms : DEFAULT_BACKOFF_MS;
 }
 
+/* On PostgreSQL the processes of a run share the endpoint's requests/min (one
+ * schedule per base URL); SQLite databases are not shared across machines. */
+static void share_budget(oa_provider *p, const llm_openai_config *c, store *st,
+                         const char *base) {
+    if (c->own_budget || !st || strcmp(store_backend(st), "postgres") != 0) return;
+    p->budget_st = st;
+    p->budget_key = xasprintf("requests/min %s", base);
+    rl_share(&p->rl, 1, mono_ms());
+}
+
 llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
                              char *err, size_t errlen) {
     if (check_config(c, err, errlen) != 0) return NULL;
@@ -1152,6 +1205,7 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
                                 c->api_version);
     set_auth(p, c);
     rl_init(&p->rl, conc, c->rpm, c->tpm, mono_ms());
+    share_budget(p, c, st, base);
     rng_seed(&p->rng, c->seed ? c->seed : (uint64_t)mono_us());
     p->cache = oa_cache_new(st);
     p->prompts = prompts_new(v);

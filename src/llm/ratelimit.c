@@ -58,7 +58,8 @@ static double min_known(double a, double b) {
  * Requests are paced (a burst of one): a window of any length then holds at most
  * 1 + 0.98 x its share of the limit, which never exceeds the limit. */
 static void update_request_rate(ratelimit *rl, int64_t now_ms) {
-    double limit = min_known(rl->cfg_rpm, rl->hdr_rpm);
+    /* With a shared schedule the limit is the schedule's; the bucket keeps the cap. */
+    double limit = rl->shared.on ? 0 : min_known(rl->cfg_rpm, rl->hdr_rpm);
     double rate = limit > 0 ? limit * RL_SAFETY : 0;
     if (rl->ai_cap_rpm > 0 && (rate <= 0 || rl->ai_cap_rpm < rate)) rate = rl->ai_cap_rpm;
     bucket_set(&rl->req, rate, 1, now_ms);
@@ -107,6 +108,71 @@ static int64_t budget_delay(rl_budget *b, double available, double need, int64_t
 
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+/* ------------------------------------------------------------ shared schedule */
+
+double rl_shared_interval_ms(const ratelimit *rl) {
+    double limit = min_known(rl->cfg_rpm, rl->hdr_rpm);
+    return limit > 0 ? 60000.0 / (limit * RL_SAFETY) : 0;
+}
+
+double rl_shared_late_ms(const ratelimit *rl) {
+    double late = rl_shared_interval_ms(rl) / 2;
+    if (late < RL_SHARED_LATE_MIN_MS) late = RL_SHARED_LATE_MIN_MS;
+    if (late > RL_SHARED_LATE_MAX_MS) late = RL_SHARED_LATE_MAX_MS;
+    return late;
+}
+
+void rl_share(ratelimit *rl, int on, int64_t now_ms) {
+    rl->shared.on = on ? 1 : 0;
+    rl->shared.n = rl->shared.head = 0;
+    update_request_rate(rl, now_ms);
+}
+
+int rl_grant_size(const ratelimit *rl, int queued) {
+    int n = queued < RL_SHARED_BLOCK ? queued : RL_SHARED_BLOCK;
+    int free_slots = rl->concurrency - rl->in_flight;
+    if (n > free_slots) n = free_slots;
+    return n < 1 ? 1 : n;
+}
+
+void rl_grant(ratelimit *rl, double first_ms, double interval_ms, int n) {
+    rl_shared *sh = &rl->shared;
+    for (int i = 0; i < n && sh->n < RL_SHARED_BLOCK; i++) {
+        sh->slot_ms[(sh->head + sh->n) % RL_SHARED_BLOCK] = first_ms + i * interval_ms;
+        sh->n++;
+        sh->granted++;
+    }
+}
+
+/* Forgets slots missed by more than the tolerance: used now they would bunch up with
+ * the slots of other processes. */
+static void drop_missed_slots(ratelimit *rl, int64_t now_ms) {
+    rl_shared *sh = &rl->shared;
+    double late = rl_shared_late_ms(rl);
+    while (sh->n > 0 && sh->slot_ms[sh->head] + late < (double)now_ms) {
+        sh->head = (sh->head + 1) % RL_SHARED_BLOCK;
+        sh->n--;
+        sh->dropped++;
+    }
+}
+
+/* Delay until this process's next slot, or RL_NEED_GRANT. */
+static int64_t shared_delay(ratelimit *rl, int64_t now_ms) {
+    if (!rl->shared.on || rl_shared_interval_ms(rl) <= 0) return 0;
+    drop_missed_slots(rl, now_ms);
+    if (rl->shared.n == 0) return RL_NEED_GRANT;
+    double wait = rl->shared.slot_ms[rl->shared.head] - (double)now_ms;
+    return wait > 0 ? (int64_t)ceil(wait) : 0;
+}
+
+static void use_slot(ratelimit *rl) {
+    rl_shared *sh = &rl->shared;
+    if (!sh->on || sh->n == 0) return;
+    sh->head = (sh->head + 1) % RL_SHARED_BLOCK;
+    sh->n--;
+    sh->used++;
+}
+
 int64_t rl_delay_ms(ratelimit *rl, int64_t tokens, int64_t now_ms) {
     if (rl->in_flight >= rl->concurrency) return RL_WAIT_SLOT;
     int64_t d = rl->paused_until_ms > now_ms ? rl->paused_until_ms - now_ms : 0;
@@ -119,11 +185,15 @@ int64_t rl_delay_ms(ratelimit *rl, int64_t tokens, int64_t now_ms) {
     double tavail = tb->remaining - tokens_since(rl, tb->seq);
     double tneed = rl->hdr_tpm > 0 && (double)tokens > rl->hdr_tpm ? 1 : (double)tokens;
     d = max64(d, budget_delay(tb, tavail, tneed, now_ms));
-    return d;
+    /* The shared schedule last: slots are claimed only for a request that could
+     * otherwise go now, so they are not spent waiting on another limit. */
+    if (d > 0) return d;
+    return shared_delay(rl, now_ms);
 }
 
 uint64_t rl_on_send(ratelimit *rl, int64_t tokens, int64_t now_ms) {
     rl->in_flight++;
+    use_slot(rl);
     bucket_take(&rl->req, 1, now_ms);
     bucket_take(&rl->tok, (double)tokens, now_ms);
     rl->sent++;
@@ -183,7 +253,13 @@ double rl_recent_rpm(const ratelimit *rl, int64_t now_ms) {
     return (double)k * 60000.0 / (double)span;
 }
 
-double rl_effective_rpm(const ratelimit *rl) { return rl->req.rate_per_ms * 60000.0; }
+double rl_effective_rpm(const ratelimit *rl) {
+    double local = rl->req.rate_per_ms * 60000.0;
+    double interval = rl->shared.on ? rl_shared_interval_ms(rl) : 0;
+    if (interval <= 0) return local;
+    double shared = 60000.0 / interval;
+    return local > 0 && local < shared ? local : shared;
+}
 
 void rl_on_429(ratelimit *rl, int64_t retry_after_ms, uint64_t seq, int64_t now_ms) {
     rl->n429++;

@@ -28,6 +28,19 @@
  * 1% of the peak; when the cap is back at the peak, it is lifted. So a burst of 429s
  * halves the rate at once and the rate climbs back over ~50 answers.
  *
+ * Shared requests/min (several processes, one endpoint; rl_share): the requests/min
+ * limit is then enforced by a schedule the processes share (store_budget.c): send
+ * slots RL_SAFETY x limit apart, granted in blocks of at most RL_SHARED_BLOCK to
+ * whichever process asks. A request goes on the wire at one of this process's slots,
+ * never before it and at most rl_shared_late_ms() after it (a slot missed by more is
+ * dropped, never used late), so requests of all processes keep the schedule's spacing
+ * within that tolerance. Any window of W ms then holds at most
+ * 1 + (W + late) / interval requests, which stays within the limit for the
+ * per-minute window at every limit, and for windows down to a few seconds (as long as
+ * the window's share of the limit is 26 requests or more). The local request bucket
+ * then carries only the adaptive 429 cap; tokens/min and the server-reported budgets
+ * stay per process.
+ *
  * Pure arithmetic on a caller-supplied monotonic clock (milliseconds): no I/O, no
  * threads, so it is tested with a simulated clock. Not thread-safe (one per provider,
  * driven by the provider's poll thread). */
@@ -50,6 +63,13 @@
 #define RL_AI_STEP 0.01
 /* rl_delay_ms(): no slot until a request leaves the wire. */
 #define RL_WAIT_SLOT INT64_MAX
+/* rl_delay_ms(): shared schedule, no granted slot left: claim some (rl_grant). */
+#define RL_NEED_GRANT (INT64_MAX - 1)
+/* Slots asked for per claim from the shared schedule (one database round trip). */
+#define RL_SHARED_BLOCK 5
+/* The most a granted slot may be used late (see rl_shared_late_ms). */
+#define RL_SHARED_LATE_MAX_MS 900.0
+#define RL_SHARED_LATE_MIN_MS 2.0
 
 /* The x-ratelimit-* headers of one answer; -1 = absent. */
 typedef struct rl_headers {
@@ -77,6 +97,14 @@ typedef struct rl_budget {
     int64_t until_ms;   /* when the server said it resets */
 } rl_budget;
 
+/* Slots granted from the shared schedule and not used yet, in time order. */
+typedef struct rl_shared {
+    int on;
+    double slot_ms[RL_SHARED_BLOCK];
+    int head, n;
+    uint64_t granted, used, dropped;
+} rl_shared;
+
 typedef struct ratelimit {
     int concurrency;
     int in_flight;
@@ -95,6 +123,7 @@ typedef struct ratelimit {
     uint64_t sent;                   /* requests sent so far (the sequence counter) */
     int64_t tokens_total;
     uint64_t cut_seq;                /* sends up to this one predate the last cut */
+    rl_shared shared;
     /* counters */
     uint64_t n429, cuts;
 } ratelimit;
@@ -102,7 +131,8 @@ typedef struct ratelimit {
 /* concurrency is clamped to 1..LLM_MAX_CONCURRENCY; rpm/tpm 0 = not configured. */
 void rl_init(ratelimit *rl, int concurrency, double rpm, double tpm, int64_t now_ms);
 /* Milliseconds until a request estimated at `tokens` may be sent: 0 = now,
- * RL_WAIT_SLOT = when a request leaves the wire. */
+ * RL_WAIT_SLOT = when a request leaves the wire, RL_NEED_GRANT = claim slots from the
+ * shared schedule first (only with rl_share on and a requests/min limit known). */
 int64_t rl_delay_ms(ratelimit *rl, int64_t tokens, int64_t now_ms);
 /* A request goes on the wire now; returns its send sequence number. */
 uint64_t rl_on_send(ratelimit *rl, int64_t tokens, int64_t now_ms);
@@ -116,6 +146,22 @@ void rl_on_success(ratelimit *rl, int64_t now_ms);
 /* A 429 answered the request sent with sequence seq; retry_after_ms < 0 when the
  * server gave none. */
 void rl_on_429(ratelimit *rl, int64_t retry_after_ms, uint64_t seq, int64_t now_ms);
+
+/* Takes the requests/min limit from a schedule shared with other processes (on = 1)
+ * or back to this process's own bucket (on = 0). */
+void rl_share(ratelimit *rl, int on, int64_t now_ms);
+/* Spacing of the shared schedule in ms (60000 / (RL_SAFETY x limit)); 0 when no
+ * requests/min limit is known (nothing to claim). */
+double rl_shared_interval_ms(const ratelimit *rl);
+/* How late a granted slot may still be used: half the spacing, within
+ * [RL_SHARED_LATE_MIN_MS, RL_SHARED_LATE_MAX_MS]. */
+double rl_shared_late_ms(const ratelimit *rl);
+/* How many slots to claim when `queued` requests wait: enough for them, at most
+ * RL_SHARED_BLOCK and the free concurrency (an unused slot is wasted budget). */
+int rl_grant_size(const ratelimit *rl, int queued);
+/* n slots were granted: the first at first_ms (this process's clock), then every
+ * interval_ms. Slots beyond RL_SHARED_BLOCK are not kept (never asked for). */
+void rl_grant(ratelimit *rl, double first_ms, double interval_ms, int n);
 
 /* The requests/min the limiter currently allows (0 = unlimited). */
 double rl_effective_rpm(const ratelimit *rl);

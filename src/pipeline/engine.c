@@ -17,9 +17,11 @@
 #define FLUSH_INTERVAL_MS 250
 #define STOP_CHECK_INTERVAL_MS 250
 #define TICK_INTERVAL_MS 1000
-#define LEASE_SECONDS 120
 #define POLL_TIMEOUT_MS 50
 #define FLUSH_RETRIES 40
+/* How often a process whose own work is done looks again while others still hold
+ * claims of the phase (their results, or their expired leases, end the wait). */
+#define WAIT_OTHERS_MS 200
 
 static void free_item(engine *e, work_item *it) {
     if (!it) return;
@@ -149,15 +151,47 @@ void engine_abandon_held(engine *e, call_group *g) {
     free_group(g);
 }
 
+/* A positive whole number from the environment, or dflt (with a warning when set to
+ * something else). */
+static long env_count(const char *name, long max, long dflt) {
+    const char *v = getenv(name);
+    if (!v || !*v) return dflt;
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*end && n >= 1 && n <= max) return n;
+    log_warn("%s=\"%s\" is not a whole number in 1..%ld; using %ld", name, v, max, dflt);
+    return dflt;
+}
+
+int pipeline_lease_seconds(const run_env *env) {
+    if (env->lease_seconds > 0) return env->lease_seconds;
+    return (int)env_count("FEEDLINE_LEASE_SECONDS", 86400, PIPELINE_LEASE_SECONDS);
+}
+
+static void free_ids(char **ids, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+/* A claim that failed on a lost connection may have been applied: not fatal, the
+ * items are recovered by release_lost_claims(). Other failures end the phase. */
+static int claim_failed(engine *e, int rc, const char *what) {
+    if (rc == STORE_RETRY) {
+        log_warn("run %lld: %s failed (will retry): %s", (long long)e->run->id, what,
+                 store_errmsg(e->st));
+        e->lost_claims = 1;
+        return 0;
+    }
+    engine_fatal(e, "%s: %s", what, store_errmsg(e->st));
+    return -1;
+}
+
 static int claim_more(engine *e) {
     char **ids = NULL;
     size_t n = 0;
     int rc = store_work_claim(e->st, e->run->id, e->ops->phase, e->env->owner, e->claim_batch,
-                              wall_unix(), LEASE_SECONDS, &ids, &n);
-    if (rc) {
-        engine_fatal(e, "claiming work: %s", store_errmsg(e->st));
-        return -1;
-    }
+                              wall_unix(), e->lease_seconds, &ids, &n);
+    if (rc) return claim_failed(e, rc, "claiming work");
     if (n == 0) {
         free(ids);
         return 0;
@@ -165,11 +199,9 @@ static int claim_more(engine *e) {
     phase_input *in = xcalloc(n, sizeof *in);
     rc = store_phase_inputs(e->st, e->run->id, ids, n, in);
     if (rc) {
-        engine_fatal(e, "loading conversations: %s", store_errmsg(e->st));
-        for (size_t i = 0; i < n; i++) free(ids[i]);
-        free(ids);
+        free_ids(ids, n);
         free(in);
-        return -1;
+        return claim_failed(e, rc, "loading conversations");
     }
     for (size_t i = 0; i < n; i++) {
         work_item *it = xcalloc(1, sizeof *it);
@@ -186,8 +218,7 @@ static int claim_more(engine *e) {
         e->ready_tail = it;
         e->nready++;
     }
-    for (size_t i = 0; i < n; i++) free(ids[i]);
-    free(ids);
+    free_ids(ids, n);
     free(in);
     return (int)n;
 }
@@ -257,16 +288,27 @@ static int flush(engine *e) {
         else e->done++;
         free_item(e, e->finished[i]);
     }
-    memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
+    /* Usage alone (no item finished yet) may be flushed before the array exists. */
+    if (n > 0) memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
     e->nfinished -= n;
     e->u_requests = e->u_cache_hits = e->u_prompt = e->u_completion = 0;
     return 0;
 }
 
+/* Keeps our claims alive: renewed well before they expire, so only a process that
+ * stopped working loses them. */
+static void renew_leases(engine *e) {
+    e->last_renew_ms = mono_ms();
+    if (store_work_renew(e->st, e->run->id, e->ops->phase, e->env->owner,
+                         wall_unix() + e->lease_seconds))
+        log_warn("run %lld: renewing leases failed: %s", (long long)e->run->id,
+                 store_errmsg(e->st));
+}
+
 static void report(engine *e) {
-    if (store_run_heartbeat(e->st, e->run->id, e->env->owner, wall_unix()) ||
-        store_work_renew(e->st, e->run->id, e->env->owner, wall_unix() + LEASE_SECONDS) ||
-        store_run_refresh_counters(e->st, e->run->id))
+    /* The run's heartbeat says its driver is alive; a helper is not the driver. */
+    if (!e->env->helper && (store_run_heartbeat(e->st, e->run->id, e->env->owner, wall_unix()) ||
+                            store_run_refresh_counters(e->st, e->run->id)))
         log_warn("run %lld: bookkeeping failed: %s", (long long)e->run->id, store_errmsg(e->st));
     if (e->env->progress) {
         run_progress p = {e->run->id, e->ops->phase, e->done + e->failed, e->failed, e->total,
@@ -276,18 +318,39 @@ static void report(engine *e) {
 }
 
 /* Other workers may still hold claims; the phase is over when nothing is pending or
- * claimed anywhere. Returns 1 when complete, 0 if there is more to do/wait for. */
+ * claimed anywhere. Work that became claimable again (released, or a dead worker's
+ * expired lease) is taken up. Returns 1 when complete, 0 if there is more to do or
+ * to wait for. */
 static int phase_complete(engine *e) {
-    work_counts c;
-    if (store_work_counts(e->st, e->run->id, e->ops->phase, &c)) {
-        engine_fatal(e, "counting work: %s", store_errmsg(e->st));
+    int claimable = 0;
+    int64_t claimed = 0;
+    int rc = store_work_probe(e->st, e->run->id, e->ops->phase, wall_unix(), &claimable, &claimed);
+    if (rc == STORE_RETRY) {
+        log_warn("run %lld: checking the phase (will retry): %s", (long long)e->run->id,
+                 store_errmsg(e->st));
+        return 0;
+    }
+    if (rc) {
+        engine_fatal(e, "checking the phase: %s", store_errmsg(e->st));
         return 1;
     }
-    if (c.pending > 0) {
+    if (claimable) {
         e->exhausted = 0;
         return 0;
     }
-    return c.claimed == 0;
+    return claimed == 0;
+}
+
+/* Called with nothing of ours in flight, ready or unwritten: every item still claimed
+ * under our name is one a failed claim left behind, so all of them go back. */
+static void release_lost_claims(engine *e) {
+    if (store_work_release(e->st, e->run->id, e->env->owner) != STORE_OK) {
+        log_warn("run %lld: releasing lost claims (will retry): %s", (long long)e->run->id,
+                 store_errmsg(e->st));
+        return;
+    }
+    e->lost_claims = 0;
+    e->exhausted = 0;
 }
 
 static void drain_ready(engine *e) {
@@ -309,7 +372,9 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
     if (e.group_max < 1) e.group_max = 1;
     if (e.group_max > ENGINE_MAX_GROUP) e.group_max = ENGINE_MAX_GROUP;
     size_t want = (size_t)e.concurrency * 2 * e.group_max;
-    e.claim_batch = env->claim_batch > 0 ? (size_t)env->claim_batch : (want < 64 ? 64 : want);
+    /* Smaller batches spread a small run over more workers (FEEDLINE_CLAIM_BATCH). */
+    long batch = env->claim_batch > 0 ? env->claim_batch : env_count("FEEDLINE_CLAIM_BATCH", 4096, 0);
+    e.claim_batch = batch > 0 ? (size_t)batch : (want < 64 ? 64 : want);
     if (e.claim_batch > 4096) e.claim_batch = 4096;
 
     work_counts c;
@@ -325,7 +390,10 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
         snprintf(err, errlen, "%s", e.fatal ? e.fatal_msg : "phase setup failed");
         return -1;
     }
-    e.last_tick_ms = e.last_flush_ms = e.last_stop_check_ms = mono_ms();
+    e.lease_seconds = pipeline_lease_seconds(env);
+    e.renew_interval_ms = e.lease_seconds * 1000 / 4;
+    if (e.renew_interval_ms > TICK_INTERVAL_MS) e.renew_interval_ms = TICK_INTERVAL_MS;
+    e.last_tick_ms = e.last_flush_ms = e.last_stop_check_ms = e.last_renew_ms = mono_ms();
     int flush_failures = 0;
     for (;;) {
         int64_t now = mono_ms();
@@ -342,8 +410,12 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
             if (llm_poll(llm, POLL_TIMEOUT_MS) < 0)
                 engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
         } else if (e.nready == 0 && e.exhausted) {
-            if (flush(&e) == 0 && e.nfinished == 0 && phase_complete(&e)) break;
-            if (e.exhausted) sleep_ms(POLL_TIMEOUT_MS); /* others hold claims: wait */
+            if (flush(&e) == 0 && e.nfinished == 0) {
+                if (e.lost_claims) release_lost_claims(&e);
+                /* A helper is done once nothing is claimable; the driver waits. */
+                if (e.exhausted && (env->helper || phase_complete(&e))) break;
+            }
+            if (e.exhausted) sleep_ms(WAIT_OTHERS_MS); /* others hold claims: wait */
         }
         now = mono_ms();
         if (e.nfinished >= FLUSH_MAX_ITEMS || now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
@@ -352,6 +424,7 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
             else if (flush_failures && e.nfinished == 0)
                 flush_failures = 0;
         }
+        if (now - e.last_renew_ms >= e.renew_interval_ms) renew_leases(&e);
         if (now - e.last_tick_ms >= TICK_INTERVAL_MS) {
             e.last_tick_ms = now;
             report(&e);

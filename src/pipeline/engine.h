@@ -87,7 +87,12 @@ struct engine {
     int fatal;
     char fatal_msg[512];
 
-    int64_t last_flush_ms, last_stop_check_ms, last_tick_ms;
+    int64_t last_flush_ms, last_stop_check_ms, last_tick_ms, last_renew_ms;
+    int64_t lease_seconds, renew_interval_ms;
+    /* A claim or its follow-up read failed after the database may have applied it:
+     * some items may be claimed under our name without us knowing which. They are
+     * released (with everything else we hold) once our known work is drained. */
+    int lost_claims;
     /* Usage not yet written. */
     int64_t u_requests, u_cache_hits, u_prompt, u_completion;
     /* Totals for progress. */

@@ -43,8 +43,22 @@ typedef struct run_env {
     atomic_int *stop_flag;       /* optional in-process fast stop (set to 1 to stop) */
     void (*progress)(void *ctx, const run_progress *p); /* optional */
     void *progress_ctx;
-    int claim_batch;             /* 0 = default (max(64, 2*concurrency)) */
+    int claim_batch;             /* 0 = $FEEDLINE_CLAIM_BATCH, else max(64, 2*concurrency) */
+    /* Seconds a claim on work lasts without renewal: a process that dies loses its
+     * claims after this long and another process takes them. 0 = $FEEDLINE_LEASE_SECONDS
+     * when set, else PIPELINE_LEASE_SECONDS. Leases are renewed every lease/4 seconds (at
+     * least every second) while the process works. */
+    int lease_seconds;
+    /* 1 in a process that helps with a run another process drives (feedline worker):
+     * the engine leaves a phase as soon as nothing is left to claim instead of waiting
+     * for the phase to end, and leaves the run's heartbeat and counters to the driver. */
+    int helper;
 } run_env;
+
+#define PIPELINE_LEASE_SECONDS 120
+
+/* The lease env asks for (see run_env.lease_seconds). */
+int pipeline_lease_seconds(const run_env *env);
 
 /* Drives an existing run (status running: just created, or resumed) through its
  * remaining phases to a terminal state, in the calling thread. Returns 0 when the run
@@ -65,6 +79,30 @@ int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen
 /* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
  * failed/resumable. Returns how many, or -1. */
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds);
+
+/* ------------------------------------------------------------ workers (worker.c) */
+/* A worker process joins the active run of a shared (PostgreSQL) database and helps
+ * with its per-conversation phases: classification, embeddings, facets, themes. The
+ * process that started the run (feedline run / serve, "the coordinator") stays in
+ * charge: it seeds each phase, waits until every item of the phase is done, advances
+ * the run, runs the story phase once and finishes the run. Workers only claim batches
+ * of the current phase (FOR UPDATE SKIP LOCKED, with a lease), process them with their
+ * own provider and concurrency, and write the results, which are keyed by
+ * (run, conversation) so whoever computes an item, it is stored once. Dry runs are
+ * left to the coordinator (it keeps the preview tally in memory). */
+typedef struct worker_options {
+    int concurrency; /* LLM calls in flight in this process; 0 = the run's setting */
+    int once;        /* return as soon as no run is active (at start or after one) */
+    int idle_ms;     /* how often to look for work while there is none; 0 = 500 */
+    const char *llm; /* only join runs that use this provider ("local"/"openai"); NULL = any */
+} worker_options;
+
+/* Runs the worker loop until *env->stop_flag is set (required), or, with o->once,
+ * until no run is active. env->owner must be unique to the process; env->helper is
+ * implied. A run whose driver's heartbeat is older than RUN_STALE_SECONDS is not
+ * joined (nobody would advance it). Claims are released on the way out. Returns 0,
+ * or -1 when the database cannot be opened (message in err). */
+int pipeline_worker(const run_env *env, const worker_options *o, char *err, size_t errlen);
 
 /* The heartbeat period of a running pipeline and the staleness after which a run
  * without heartbeat is considered orphaned. */

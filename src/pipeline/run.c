@@ -38,9 +38,11 @@ static int seed_actionable(store *st, int64_t run_id, enum run_phase phase, char
 static step_result run_engine_phase(const run_env *env, store *st, llm_provider *llm,
                                     const run_record *run, const phase_ops *ops, char *err,
                                     size_t errlen) {
-    if (set_phase(st, run->id, ops->phase, err, errlen)) return STEP_FAILED;
+    /* Seeded before the phase is announced: a worker that sees the phase finds all of
+     * its work (the offline embedder's corpus statistics need every item). */
     if (ops->phase != PHASE_CLASSIFICATION && seed_actionable(st, run->id, ops->phase, err, errlen))
         return STEP_FAILED;
+    if (set_phase(st, run->id, ops->phase, err, errlen)) return STEP_FAILED;
     int rc = engine_run_phase(env, st, llm, run, ops, err, errlen);
     return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
 }

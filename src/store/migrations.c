@@ -212,8 +212,19 @@ static const char MIGRATION_2[] =
     " value TEXT NOT NULL,"
     " updated_at BIGINT NOT NULL);";
 
+/* The requests/min budget of an LLM endpoint shared by every process on the database
+ * (feedline workers): one row per endpoint holding the next free send slot of a global
+ * schedule, in microseconds of the database's clock (store_budget.c). */
+static const char MIGRATION_3[] =
+    "CREATE TABLE rate_budget ("
+    " key TEXT PRIMARY KEY,"
+    " next_us BIGINT NOT NULL DEFAULT 0,"
+    " claims BIGINT NOT NULL DEFAULT 0,"
+    " granted BIGINT NOT NULL DEFAULT 0);";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
+    {3, "shared rate budget", MIGRATION_3},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

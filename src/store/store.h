@@ -125,7 +125,9 @@ int store_run_set_phase(store *s, int64_t id, enum run_phase phase);
 /* running -> stopping. OK if it transitioned, CONFLICT if the run is not running,
  * NOTFOUND if no such run. */
 int store_run_request_stop(store *s, int64_t id);
-/* 1 if the run's status is 'stopping' (or the run is gone), 0 if not, <0 on error. */
+/* 1 if the run must stop: its status is 'stopping', or it is no longer active (another
+ * process finished or failed it, e.g. as orphaned) or gone; 0 while it is 'running';
+ * <0 on error. */
 int store_run_stop_requested(store *s, int64_t id);
 /* Terminal transition: status 'completed' | 'stopped' | 'failed'. Frees the active
  * slot. A 'completed' finish of a run whose stop was requested becomes 'stopped'
@@ -179,14 +181,20 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
  * *ids receives n strdup'ed ids (free each and the array). */
 int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
                      size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n);
-/* Extends the lease on every item this owner holds in the run. */
-int store_work_renew(store *s, int64_t run_id, const char *owner, int64_t lease_until);
+/* Extends the lease on every item of the phase this owner holds in the run. */
+int store_work_renew(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     int64_t lease_until);
 /* Gives back the items this owner claimed but did not finish (claimed -> pending). */
 int store_work_release(store *s, int64_t run_id, const char *owner);
 /* Resume: claimed -> pending and failed -> pending for the whole run. */
 int store_work_reset_for_resume(store *s, int64_t run_id);
 typedef struct work_counts { int64_t pending, claimed, done, failed; } work_counts;
 int store_work_counts(store *s, int64_t run_id, enum run_phase phase, work_counts *out);
+/* Whether a process should (re)join a phase, cheaply (index probes, no scan of the
+ * phase): *claimable = 1 if an item is pending or claimed with a lease that expired
+ * before now (its worker died), else 0; *claimed = items claimed by anyone. */
+int store_work_probe(store *s, int64_t run_id, enum run_phase phase, int64_t now,
+                     int *claimable, int64_t *claimed);
 /* Streams the digests of a phase's work items (any state, id order), for corpus
  * passes such as the offline embedder's IDF statistics. Constant memory. The cursor
  * holds its own statement; don't interleave other use of the store until closed. */
@@ -366,6 +374,17 @@ int store_sync_get_int(store *s, const char *key, int64_t *value);
  * "" for a run-level failure. Shown with the run's other failures. */
 int store_put_fetch_error(store *s, int64_t run_id, const char *conversation_id,
                           const char *reason, int64_t now);
+
+/* ---------------------------------------------------------------- shared rate budget */
+/* A requests/min budget shared by every process using the database (store_budget.c):
+ * a global schedule of send slots per key (an LLM endpoint). Grants n consecutive slots
+ * interval_us apart; *first_in_us = microseconds from now (the database's clock) until
+ * the first one (0 when due at once). Atomic across processes: each slot is granted
+ * once and granted slots are never closer than interval_us. */
+int store_budget_claim(store *s, const char *key, int n, int64_t interval_us,
+                       int64_t *first_in_us);
+/* FOUND with how many claims were made on key and how many slots they granted. */
+int store_budget_stats(store *s, const char *key, int64_t *claims, int64_t *granted);
 
 /* ---------------------------------------------------------------- raw access */
 /* The driver connection, for the read-only query modules (reports, API listings) that

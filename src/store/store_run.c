@@ -213,7 +213,7 @@ int store_run_stop_requested(store *s, int64_t id) {
     db_bind_int(st, 1, id);
     int rc = store_step_row(s, st, "checking stop");
     if (rc < 0) return rc;
-    int stopping = rc == STORE_NOTFOUND || strcmp(db_col_text(st, 0), "stopping") == 0;
+    int stopping = rc == STORE_NOTFOUND || strcmp(db_col_text(st, 0), "running") != 0;
     db_reset(st);
     return stopping;
 }

@@ -152,14 +152,18 @@ int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char 
     return STORE_OK;
 }
 
-int store_work_renew(store *s, int64_t run_id, const char *owner, int64_t lease_until) {
+int store_work_renew(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     int64_t lease_until) {
+    /* The phase and state narrow the index range to the phase's claimed items, so a
+     * renewal every second stays cheap however large the run is. */
     db_stmt *st = store_stmt(s,
         "UPDATE work_items SET lease_until = ?"
-        " WHERE run_id = ? AND owner = ? AND state = 'claimed'");
+        " WHERE run_id = ? AND phase = ? AND state = 'claimed' AND owner = ?");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, lease_until);
     db_bind_int(st, 2, run_id);
-    db_bind_text(st, 3, owner);
+    db_bind_text(st, 3, run_phase_name(phase));
+    db_bind_text(st, 4, owner);
     return store_exec_stmt(s, st, "renewing leases");
 }
 
@@ -240,4 +244,33 @@ int store_work_release(store *s, int64_t run_id, const char *owner) {
     db_bind_int(st, 1, run_id);
     db_bind_text(st, 2, owner);
     return store_exec_stmt(s, st, "releasing claimed work");
+}
+
+int store_work_probe(store *s, int64_t run_id, enum run_phase phase, int64_t now,
+                     int *claimable, int64_t *claimed) {
+    /* Claimed items are few (the batches in progress); pending ones are only probed for
+     * one row, so the cost does not grow with the phase. */
+    db_stmt *st = store_stmt(s,
+        "SELECT"
+        " (SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? AND state = 'claimed'),"
+        " (SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? AND state = 'claimed'"
+        "  AND lease_until < ?),"
+        " (SELECT COUNT(*) FROM (SELECT 1 FROM work_items WHERE run_id = ? AND phase = ?"
+        "  AND state = 'pending' LIMIT 1) AS p)");
+    if (!st) return STORE_ERR;
+    const char *name = run_phase_name(phase);
+    db_bind_int(st, 1, run_id);
+    db_bind_text(st, 2, name);
+    db_bind_int(st, 3, run_id);
+    db_bind_text(st, 4, name);
+    db_bind_int(st, 5, now);
+    db_bind_int(st, 6, run_id);
+    db_bind_text(st, 7, name);
+    int rc = store_step_row(s, st, "probing work");
+    if (rc == STORE_FOUND) {
+        *claimed = db_col_int(st, 0);
+        *claimable = db_col_int(st, 1) > 0 || db_col_int(st, 2) > 0;
+    }
+    if (rc >= 0) db_reset(st);
+    return rc == STORE_FOUND ? STORE_OK : rc == STORE_NOTFOUND ? STORE_ERR : rc;
 }

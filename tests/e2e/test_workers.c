@@ -1,0 +1,890 @@
+/* Scale-out over processes, end to end: a driver (`feedline run`) and `feedline worker`
+ * processes on one PostgreSQL database, each process against its own fake
+ * OpenAI-compatible endpoint (so each one's requests and requests in flight are
+ * counted apart), compared with a single-process run over the same conversations:
+ * same counters, no duplicate rows, identical stories, every item claimed once. Then
+ * a worker killed with SIGKILL mid-phase (its batch is reclaimed after the lease),
+ * PostgreSQL restarted mid-run, a shared requests/min limit, stop signals, dry runs
+ * and SQLite refusal.
+ *
+ * Needs FEEDLINE_TEST_PG (the PostgreSQL pass of `make test`); without it the cases
+ * that need a shared database say SKIP. The restart case also needs
+ * FEEDLINE_TEST_PG_DIR (the throwaway cluster of scripts/pg-test-cluster). */
+#include "test.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "store/db.h"
+#include "store/store_report.h"
+#include "support/convgen.h"
+#include "support/fakeproc.h"
+#include "support/fixtures.h"
+#include "util/buf.h"
+#include "util/jsonx.h"
+#include "util/mem.h"
+#include "util/timeutil.h"
+
+#define MAX_ARGS 24
+#define MAX_ENV 16
+#define LEASE "3"
+/* Small batches, so that a few hundred conversations spread over every process. */
+#define CLAIM_BATCH 16
+#define RUN_TIMEOUT_MS 240000
+
+/* ------------------------------------------------------------------ processes */
+
+static char *bin(void) {
+    const char *b = getenv("FEEDLINE_BIN");
+    return xstrdup(b ? b : "build/asan/feedline");
+}
+
+static int pg_or_skip(const char *name) {
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    if (pg && pg[0]) return 1;
+    fprintf(stdout, "    SKIP %s: FEEDLINE_TEST_PG is not set (workers need a shared PostgreSQL "
+                    "database; runs in the PostgreSQL pass of make test)\n", name);
+    test_checked();
+    return 0;
+}
+
+typedef struct env_set {
+    char *e[MAX_ENV];
+    int n;
+} env_set;
+
+static void env_add(env_set *s, char *kv) {
+    if (s->n < MAX_ENV - 1) s->e[s->n++] = kv;
+    else free(kv);
+}
+
+/* The environment of a process talking to the fake fp. */
+static void env_for(env_set *s, const fakeproc *fp) {
+    memset(s, 0, sizeof *s);
+    char *vpath = fx_path("data/theme_vocabulary.json");
+    env_add(s, xasprintf("FEEDLINE_VOCAB=%s", vpath));
+    free(vpath);
+    env_add(s, xasprintf("OPENAI_BASE_URL=%s/v1", fp->url));
+    env_add(s, xstrdup("OPENAI_API_KEY=test-key"));
+    env_add(s, xstrdup("FEEDLINE_LLM_BACKOFF_MS=20"));
+    env_add(s, xstrdup("FEEDLINE_LLM_TIMEOUT_MS=10000"));
+    env_add(s, xstrdup("FEEDLINE_LEASE_SECONDS=" LEASE));
+    env_add(s, xstrdup("FEEDLINE_LOG=info"));
+    env_add(s, xasprintf("FEEDLINE_CLAIM_BATCH=%d", CLAIM_BATCH));
+}
+
+static void env_free(env_set *s) {
+    for (int i = 0; i < s->n; i++) free(s->e[i]);
+    s->n = 0;
+}
+
+static int start_fake(fakeproc *fp, const char *latency_ms, const char *const extra[]) {
+    char *vpath = fx_path("data/theme_vocabulary.json");
+    const char *args[MAX_ARGS] = {"--vocab", vpath, "--latency-ms", latency_ms};
+    size_t n = 4;
+    while (extra && *extra && n < MAX_ARGS - 1) args[n++] = *extra++;
+    args[n] = NULL;
+    int rc = fakeproc_start(fp, "fake_openai", args);
+    free(vpath);
+    return rc;
+}
+
+/* Runs `feedline ARGS...` to completion; exit status, output in out/err (may be NULL). */
+static int feedline(const env_set *env, char **out, char **err, ...) {
+    char *argv[MAX_ARGS];
+    int n = 0;
+    argv[n++] = bin();
+    va_list ap;
+    va_start(ap, err);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < MAX_ARGS - 1) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    char *o = NULL, *e = NULL;
+    int rc = fx_run(argv, env ? env->e : NULL, &o, &e);
+    free(argv[0]);
+    if (out) *out = o;
+    else free(o);
+    if (err) *err = e;
+    else free(e);
+    return rc;
+}
+
+/* A background `feedline ARGS...` with its output in a log file. */
+typedef struct bgproc {
+    pid_t pid;
+    char *log;
+    char owner[128]; /* its work-claim owner name (cli_owner: "host:pid") */
+} bgproc;
+
+static int bg_start(bgproc *p, const char *dir, const char *name, const env_set *env, ...) {
+    char *argv[MAX_ARGS];
+    int n = 0;
+    argv[n++] = bin();
+    va_list ap;
+    va_start(ap, env);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < MAX_ARGS - 1) argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    p->log = xasprintf("%s/%s.log", dir, name);
+    p->pid = fakeproc_spawn(argv, env->e, p->log);
+    free(argv[0]);
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    snprintf(p->owner, sizeof p->owner, "%s:%d", host, (int)p->pid);
+    return p->pid > 0 ? 0 : -1;
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return xstrdup("");
+    buf_t b = BUF_INIT;
+    char tmp[4096];
+    size_t n;
+    while ((n = fread(tmp, 1, sizeof tmp, f)) > 0) buf_append(&b, tmp, n);
+    fclose(f);
+    return buf_detach(&b);
+}
+
+/* Waits for the process; its exit status (-2 after the timeout: killed then). */
+static int bg_wait(bgproc *p, int timeout_ms) {
+    int rc = fakeproc_wait(p->pid, timeout_ms);
+    if (rc == -2) {
+        kill(p->pid, SIGKILL);
+        fakeproc_wait(p->pid, 5000);
+    }
+    if (rc != 0) {
+        char *text = slurp(p->log);
+        size_t len = strlen(text);
+        fprintf(stdout, "    %s exited %d; last output:\n%s\n", p->log, rc,
+                len > 2000 ? text + len - 2000 : text);
+        free(text);
+    }
+    return rc;
+}
+
+static int log_has(const bgproc *p, const char *needle) {
+    char *text = slurp(p->log);
+    int found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+static void bg_free(bgproc *p) { free(p->log); }
+
+/* ------------------------------------------------------------------ data */
+
+/* n generated conversations as JSONL in dir (the same for every database). */
+static char *write_dataset(const char *dir, size_t n, uint64_t seed) {
+    char *vpath = fx_path("data/theme_vocabulary.json");
+    char err[256];
+    vocab *v = vocab_load(vpath, err, sizeof err);
+    free(vpath);
+    if (!v) return NULL;
+    char *file = xasprintf("%s/conversations.jsonl", dir);
+    FILE *f = fopen(file, "w");
+    convgen *g = convgen_new(v, seed, NULL);
+    for (size_t i = 0; f && i < n; i++) {
+        conversation c = {0};
+        convgen_truth t;
+        convgen_next(g, &c, &t);
+        char *line = convgen_to_jsonl(&c);
+        fprintf(f, "%s\n", line);
+        free(line);
+        conv_free(&c);
+    }
+    convgen_free(g);
+    vocab_free(v);
+    if (!f || fclose(f) != 0) {
+        free(file);
+        return NULL;
+    }
+    return file;
+}
+
+/* A fresh database with the dataset imported. */
+static char *database_with(const char *file) {
+    char *db = fx_db_url();
+    char *out = NULL, *err = NULL;
+    int rc = feedline(NULL, &out, &err, "import", "--db", db, file, NULL);
+    if (rc != 0) fprintf(stdout, "    import failed: %s %s\n", out, err);
+    free(out);
+    free(err);
+    if (rc != 0) {
+        free(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* One integer from SQL with the run id bound to every '?'. */
+static int64_t q_int(const char *url, const char *sql, int64_t run) {
+    char err[256];
+    db_t *db = db_open(url, err, sizeof err);
+    if (!db) return -1;
+    db_stmt *st = db_prepare(db, sql);
+    int64_t v = -1;
+    if (st) {
+        int k = 0;
+        for (const char *p = sql; *p; p++)
+            if (*p == '?') db_bind_int(st, ++k, run);
+        if (db_step(st) == DB_ROW) v = db_col_int(st, 0);
+        db_finalize(st);
+    }
+    db_close(db);
+    return v;
+}
+
+static int64_t claimed_by(const char *url, int64_t run, const char *owner) {
+    char err[256];
+    db_t *db = db_open(url, err, sizeof err);
+    if (!db) return -1;
+    db_stmt *st = db_prepare(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND owner = ?"
+                                 " AND state = 'claimed'");
+    int64_t v = -1;
+    if (st) {
+        db_bind_int(st, 1, run);
+        db_bind_text(st, 2, owner);
+        if (db_step(st) == DB_ROW) v = db_col_int(st, 0);
+        db_finalize(st);
+    }
+    db_close(db);
+    return v;
+}
+
+/* The active run's id once there is one (0 after timeout_ms). */
+static int64_t wait_active_run(const char *url, int timeout_ms) {
+    store *st = fx_store_open(url);
+    int64_t id = 0, deadline = mono_ms() + timeout_ms;
+    char status[16];
+    while (mono_ms() < deadline && store_run_active(st, &id, status) != STORE_FOUND) {
+        id = 0;
+        sleep_ms(20);
+    }
+    store_close(st);
+    return id;
+}
+
+/* Waits until the run's phase is `phase` with at least min_done items of it done. */
+static int wait_progress(const char *url, int64_t run, const char *phase, int64_t min_done,
+                         int timeout_ms) {
+    char *sql = xasprintf("SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = '%s'"
+                          " AND state = 'done'", phase);
+    int64_t deadline = mono_ms() + timeout_ms;
+    int ok = 0;
+    while (!ok && mono_ms() < deadline) {
+        ok = q_int(url, sql, run) >= min_done;
+        if (!ok) sleep_ms(20);
+    }
+    free(sql);
+    return ok;
+}
+
+static run_record get_run(const char *url, int64_t id) {
+    store *st = fx_store_open(url);
+    run_record r;
+    memset(&r, 0, sizeof r);
+    store_run_get(st, id, &r);
+    store_close(st);
+    return r;
+}
+
+/* Stories as "signature|title|ids" lines, sorted (as tests/pipeline/test_run.c). */
+static char *stories_fingerprint(const char *url, int64_t run) {
+    store *st = fx_store_open(url);
+    story_filter f = {0};
+    f.run_id = run;
+    f.with_conversation_ids = 1;
+    json_t *arr = NULL;
+    store_stories_json(st, &f, &arr, NULL);
+    store_close(st);
+    size_t n = json_array_size(arr);
+    char **lines = xcalloc(n + 1, sizeof(char *));
+    size_t i;
+    json_t *s;
+    json_array_foreach(arr, i, s) {
+        char *ids = json_dumps(json_object_get(s, "conversation_ids"), JSON_COMPACT);
+        lines[i] = xasprintf("%s|%s|%s", json_string_value(json_object_get(s, "signature")),
+                             json_string_value(json_object_get(s, "title")), ids);
+        free(ids);
+    }
+    for (size_t a = 1; a < n; a++)
+        for (size_t b = a; b > 0 && strcmp(lines[b - 1], lines[b]) > 0; b--) {
+            char *t = lines[b];
+            lines[b] = lines[b - 1];
+            lines[b - 1] = t;
+        }
+    buf_t out = BUF_INIT;
+    for (i = 0; i < n; i++) {
+        buf_puts(&out, lines[i]);
+        buf_putc(&out, '\n');
+        free(lines[i]);
+    }
+    free(lines);
+    json_decref(arr);
+    return buf_detach(&out);
+}
+
+/* Result tables: rows per run, and distinct conversations among them. */
+static const char *const RESULT_TABLES[] = {"classifications", "embeddings", "facets", "themes",
+                                            "story_evidence"};
+#define NTABLES (sizeof RESULT_TABLES / sizeof RESULT_TABLES[0])
+
+static void table_counts(const char *url, int64_t run, int64_t rows[NTABLES],
+                         int64_t distinct[NTABLES]) {
+    for (size_t i = 0; i < NTABLES; i++) {
+        char *sql = xasprintf("SELECT COUNT(*) FROM %s WHERE run_id = ?", RESULT_TABLES[i]);
+        rows[i] = q_int(url, sql, run);
+        free(sql);
+        sql = xasprintf("SELECT COUNT(DISTINCT conversation_id) FROM %s WHERE run_id = ?",
+                        RESULT_TABLES[i]);
+        distinct[i] = q_int(url, sql, run);
+        free(sql);
+    }
+}
+
+/* The multi-process run ended exactly like the reference: counters, result rows (each
+ * conversation once per table), stories. */
+static void check_same_outcome(const char *ref_db, int64_t ref_id, const char *db, int64_t id) {
+    run_record a = get_run(ref_db, ref_id), b = get_run(db, id);
+    CHECK_STR(a.status, "completed");
+    CHECK_STR(b.status, "completed");
+#define SAME(n) CHECK_INT(b.n, a.n);
+    RUN_COUNTERS(SAME)
+#undef SAME
+    CHECK(a.conversations_classified > 0 && a.themes_extracted > 0 && a.stories_created > 0);
+    int64_t ra[NTABLES], da[NTABLES], rb[NTABLES], dbn[NTABLES];
+    table_counts(ref_db, ref_id, ra, da);
+    table_counts(db, id, rb, dbn);
+    for (size_t i = 0; i < NTABLES; i++) {
+        if (rb[i] != ra[i] || rb[i] != dbn[i])
+            fprintf(stdout, "    %s: %lld rows (%lld distinct), reference %lld\n", RESULT_TABLES[i],
+                    (long long)rb[i], (long long)dbn[i], (long long)ra[i]);
+        CHECK_INT(rb[i], ra[i]);
+        CHECK_INT(rb[i], dbn[i]); /* no conversation twice */
+        CHECK(rb[i] > 0);
+    }
+    char *fa = stories_fingerprint(ref_db, ref_id), *fb = stories_fingerprint(db, id);
+    CHECK_STR(fb, fa);
+    free(fa);
+    free(fb);
+    run_record_free(&a);
+    run_record_free(&b);
+}
+
+/* Requests of the per-conversation chat tasks (embeddings are batched, canonicalisations
+ * depend on timing, story titles happen once). */
+static const char *const ITEM_TASKS[] = {"classify", "refine", "facets", "theme"};
+
+static int64_t item_requests(const fakeproc *fp) {
+    json_t *s = fakeproc_stats(fp);
+    int64_t n = 0;
+    for (size_t i = 0; i < sizeof ITEM_TASKS / sizeof ITEM_TASKS[0]; i++)
+        n += jx_int(jx_obj(jx_obj(s, "tasks"), ITEM_TASKS[i]), "requests", 0);
+    json_decref(s);
+    return n;
+}
+
+static int64_t stat_int(const fakeproc *fp, const char *key) {
+    json_t *s = fakeproc_stats(fp);
+    int64_t v = jx_int(s, key, -1);
+    json_decref(s);
+    return v;
+}
+
+/* The single-process reference run over the dataset, against its own fake. */
+typedef struct reference {
+    char *db;
+    int64_t run;
+    int64_t item_requests;
+} reference;
+
+static int reference_run(reference *r, const char *file, const char *latency) {
+    memset(r, 0, sizeof *r);
+    fakeproc fp;
+    if (start_fake(&fp, latency, NULL) != 0) return -1;
+    r->db = database_with(file);
+    env_set env;
+    env_for(&env, &fp);
+    char *err = NULL;
+    int rc = r->db ? feedline(&env, NULL, &err, "run", "--db", r->db, "--llm", "openai",
+                              "--concurrency", "8", NULL)
+                   : -1;
+    if (rc != 0) fprintf(stdout, "    reference run: %s\n", err ? err : "");
+    free(err);
+    r->run = r->db ? q_int(r->db, "SELECT MAX(id) FROM pipeline_runs WHERE ? > 0", 1) : 0;
+    r->item_requests = item_requests(&fp);
+    env_free(&env);
+    fakeproc_stop(&fp);
+    return rc;
+}
+
+static void reference_free(reference *r) { free(r->db); }
+
+#define DATASET 240
+#define SEED 41
+
+/* ------------------------------------------------------------------ cases */
+
+TEST(worker_refuses_a_sqlite_database_and_documents_itself) {
+    char *dir = fx_tmpdir();
+    char *file = xasprintf("%s/x.db", dir);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(feedline(NULL, &out, &err, "worker", "--db", file, "--once", NULL), 2);
+    CHECK(err && strstr(err, "SQLite") && strstr(err, "PostgreSQL"));
+    CHECK(access(file, F_OK) != 0); /* nothing was created */
+    free(out);
+    free(err);
+    CHECK_INT(feedline(NULL, &out, &err, "worker", "--help", NULL), 0);
+    CHECK(out && strstr(out, "--concurrency") && strstr(out, "--once") &&
+          strstr(out, "FEEDLINE_LEASE_SECONDS"));
+    free(out);
+    free(err);
+    CHECK_INT(feedline(NULL, &out, &err, "--help", NULL), 0);
+    CHECK(out && strstr(out, "worker"));
+    free(out);
+    free(err);
+    fx_rmtree(dir);
+    free(dir);
+    free(file);
+}
+
+TEST(once_exits_at_once_without_an_active_run) {
+    if (!pg_or_skip(__func__)) return;
+    char *db = fx_db_url();
+    store *st = fx_store_open(db); /* migrated, no run */
+    store_close(st);
+    char *out = NULL, *err = NULL;
+    int64_t t0 = mono_ms();
+    CHECK_INT(feedline(NULL, &out, &err, "worker", "--db", db, "--once", NULL), 0);
+    CHECK(mono_ms() - t0 < 10000);
+    free(out);
+    free(err);
+    free(db);
+}
+
+TEST(three_workers_and_the_driver_end_like_one_process) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    /* Each process talks to its own fake: requests and requests in flight per process. */
+    enum { NW = 3 };
+    fakeproc fd, fw[NW];
+    REQUIRE(start_fake(&fd, latency, NULL) == 0);
+    for (int i = 0; i < NW; i++) REQUIRE(start_fake(&fw[i], latency, NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set ed, ew[NW];
+    env_for(&ed, &fd);
+    bgproc driver, workers[NW];
+    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    const char *conc[NW] = {"8", "8", "3"};
+    for (int i = 0; i < NW; i++) {
+        env_for(&ew[i], &fw[i]);
+        char name[32];
+        snprintf(name, sizeof name, "worker%d", i);
+        REQUIRE(bg_start(&workers[i], dir, name, &ew[i], "worker", "--db", db, "--once",
+                         "--concurrency", conc[i], NULL) == 0);
+    }
+    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
+    for (int i = 0; i < NW; i++) CHECK_INT(bg_wait(&workers[i], 20000), 0);
+
+    check_same_outcome(ref.db, ref.run, db, run);
+    /* Every item of every phase was claimed once: nothing was done twice. */
+    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts <> 1", run),
+              0);
+    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+              0);
+    /* ... and the per-conversation requests of all processes add up to one run's. */
+    int64_t total = item_requests(&fd);
+    for (int i = 0; i < NW; i++) {
+        int64_t mine = item_requests(&fw[i]);
+        int64_t max_in_flight = stat_int(&fw[i], "max_in_flight");
+        fprintf(stdout, "    worker %d (concurrency %s): %lld requests, at most %lld in flight\n",
+                i, conc[i], (long long)mine, (long long)max_in_flight);
+        CHECK(mine > 0); /* it took part */
+        CHECK(log_has(&workers[i], "joining classification"));
+        CHECK(max_in_flight >= 1 && max_in_flight <= atoi(conc[i]));
+        total += mine;
+    }
+    fprintf(stdout, "    driver: %lld requests; all: %lld; one process: %lld\n",
+            (long long)item_requests(&fd), (long long)total, (long long)ref.item_requests);
+    CHECK_INT(total, ref.item_requests);
+    CHECK(stat_int(&fd, "max_in_flight") <= 8);
+
+    for (int i = 0; i < NW; i++) {
+        bg_free(&workers[i]);
+        env_free(&ew[i]);
+        CHECK_INT(fakeproc_stop(&fw[i]), 0);
+    }
+    bg_free(&driver);
+    env_free(&ed);
+    CHECK_INT(fakeproc_stop(&fd), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    /* The victim's endpoint is slow: its batch is certainly in flight when it dies. */
+    fakeproc fd, fw, fv;
+    REQUIRE(start_fake(&fd, latency, NULL) == 0);
+    REQUIRE(start_fake(&fw, latency, NULL) == 0);
+    REQUIRE(start_fake(&fv, "3000", NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set ed, ew, ev;
+    env_for(&ed, &fd);
+    env_for(&ew, &fw);
+    env_for(&ev, &fv);
+    bgproc driver, worker, victim;
+    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&victim, dir, "victim", &ev, "worker", "--db", db, "--once",
+                     "--concurrency", "8", NULL) == 0);
+    REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--once",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t held = 0, deadline = mono_ms() + 60000;
+    while (mono_ms() < deadline && (held = claimed_by(db, run, victim.owner)) <= 0) sleep_ms(10);
+    REQUIRE(held > 0);
+    while (mono_ms() < deadline && stat_int(&fv, "requests") < 1) sleep_ms(10);
+    CHECK_INT(kill(victim.pid, SIGKILL), 0);
+    CHECK_INT(fakeproc_wait(victim.pid, 10000), -1); /* killed by a signal */
+    fprintf(stdout, "    killed the victim holding %lld claimed items\n", (long long)held);
+
+    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
+    CHECK_INT(bg_wait(&worker, 20000), 0);
+    check_same_outcome(ref.db, ref.run, db, run);
+    /* The dead worker's batch was claimed again (after its lease ran out) and is the
+     * only work claimed twice. */
+    int64_t again = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
+                          run);
+    fprintf(stdout, "    %lld items claimed a second time\n", (long long)again);
+    CHECK(again >= held);
+    CHECK(again <= held + CLAIM_BATCH); /* its claims, and at most a batch it was taking */
+    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+              0);
+
+    bg_free(&driver);
+    bg_free(&worker);
+    bg_free(&victim);
+    env_free(&ed);
+    env_free(&ew);
+    env_free(&ev);
+    CHECK_INT(fakeproc_stop(&fd), 0);
+    CHECK_INT(fakeproc_stop(&fw), 0);
+    CHECK_INT(fakeproc_stop(&fv), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+/* scripts/pg-test-cluster ACTION DIR; its exit status. */
+static int cluster(const char *action, const char *pgdir) {
+    char *script = fx_path("scripts/pg-test-cluster");
+    char *argv[] = {script, (char *)action, (char *)pgdir, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = fx_run(argv, NULL, &out, &err);
+    if (rc != 0) fprintf(stdout, "    pg-test-cluster %s: %s%s\n", action, out, err);
+    free(out);
+    free(err);
+    free(script);
+    return rc;
+}
+
+TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result) {
+    if (!pg_or_skip(__func__)) return;
+    const char *pgdir = getenv("FEEDLINE_TEST_PG_DIR");
+    if (!pgdir || !pgdir[0]) {
+        fprintf(stdout, "    SKIP %s: FEEDLINE_TEST_PG_DIR is not set\n", __func__);
+        test_checked();
+        return;
+    }
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, latency, NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set env;
+    env_for(&env, &fp);
+    bgproc driver, w1, w2;
+    REQUIRE(bg_start(&driver, dir, "driver", &env, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&w1, dir, "worker1", &env, "worker", "--db", db, "--concurrency", "8",
+                     NULL) == 0);
+    REQUIRE(bg_start(&w2, dir, "worker2", &env, "worker", "--db", db, "--concurrency", "8",
+                     NULL) == 0);
+    /* Mid-classification, with the workers in: the server goes away for 2 s. */
+    REQUIRE(wait_progress(db, run, "classification", DATASET / 3, 60000));
+    REQUIRE(cluster("stop-server", pgdir) == 0);
+    sleep_ms(2000);
+    REQUIRE(cluster("start-server", pgdir) == 0);
+
+    int drc = bg_wait(&driver, RUN_TIMEOUT_MS);
+    run_record r = get_run(db, run);
+    fprintf(stdout, "    the driver exited %d, run %s%s%s\n", drc, r.status,
+            r.error_message ? ": " : "", r.error_message ? r.error_message : "");
+    if (!strcmp(r.status, "failed")) {
+        /* A clean failure: resumable, and the resume ends where one run would. */
+        CHECK_INT(drc, 1);
+        char *err = NULL, *id = xasprintf("%lld", (long long)run);
+        CHECK_INT(feedline(&env, NULL, &err, "resume", "--db", db, id, NULL), 0);
+        if (err && *err) fprintf(stdout, "    resume: %.500s\n", err);
+        free(err);
+        free(id);
+    } else {
+        CHECK_INT(drc, 0);
+        CHECK_STR(r.status, "completed");
+    }
+    run_record_free(&r);
+    /* The workers outlived the restart: still running, and they stop cleanly. */
+    CHECK_INT(kill(w1.pid, SIGTERM), 0);
+    CHECK_INT(kill(w2.pid, SIGTERM), 0);
+    CHECK_INT(bg_wait(&w1, 20000), 0);
+    CHECK_INT(bg_wait(&w2, 20000), 0);
+    CHECK(log_has(&w1, "joining") || log_has(&w2, "joining"));
+    check_same_outcome(ref.db, ref.run, db, run);
+    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+              0);
+
+    bg_free(&driver);
+    bg_free(&w1);
+    bg_free(&w2);
+    env_free(&env);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+/* Driver and two workers on one endpoint that allows 1200 requests/min, 60 in any
+ * 3 s (and says so in x-ratelimit headers); each process configured with rpm. */
+typedef struct rate_result {
+    int64_t requests, rate_limited, max_window, elapsed_ms;
+    int64_t claims, granted;
+} rate_result;
+
+static int shared_rate_run(const char *file, const char *dir, const char *rpm, int shared,
+                           rate_result *out) {
+    memset(out, 0, sizeof *out);
+    const char *opts[] = {"--rpm", "1200", "--window-ms", "3000", NULL};
+    fakeproc fp;
+    if (start_fake(&fp, "50", opts) != 0) return -1;
+    char *db = database_with(file);
+    if (!db) return -1;
+    env_set env;
+    env_for(&env, &fp);
+    env_add(&env, xasprintf("FEEDLINE_RPM=%s", rpm));
+    if (!shared) env_add(&env, xstrdup("FEEDLINE_SHARED_BUDGET=0"));
+    bgproc driver, w[2];
+    char name[64];
+    snprintf(name, sizeof name, "driver-%s-%s", rpm, shared ? "shared" : "own");
+    int64_t t0 = mono_ms();
+    int rc = bg_start(&driver, dir, name, &env, "run", "--db", db, "--llm", "openai",
+                      "--concurrency", "8", NULL);
+    int64_t run = rc == 0 ? wait_active_run(db, 30000) : 0;
+    int started = 0;
+    for (int i = 0; i < 2 && run > 0; i++, started++) {
+        snprintf(name, sizeof name, "worker%d-%s-%s", i, rpm, shared ? "shared" : "own");
+        rc |= bg_start(&w[i], dir, name, &env, "worker", "--db", db, "--once", "--concurrency",
+                       "8", NULL);
+    }
+    if (rc == 0 && run > 0) {
+        rc = bg_wait(&driver, RUN_TIMEOUT_MS);
+        out->elapsed_ms = mono_ms() - t0;
+    } else {
+        rc = -1;
+    }
+    for (int i = 0; i < started; i++) {
+        rc |= bg_wait(&w[i], 20000);
+        bg_free(&w[i]);
+    }
+    bg_free(&driver);
+    json_t *st = fakeproc_stats(&fp);
+    out->requests = jx_int(st, "requests", -1);
+    out->rate_limited = jx_int(st, "rate_limited", -1);
+    out->max_window = jx_int(st, "max_window_arrivals", -1);
+    json_decref(st);
+    out->claims = q_int(db, "SELECT COALESCE(SUM(claims), 0) FROM rate_budget WHERE ? > 0", 1);
+    out->granted = q_int(db, "SELECT COALESCE(SUM(granted), 0) FROM rate_budget WHERE ? > 0", 1);
+    env_free(&env);
+    fakeproc_stop(&fp);
+    free(db);
+    return rc;
+}
+
+static void print_rate(const char *label, const rate_result *r) {
+    fprintf(stdout,
+            "    %s: %lld requests in %lld ms, %lld answered 429, at most %lld in a 3 s window; "
+            "%lld slots granted in %lld claims\n",
+            label, (long long)r->requests, (long long)r->elapsed_ms, (long long)r->rate_limited,
+            (long long)r->max_window, (long long)r->granted, (long long)r->claims);
+}
+
+TEST(the_endpoints_requests_per_minute_are_shared_by_every_process) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, 80, 43);
+    REQUIRE(file != NULL);
+    rate_result r;
+    CHECK_INT(shared_rate_run(file, dir, "1200", 1, &r), 0);
+    print_rate("rpm 1200 = the endpoint's, shared", &r);
+    CHECK(r.requests > 150);
+    CHECK(r.rate_limited <= 2); /* a small tolerance; none expected */
+    CHECK(r.max_window <= 60);
+    CHECK(r.max_window >= 50);  /* together the processes ran near the limit */
+    CHECK(r.granted >= r.requests);
+    CHECK(r.claims > 0 && r.claims * 2 <= r.granted); /* claimed in blocks, not one by one */
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_configured_requests_per_minute_holds_across_processes_only_when_shared) {
+    if (!pg_or_skip(__func__)) return;
+    /* 600/min is 30 in any 3 s; the endpoint itself would take 60, so only the shared
+     * schedule keeps the three processes at the configured limit. */
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, 50, 44);
+    REQUIRE(file != NULL);
+    rate_result shared, own;
+    CHECK_INT(shared_rate_run(file, dir, "600", 1, &shared), 0);
+    print_rate("rpm 600, shared", &shared);
+    CHECK_INT(shared.rate_limited, 0);
+    /* Sends keep the schedule's spacing; one more arrival tolerates transport jitter. */
+    CHECK(shared.max_window <= 31);
+    CHECK(shared.max_window >= 25);
+    CHECK(shared.requests > 80);
+    CHECK_INT(shared_rate_run(file, dir, "600", 0, &own), 0);
+    print_rate("rpm 600, each process alone", &own);
+    CHECK_INT(own.claims, 0);
+    CHECK(own.max_window > 40);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_stopped_worker_gives_its_claims_back_and_exits_zero) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, 120, 45);
+    REQUIRE(file != NULL);
+    fakeproc fd, fw;
+    REQUIRE(start_fake(&fd, "100", NULL) == 0);
+    REQUIRE(start_fake(&fw, "5000", NULL) == 0); /* the worker's calls never finish in time */
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set ed, ew;
+    env_for(&ed, &fd);
+    env_for(&ew, &fw);
+    bgproc driver, worker;
+    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "4", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--concurrency", "4",
+                     NULL) == 0);
+    int64_t held = 0, deadline = mono_ms() + 60000;
+    while (mono_ms() < deadline && (held = claimed_by(db, run, worker.owner)) <= 0) sleep_ms(10);
+    REQUIRE(held > 0);
+    while (mono_ms() < deadline && stat_int(&fw, "requests") < 4) sleep_ms(10);
+    int64_t t0 = mono_ms();
+    CHECK_INT(kill(worker.pid, SIGTERM), 0);
+    CHECK_INT(bg_wait(&worker, 10000), 0);
+    int64_t took = mono_ms() - t0;
+    fprintf(stdout, "    the worker held %lld items and exited %lld ms after SIGTERM\n",
+            (long long)held, (long long)took);
+    CHECK(took < 3000); /* did not wait for its 5 s answers */
+    /* Given back at once (not after the lease): nothing is claimed under its name. */
+    CHECK_INT(claimed_by(db, run, worker.owner), 0);
+    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
+    run_record r = get_run(db, run);
+    CHECK_STR(r.status, "completed");
+    CHECK_INT(r.conversations_classified + r.classification_failed, r.conversations_fetched);
+    CHECK_INT(r.classification_failed, 0);
+    run_record_free(&r);
+    bg_free(&driver);
+    bg_free(&worker);
+    env_free(&ed);
+    env_free(&ew);
+    CHECK_INT(fakeproc_stop(&fd), 0);
+    CHECK_INT(fakeproc_stop(&fw), 0);
+    free(db);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(workers_leave_dry_runs_to_their_driver) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, 120, 46);
+    REQUIRE(file != NULL);
+    fakeproc fd, fw;
+    REQUIRE(start_fake(&fd, "60", NULL) == 0);
+    REQUIRE(start_fake(&fw, "60", NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set ed, ew;
+    env_for(&ed, &fd);
+    env_for(&ew, &fw);
+    bgproc driver, worker;
+    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "4", "--dry-run", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--once", NULL) == 0);
+    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
+    CHECK_INT(bg_wait(&worker, 20000), 0);
+    CHECK_INT(stat_int(&fw, "requests"), 0);
+    CHECK(log_has(&worker, "dry run"));
+    run_record r = get_run(db, run);
+    CHECK_STR(r.status, "completed");
+    CHECK(r.preview_json && strstr(r.preview_json, "top_themes"));
+    run_record_free(&r);
+    bg_free(&driver);
+    bg_free(&worker);
+    env_free(&ed);
+    env_free(&ew);
+    CHECK_INT(fakeproc_stop(&fd), 0);
+    CHECK_INT(fakeproc_stop(&fw), 0);
+    free(db);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
