@@ -1,0 +1,187 @@
+/* The store functions that let several processes share a run (both backends): the
+ * shared requests/min schedule (store_budget.c), the work probe, lease renewal per
+ * phase and the stop check seen by a helper process. */
+#include "test.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "store/store.h"
+#include "support/fixtures.h"
+#include "util/mem.h"
+
+#define SECOND_US 1000000LL
+
+TEST(budget_grants_consecutive_slots_from_a_common_schedule) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t first = -1;
+    const int64_t interval = 10 * SECOND_US;
+    /* An idle schedule grants from now. */
+    CHECK_INT(store_budget_claim(s, "ep", 1, interval, &first), STORE_OK);
+    CHECK_INT(first, 0);
+    /* The next claim starts where the last one ended: 10 s from the first slot. */
+    CHECK_INT(store_budget_claim(s, "ep", 3, interval, &first), STORE_OK);
+    CHECK(first > interval - SECOND_US && first <= interval);
+    CHECK_INT(store_budget_claim(s, "ep", 1, interval, &first), STORE_OK);
+    CHECK(first > 4 * interval - SECOND_US && first <= 4 * interval);
+    /* Schedules are per key. */
+    CHECK_INT(store_budget_claim(s, "other", 2, interval, &first), STORE_OK);
+    CHECK_INT(first, 0);
+    int64_t claims = 0, granted = 0;
+    CHECK_INT(store_budget_stats(s, "ep", &claims, &granted), STORE_FOUND);
+    CHECK_INT(claims, 3);
+    CHECK_INT(granted, 5);
+    CHECK_INT(store_budget_stats(s, "never", &claims, &granted), STORE_NOTFOUND);
+    CHECK_INT(store_budget_claim(s, "ep", 0, interval, &first), STORE_ERR);
+    store_close(s);
+    free(url);
+}
+
+TEST(budget_slots_of_concurrent_processes_never_coincide) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    store_close(s);
+    enum { PROCS = 4, CLAIMS = 6 };
+    const int64_t interval = 10 * SECOND_US; /* long: the test's own duration is noise */
+    int fds[PROCS][2];
+    pid_t pids[PROCS];
+    for (int p = 0; p < PROCS; p++) {
+        REQUIRE(pipe(fds[p]) == 0);
+        pids[p] = fork();
+        REQUIRE(pids[p] >= 0);
+        if (pids[p] == 0) {
+            close(fds[p][0]);
+            store *c = NULL;
+            char err[256];
+            if (store_open(url, &c, err, sizeof err)) _exit(2);
+            for (int i = 0; i < CLAIMS; i++) {
+                int64_t f = 0;
+                if (store_budget_claim(c, "shared", 1, interval, &f) != STORE_OK) _exit(3);
+                if (write(fds[p][1], &f, sizeof f) != (ssize_t)sizeof f) _exit(4);
+            }
+            store_close(c);
+            _exit(0);
+        }
+        close(fds[p][1]);
+    }
+    /* Slot k is at k x interval from the first; a claim made t after the first sees it
+     * at k x interval - t, so ceil(offset / interval) recovers k while t < interval. */
+    int seen[PROCS * CLAIMS] = {0};
+    int got = 0, bad = 0;
+    for (int p = 0; p < PROCS; p++) {
+        int64_t f;
+        while (read(fds[p][0], &f, sizeof f) == (ssize_t)sizeof f) {
+            int64_t k = (int64_t)ceil((double)f / (double)interval);
+            if (k < 0 || k >= PROCS * CLAIMS || seen[k]++) bad++;
+            got++;
+        }
+        close(fds[p][0]);
+        int st = 0;
+        waitpid(pids[p], &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_INT(got, PROCS * CLAIMS);
+    CHECK_INT(bad, 0); /* every slot granted once */
+    s = fx_store_open(url);
+    int64_t claims = 0, granted = 0;
+    CHECK_INT(store_budget_stats(s, "shared", &claims, &granted), STORE_FOUND);
+    CHECK_INT(granted, PROCS * CLAIMS);
+    store_close(s);
+    free(url);
+}
+
+static int64_t seeded_run(store *s, int n) {
+    for (int i = 0; i < n; i++) {
+        conv_record r;
+        char id[16];
+        snprintf(id, sizeof id, "c%02d", i);
+        fx_record(&r, id, 100 + i, "the export button does nothing");
+        enum upsert_outcome o;
+        store_conv_upsert(s, &r, 1, &o);
+        conv_record_free(&r);
+    }
+    run_params p = {0};
+    p.concurrency = 2;
+    p.llm = "local";
+    int64_t run = 0, count = 0;
+    store_run_create(s, &p, 1000, &run, NULL);
+    store_work_seed_conversations(s, run, 0, 2000, 0, &count);
+    return run;
+}
+
+static void free_ids(char **ids, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+TEST(probe_sees_pending_work_claims_and_expired_leases) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t run = seeded_run(s, 10);
+    REQUIRE(run > 0);
+    int claimable = -1;
+    int64_t claimed = -1;
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 100, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 1);
+    CHECK_INT(claimed, 0);
+    char **ids = NULL;
+    size_t n = 0;
+    CHECK_INT(store_work_claim(s, run, PHASE_CLASSIFICATION, "a", 10, 100, 30, &ids, &n), STORE_OK);
+    CHECK_INT(n, 10);
+    /* Everything is claimed and the leases run until 130. */
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 120, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claimed, 10);
+    /* Another phase of the run is untouched. */
+    CHECK_INT(store_work_probe(s, run, PHASE_FACETS, 120, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claimed, 0);
+    /* Past the lease the dead owner's items are claimable again... */
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 1);
+    /* ...unless it renewed them (only this phase's leases are renewed). */
+    CHECK_INT(store_work_renew(s, run, PHASE_FACETS, "a", 500), STORE_OK);
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 1);
+    CHECK_INT(store_work_renew(s, run, PHASE_CLASSIFICATION, "b", 500), STORE_OK); /* not b's */
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 1);
+    CHECK_INT(store_work_renew(s, run, PHASE_CLASSIFICATION, "a", 500), STORE_OK);
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claimed, 10);
+    /* Done items are neither claimable nor claimed. */
+    CHECK_INT(store_begin(s), STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK_INT(store_put_done(s, run, PHASE_CLASSIFICATION, ids[i]), STORE_OK);
+    CHECK_INT(store_commit(s), STORE_OK);
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 1000, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claimed, 0);
+    free_ids(ids, n);
+    store_close(s);
+    free(url);
+}
+
+TEST(a_run_that_is_no_longer_running_asks_its_helpers_to_stop) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t run = seeded_run(s, 2);
+    REQUIRE(run > 0);
+    CHECK_INT(store_run_stop_requested(s, run), 0);
+    /* failed under them (e.g. as orphaned): stop */
+    CHECK_INT(store_run_finish(s, run, "failed", "gone", 2000), STORE_OK);
+    CHECK_INT(store_run_stop_requested(s, run), 1);
+    CHECK_INT(store_run_resume(s, run, 2001), STORE_OK);
+    CHECK_INT(store_run_stop_requested(s, run), 0);
+    CHECK_INT(store_run_request_stop(s, run), STORE_OK);
+    CHECK_INT(store_run_stop_requested(s, run), 1);
+    CHECK_INT(store_run_finish(s, run, "stopped", NULL, 2002), STORE_OK);
+    CHECK_INT(store_run_stop_requested(s, run), 1);
+    CHECK_INT(store_run_stop_requested(s, run + 100), 1); /* gone */
+    store_close(s);
+    free(url);
+}
