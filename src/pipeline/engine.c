@@ -255,12 +255,26 @@ static void fill(engine *e) {
     }
 }
 
-/* Writes finished items and usage in one transaction. 0, or -1 to retry later. */
+void engine_add_warning(engine *e, const char *warning) {
+    XGROW(e->warnings, e->warnings_cap, e->nwarnings + 1);
+    e->warnings[e->nwarnings++] = xstrdup(warning);
+}
+
+static void forget_warnings(engine *e) {
+    for (size_t i = 0; i < e->nwarnings; i++) free(e->warnings[i]);
+    e->nwarnings = 0;
+}
+
+/* Writes finished items and usage in one transaction. 0, or -1 to retry later.
+ * Lock order, for processes flushing at the same time on PostgreSQL: the items' own
+ * rows (disjoint between processes) and signatures first, then the run's row
+ * (warnings), then the phase's usage row. */
 static int flush(engine *e) {
     e->last_flush_ms = mono_ms();
     if (e->nfinished == 0 && e->u_requests == 0 && e->u_cache_hits == 0) return 0;
     size_t n = e->nfinished < FLUSH_MAX_ITEMS ? e->nfinished : FLUSH_MAX_ITEMS;
     int64_t now = wall_unix();
+    forget_warnings(e); /* a retried flush writes its items' warnings again */
     int rc = store_begin(e->st);
     for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         work_item *it = e->finished[i];
@@ -270,6 +284,9 @@ static int flush(engine *e) {
         else
             rc = e->ops->write(e, it);
     }
+    for (size_t i = 0; rc == STORE_OK && i < e->nwarnings; i++)
+        rc = store_run_add_warning(e->st, e->run->id, e->warnings[i]);
+    forget_warnings(e);
     if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
         rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
                                  e->u_cache_hits, e->u_prompt, e->u_completion,
@@ -439,6 +456,8 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
         engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
     for (size_t i = 0; i < e.nfinished; i++) free_item(&e, e.finished[i]);
     free(e.finished);
+    forget_warnings(&e);
+    free(e.warnings);
     if (store_work_release(st, run->id, env->owner))
         log_warn("run %lld: releasing claims: %s", (long long)run->id, store_errmsg(st));
     report(&e);

@@ -93,6 +93,9 @@ struct engine {
      * some items may be claimed under our name without us knowing which. They are
      * released (with everything else we hold) once our known work is drained. */
     int lost_claims;
+    /* Run warnings of the items being written (engine_add_warning). */
+    char **warnings;
+    size_t nwarnings, warnings_cap;
     /* Usage not yet written. */
     int64_t u_requests, u_cache_hits, u_prompt, u_completion;
     /* Totals for progress. */
@@ -104,6 +107,10 @@ void engine_item_ok(engine *e, work_item *it);
 /* Marks an item finished with a failure reason (recorded in run_errors). */
 void engine_item_fail(engine *e, work_item *it, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* From ops->write only: a run warning about the item being written. It is stored in
+ * the same transaction, after every item: the run's row is locked last, so the
+ * flushes of several processes (which also insert signatures) cannot deadlock. */
+void engine_add_warning(engine *e, const char *warning);
 /* Sets the args of the group's next call (takes ownership; frees the previous). */
 void engine_set_args(call_group *g, json_t *args);
 /* Fills g->call.in from the first item's conversation. */

@@ -500,7 +500,7 @@ static int themes_write(engine *e, work_item *it) {
     if (rc == STORE_OK && !ts->q.passed) {
         char warning[400];
         snprintf(warning, sizeof warning, "Theme filtered (%s): %s", ts->q.reason, ts->signature);
-        rc = store_run_add_warning(e->st, e->run->id, warning);
+        engine_add_warning(e, warning);
     }
     free(symptoms);
     free(excerpts);

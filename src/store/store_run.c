@@ -357,9 +357,12 @@ int store_run_set_filtered(store *s, int64_t id, int64_t filtered) {
 int store_run_add_warning(store *s, int64_t id, const char *warning) {
     /* Read-modify-write of the JSON array: inside a transaction, PostgreSQL needs the
      * row lock up front (SQLite's BEGIN IMMEDIATE already serialises writers) or two
-     * workers could each drop the other's warning. */
+     * workers could each drop the other's warning. NO KEY UPDATE, the lock the UPDATE
+     * takes anyway: FOR UPDATE would also wait for the KEY SHARE locks that inserting
+     * results (foreign keys to the run) takes, so two processes each holding those and
+     * asking for this lock would deadlock. */
     db_stmt *st = store_stmt2(s, "SELECT warnings FROM pipeline_runs WHERE id = ?",
-                              "SELECT warnings FROM pipeline_runs WHERE id = ? FOR UPDATE");
+                              "SELECT warnings FROM pipeline_runs WHERE id = ? FOR NO KEY UPDATE");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, id);
     int rc = store_step_row(s, st, "reading warnings");

@@ -185,3 +185,60 @@ TEST(a_run_that_is_no_longer_running_asks_its_helpers_to_stop) {
     store_close(s);
     free(url);
 }
+
+TEST(two_processes_writing_results_and_warnings_together_do_not_deadlock) {
+    /* Inserting a result takes a KEY SHARE lock on the run's row (foreign key); adding
+     * a warning locks the row for update. Two transactions that both did the first
+     * must both get through the second. (SQLite serialises whole transactions.) */
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    if (!pg || !pg[0]) {
+        fprintf(stdout, "    SKIP %s: PostgreSQL only (FEEDLINE_TEST_PG)\n", __func__);
+        test_checked();
+        return;
+    }
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t run = seeded_run(s, 2);
+    REQUIRE(run > 0);
+    int ready[2], go[2];
+    REQUIRE(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        store *c = NULL;
+        char err[256], b = 0;
+        if (store_open(url, &c, err, sizeof err)) _exit(2);
+        int rc = store_begin(c);
+        if (rc == STORE_OK) rc = store_put_failure(c, run, PHASE_CLASSIFICATION, "c01", "x", 1);
+        if (write(ready[1], "r", 1) != 1 || read(go[0], &b, 1) != 1) _exit(3);
+        if (rc == STORE_OK) rc = store_run_add_warning(c, run, "from the child");
+        if (rc == STORE_OK) rc = store_commit(c);
+        if (rc != STORE_OK) fprintf(stdout, "    child: %s\n", store_errmsg(c));
+        store_close(c);
+        _exit(rc == STORE_OK ? 0 : 1);
+    }
+    char b = 0;
+    CHECK_INT(store_begin(s), STORE_OK);
+    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c00", "x", 1), STORE_OK);
+    REQUIRE(read(ready[0], &b, 1) == 1); /* both hold their result rows now */
+    REQUIRE(write(go[1], "g", 1) == 1);
+    int rc = store_run_add_warning(s, run, "from the parent");
+    if (rc == STORE_OK) rc = store_commit(s);
+    else store_rollback(s);
+    if (rc != STORE_OK) fprintf(stdout, "    parent: %s\n", store_errmsg(s));
+    CHECK_INT(rc, STORE_OK);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    run_record r;
+    REQUIRE(store_run_get(s, run, &r) == STORE_FOUND);
+    CHECK(r.warnings_json && strstr(r.warnings_json, "from the child") &&
+          strstr(r.warnings_json, "from the parent"));
+    run_record_free(&r);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+    store_close(s);
+    free(url);
+}
