@@ -149,14 +149,15 @@ static char *slurp(const char *path) {
     return buf_detach(&b);
 }
 
-/* Waits for the process; its exit status (-2 after the timeout: killed then). */
-static int bg_wait(bgproc *p, int timeout_ms) {
+/* Waits for the process; its exit status (-2 after the timeout: killed then). Its
+ * output is shown when the status is not the expected one. */
+static int bg_wait_for(bgproc *p, int timeout_ms, int expected) {
     int rc = fakeproc_wait(p->pid, timeout_ms);
     if (rc == -2) {
         kill(p->pid, SIGKILL);
         fakeproc_wait(p->pid, 5000);
     }
-    if (rc != 0) {
+    if (rc != expected) {
         char *text = slurp(p->log);
         size_t len = strlen(text);
         fprintf(stdout, "    %s exited %d; last output:\n%s\n", p->log, rc,
@@ -165,6 +166,8 @@ static int bg_wait(bgproc *p, int timeout_ms) {
     }
     return rc;
 }
+
+static int bg_wait(bgproc *p, int timeout_ms) { return bg_wait_for(p, timeout_ms, 0); }
 
 static int log_has(const bgproc *p, const char *needle) {
     char *text = slurp(p->log);
@@ -608,6 +611,89 @@ TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     free(dir);
 }
 
+TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_process) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, latency, NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set env;
+    env_for(&env, &fp);
+    bgproc driver, w1, w2;
+    REQUIRE(bg_start(&driver, dir, "driver", &env, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&w1, dir, "worker1", &env, "worker", "--db", db, "--concurrency", "8",
+                     NULL) == 0);
+    REQUIRE(bg_start(&w2, dir, "worker2", &env, "worker", "--db", db, "--concurrency", "8",
+                     NULL) == 0);
+    /* Mid-classification, with both workers holding batches. */
+    int64_t deadline = mono_ms() + 60000;
+    while (mono_ms() < deadline &&
+           (claimed_by(db, run, w1.owner) <= 0 || claimed_by(db, run, w2.owner) <= 0))
+        sleep_ms(10);
+    REQUIRE(claimed_by(db, run, w1.owner) > 0 && claimed_by(db, run, w2.owner) > 0);
+    char *id = xasprintf("%lld", (long long)run);
+    int64_t t0 = mono_ms();
+    CHECK_INT(feedline(&env, NULL, NULL, "stop", "--db", db, id, NULL), 0);
+    CHECK_INT(bg_wait_for(&driver, 15000, 4), 4); /* EXIT_STOPPED */
+    int64_t stopped_ms = mono_ms() - t0;
+    /* The workers let go too: nothing stays claimed (no lease has to run out). */
+    int64_t claimed = -1;
+    while (mono_ms() - t0 < 5000 &&
+           (claimed = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ?"
+                                " AND state = 'claimed'", run)) != 0)
+        sleep_ms(20);
+    int64_t released_ms = mono_ms() - t0;
+    fprintf(stdout, "    driver stopped %lld ms after the request, every claim released after "
+                    "%lld ms\n", (long long)stopped_ms, (long long)released_ms);
+    CHECK_INT(claimed, 0);
+    CHECK(released_ms < 2000 + 80 * 2);
+    run_record r = get_run(db, run);
+    CHECK_STR(r.status, "stopped");
+    CHECK(r.conversations_classified < r.conversations_fetched); /* stopped part-way */
+    run_record_free(&r);
+    /* One active run per database, across processes: a second run is refused while the
+     * resumed one is active. Resume with the same workers still waiting. */
+    bgproc resumed;
+    REQUIRE(bg_start(&resumed, dir, "resume", &env, "resume", "--db", db, id, NULL) == 0);
+    int64_t again = wait_active_run(db, 30000);
+    CHECK_INT(again, run);
+    char *err = NULL;
+    CHECK_INT(feedline(&env, NULL, &err, "run", "--db", db, "--llm", "openai", NULL), 3);
+    CHECK(err && strstr(err, "already in progress"));
+    free(err);
+    CHECK_INT(bg_wait(&resumed, RUN_TIMEOUT_MS), 0);
+    CHECK_INT(kill(w1.pid, SIGTERM), 0);
+    CHECK_INT(kill(w2.pid, SIGTERM), 0);
+    CHECK_INT(bg_wait(&w1, 20000), 0);
+    CHECK_INT(bg_wait(&w2, 20000), 0);
+    /* Both workers joined the run before and after the stop. */
+    CHECK(log_has(&w1, "joining facet_extraction") || log_has(&w2, "joining facet_extraction"));
+    check_same_outcome(ref.db, ref.run, db, run);
+
+    free(id);
+    bg_free(&driver);
+    bg_free(&resumed);
+    bg_free(&w1);
+    bg_free(&w2);
+    env_free(&env);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 /* scripts/pg-test-cluster ACTION DIR; its exit status. */
 static int cluster(const char *action, const char *pgdir) {
     char *script = fx_path("scripts/pg-test-cluster");
@@ -657,7 +743,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     sleep_ms(2000);
     REQUIRE(cluster("start-server", pgdir) == 0);
 
-    int drc = bg_wait(&driver, RUN_TIMEOUT_MS);
+    int drc = bg_wait_for(&driver, RUN_TIMEOUT_MS, -100); /* show its output either way */
     run_record r = get_run(db, run);
     fprintf(stdout, "    the driver exited %d, run %s%s%s\n", drc, r.status,
             r.error_message ? ": " : "", r.error_message ? r.error_message : "");
