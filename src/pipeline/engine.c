@@ -388,10 +388,12 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
     e.group_max = ops->group_max ? ops->group_max : (size_t)llm->max_embed_batch;
     if (e.group_max < 1) e.group_max = 1;
     if (e.group_max > ENGINE_MAX_GROUP) e.group_max = ENGINE_MAX_GROUP;
+    /* Two rounds of calls: enough to keep the calls going between claims, and little
+     * enough that at the end of a phase no process sits on a long tail of work while
+     * the others (workers) have nothing left to claim. FEEDLINE_CLAIM_BATCH overrides. */
     size_t want = (size_t)e.concurrency * 2 * e.group_max;
-    /* Smaller batches spread a small run over more workers (FEEDLINE_CLAIM_BATCH). */
     long batch = env->claim_batch > 0 ? env->claim_batch : env_count("FEEDLINE_CLAIM_BATCH", 4096, 0);
-    e.claim_batch = batch > 0 ? (size_t)batch : (want < 64 ? 64 : want);
+    e.claim_batch = batch > 0 ? (size_t)batch : (want < 32 ? 32 : want);
     if (e.claim_batch > 4096) e.claim_batch = 4096;
 
     work_counts c;

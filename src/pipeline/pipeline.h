@@ -43,7 +43,7 @@ typedef struct run_env {
     atomic_int *stop_flag;       /* optional in-process fast stop (set to 1 to stop) */
     void (*progress)(void *ctx, const run_progress *p); /* optional */
     void *progress_ctx;
-    int claim_batch;             /* 0 = $FEEDLINE_CLAIM_BATCH, else max(64, 2*concurrency) */
+    int claim_batch;             /* 0 = $FEEDLINE_CLAIM_BATCH, else max(32, 2*concurrency) */
     /* Seconds a claim on work lasts without renewal: a process that dies loses its
      * claims after this long and another process takes them. 0 = $FEEDLINE_LEASE_SECONDS
      * when set, else PIPELINE_LEASE_SECONDS. Leases are renewed every lease/4 seconds (at

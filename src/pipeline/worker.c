@@ -17,6 +17,11 @@
 #include "util/timeutil.h"
 
 #define DEFAULT_IDLE_MS 500
+/* After leaving a phase, the run's next phase is seconds away at most (the driver
+ * waits for the last batches, then seeds it): look more often for a while, so a
+ * worker does not arrive up to idle_ms late into every phase. */
+#define EAGER_IDLE_MS 100
+#define EAGER_WINDOW_MS 10000
 #define FAILURE_BACKOFF_FIRST_MS 1000
 #define FAILURE_BACKOFF_MAX_MS 30000
 #define STOP_CHECK_SLICE_MS 50
@@ -30,6 +35,7 @@ typedef struct worker {
     llm_provider *llm;
     int64_t llm_run; /* the run the provider was made for */
     int64_t backoff_ms, retry_at_ms;
+    int64_t eager_until_ms; /* look every EAGER_IDLE_MS until then */
     int64_t noted_run;   /* the last run we logged a reason to stay out of */
     char noted_why[64];
 } worker;
@@ -127,6 +133,7 @@ static turn_result help_with(worker *w, run_record *run, const phase_ops *ops) {
         return TURN_IDLE;
     }
     w->backoff_ms = 0;
+    w->eager_until_ms = mono_ms() + EAGER_WINDOW_MS;
     return TURN_WORKED;
 }
 
@@ -155,7 +162,10 @@ static turn_result turn(worker *w) {
 }
 
 static void idle(const worker *w) {
-    int64_t until = mono_ms() + w->opt.idle_ms;
+    int64_t now = mono_ms();
+    int64_t wait = now < w->eager_until_ms && w->opt.idle_ms > EAGER_IDLE_MS ? EAGER_IDLE_MS
+                                                                              : w->opt.idle_ms;
+    int64_t until = now + wait;
     while (!stop_requested(w) && mono_ms() < until) sleep_ms(STOP_CHECK_SLICE_MS);
 }
 
