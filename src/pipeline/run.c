@@ -90,6 +90,17 @@ static void finish(store *st, int64_t run_id, const char *status, const char *er
               store_errmsg(st));
 }
 
+static llm_provider *make_llm(const run_env *env, const run_record *run, store *st, char *err,
+                              size_t errlen) {
+    if (env->make_provider) return env->make_provider(env->provider_ctx, run, st, err, errlen);
+    return llm_local_new(env->vocab);
+}
+
+static void release_llm(const run_env *env, llm_provider *llm) {
+    if (env->make_provider && env->provider_done) env->provider_done(env->provider_ctx, llm);
+    llm_provider_destroy(llm);
+}
+
 int pipeline_execute(const run_env *env, int64_t run_id) {
     store *st = NULL;
     char err[512] = "";
@@ -104,9 +115,7 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
         return -1;
     }
     int result = -1;
-    llm_provider *llm = NULL;
-    if (env->make_provider) llm = env->make_provider(env->provider_ctx, &run, st, err, sizeof err);
-    else llm = llm_local_new(env->vocab);
+    llm_provider *llm = make_llm(env, &run, st, err, sizeof err);
     if (!llm) {
         finish(st, run_id, "failed", err[0] ? err : "cannot create the LLM provider");
     } else {
@@ -123,7 +132,7 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
             log_error("run %lld failed: %s", (long long)run_id, err);
             finish(st, run_id, "failed", err);
         }
-        llm_provider_destroy(llm);
+        release_llm(env, llm);
     }
     /* A stop can arrive after the last check; report what the row says. */
     run_record final;
@@ -158,27 +167,80 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
     return pipeline_execute(env, *run_id);
 }
 
+int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen) {
+    int rc = store_run_resume(st, run_id, wall_unix());
+    if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
+    if (rc == STORE_OK) return 0;
+    if (rc == STORE_BUSY) {
+        snprintf(err, errlen, "another pipeline run is in progress");
+        return -2;
+    }
+    if (rc == STORE_CONFLICT) {
+        snprintf(err, errlen, "pipeline run %lld is not stopped or failed", (long long)run_id);
+        return -4;
+    }
+    if (rc == STORE_NOTFOUND) {
+        snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        return -5;
+    }
+    snprintf(err, errlen, "%s", store_errmsg(st));
+    return -3;
+}
+
 int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen) {
     store *st = NULL;
     if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
-    int rc = store_run_resume(st, run_id, wall_unix());
-    if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
-    int out = 0;
-    if (rc == STORE_BUSY) {
-        snprintf(err, errlen, "another pipeline run is in progress");
-        out = -2;
-    } else if (rc == STORE_CONFLICT) {
-        snprintf(err, errlen, "pipeline run %lld is not stopped or failed", (long long)run_id);
-        out = -4;
-    } else if (rc == STORE_NOTFOUND) {
-        snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
-        out = -5;
-    } else if (rc != STORE_OK) {
-        snprintf(err, errlen, "%s", store_errmsg(st));
-        out = -3;
-    }
+    int out = pipeline_resume_prepare(st, run_id, err, errlen);
     store_close(st);
     return out ? out : pipeline_execute(env, run_id);
+}
+
+/* Why a finished run cannot get stories by hand, or NULL if it can. */
+static const char *stories_ineligible(const run_record *run) {
+    if (strcmp(run->status, "completed") != 0 && strcmp(run->status, "stopped") != 0)
+        return "is not completed";
+    if (run->dry_run) return "is a dry run";
+    if (run->stories_done) return "already has stories";
+    if (!run->stories_ready || run->themes_extracted == 0) return "has no extracted themes";
+    return NULL;
+}
+
+static int create_stories_with(const run_env *env, store *st, const run_record *run, char *err,
+                               size_t errlen) {
+    llm_provider *llm = make_llm(env, run, st, err, errlen);
+    if (!llm) return -1;
+    int rc = stories_run(env, st, llm, run, err, errlen);
+    release_llm(env, llm);
+    return rc;
+}
+
+int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_t errlen) {
+    store *st = NULL;
+    if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -1;
+    run_record run;
+    int rc = store_run_get(st, run_id, &run);
+    if (rc != STORE_FOUND) {
+        if (rc == STORE_NOTFOUND) snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        else snprintf(err, errlen, "%s", store_errmsg(st));
+        store_close(st);
+        return rc == STORE_NOTFOUND ? -5 : -1;
+    }
+    const char *why = stories_ineligible(&run);
+    if (why) {
+        snprintf(err, errlen, "pipeline run %lld %s", (long long)run_id, why);
+        rc = -4;
+    } else {
+        rc = create_stories_with(env, st, &run, err, errlen);
+        if (rc < 0) {
+            log_error("run %lld: creating stories failed: %s", (long long)run_id, err);
+            if (store_put_run_error(st, run_id, PHASE_STORIES, err, wall_unix()) != STORE_OK)
+                log_warn("run %lld: recording the failure: %s", (long long)run_id,
+                         store_errmsg(st));
+        }
+    }
+    run_record_free(&run);
+    store_close(st);
+    return rc;
 }
 
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {
