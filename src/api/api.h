@@ -5,7 +5,8 @@
  *
  * The contract of /api/pipeline is the original's (reference/original-api_lifecycle.md
  * §1) with its bugs fixed, plus resume, server-sent events, themes, stories, health,
- * Prometheus metrics and an OpenAPI document (see README "HTTP API").
+ * Prometheus metrics and an OpenAPI document describing every route (GET
+ * /openapi.json, generated from the route tables).
  *
  * Owns: HTTP framing limits, routing, authentication, CORS, request validation, the
  * threads that drive the runs this process started or resumed, the event streams and
@@ -56,6 +57,7 @@ typedef struct api_config {
     provider_factory make_provider; /* LLM providers for runs (required) */
     void *provider_ctx;
     const char *owner;         /* "host:pid" of this process (runs.c relies on it) */
+    int no_response_cache;     /* answer polled routes from the database every time */
 } api_config;
 
 typedef struct api_server api_server;

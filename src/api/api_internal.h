@@ -102,6 +102,7 @@ struct api_server {
     char address[80];
     pthread_key_t store_key;     /* each HTTP worker thread's store and cache (server.c) */
     int store_key_made;
+    int response_cache;          /* cache.c enabled (api_config.no_response_cache unset) */
     atomic_int shutting_down;
     MHD_socket quiesced_fd;      /* the listening socket after quiesce (we close it) */
 

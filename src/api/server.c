@@ -368,12 +368,13 @@ static void dispatch(api_req *r) {
         api_reply_error(r, 401, "Not authenticated");
         return;
     }
-    if (r->route->cacheable && reply_from_cache(r)) return;
+    int cacheable = r->route->cacheable && r->srv->response_cache;
+    if (cacheable && reply_from_cache(r)) return;
     r->route->handler(r);
     if (!r->replied) api_reply_error(r, 500, "Internal Server Error");
     /* This thread's own writes do not move its data version: drop what it cached. */
     if (r->route->mutating) forget_replies(r);
-    else if (r->route->cacheable) remember_reply(r);
+    else if (cacheable) remember_reply(r);
 }
 
 static enum MHD_Result send_reply(api_req *r) {
@@ -539,6 +540,7 @@ static void copy_config(api_server *srv, const api_config *cfg) {
     srv->threads = cfg->threads > 0 ? cfg->threads : cores > 0 ? (int)cores : 2;
     srv->started_at = wall_unix();
     srv->quiesced_fd = MHD_INVALID_SOCKET;
+    srv->response_cache = !cfg->no_response_cache;
 }
 
 /* Opens the database once (migrating it) and fails the runs of dead processes. */

@@ -27,6 +27,7 @@ static void serve_usage(FILE *out) {
     fprintf(out,
             "usage: feedline serve [--db DB] [--listen ADDR:PORT] [--llm local|openai]\n"
             "                      [--threads N] [--cors-origin ORIGIN]... [--vocab FILE]\n"
+            "                      [--no-response-cache]\n"
             "\n"
             "Serves the HTTP API: /api/pipeline (start, status, history, active, stop,\n"
             "resume, create-stories, events), /api/themes, /api/stories, /health,\n"
@@ -42,6 +43,9 @@ static void serve_usage(FILE *out) {
             "                       (default: $FEEDLINE_CORS_ORIGINS, comma-separated, else\n"
             "                       http://localhost|127.0.0.1 on ports 8501, 3000, 3001)\n"
             "  --vocab FILE         theme vocabulary (default data/theme_vocabulary.json)\n"
+            "  --no-response-cache  read the run status from the database on every request\n"
+            "                       (by default a worker reuses its last answer while the\n"
+            "                       database is unchanged; for measurements)\n"
             "\n"
             "FEEDLINE_API_TOKEN, when set, is required as \"Authorization: Bearer TOKEN\" on\n"
             "every mutating request (401 otherwise). Prints \"listening on ADDR:PORT\" when\n"
@@ -51,6 +55,7 @@ static void serve_usage(FILE *out) {
 typedef struct serve_opts {
     const char *db, *listen, *llm, *vocab;
     long long threads;
+    int no_cache;
     const char *cors[MAX_CORS];
     size_t ncors;
     char *cors_env; /* owned copy of FEEDLINE_CORS_ORIGINS, split in place */
@@ -85,7 +90,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
         {"db", required_argument, NULL, 'd'},      {"listen", required_argument, NULL, 'L'},
         {"llm", required_argument, NULL, 'l'},     {"threads", required_argument, NULL, 't'},
         {"cors-origin", required_argument, NULL, 'c'}, {"vocab", required_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},          {0}};
+        {"no-response-cache", no_argument, NULL, 'N'}, {"help", no_argument, NULL, 'h'},
+        {0}};
     memset(o, 0, sizeof *o);
     o->listen = "127.0.0.1:8000";
     int c;
@@ -96,6 +102,7 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
         case 'L': o->listen = optarg; break;
         case 'l': o->llm = optarg; break;
         case 'v': o->vocab = optarg; break;
+        case 'N': o->no_cache = 1; break;
         case 't':
             if (cli_parse_int("--threads", optarg, 1, 256, &o->threads)) return -1;
             break;
@@ -150,6 +157,7 @@ static int serve(const serve_opts *o, vocab *v, const sigset_t *signals) {
     cfg.make_provider = cli_make_provider;
     cfg.provider_ctx = v;
     cfg.owner = cli_owner();
+    cfg.no_response_cache = o->no_cache;
     api_server *srv = NULL;
     char err[600];
     if (api_server_start(&cfg, &srv, err, sizeof err) != 0) {

@@ -7,6 +7,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "support/fixtures.h"
@@ -138,6 +139,26 @@ TEST(run_completes_and_every_read_route_shows_its_results) {
     CHECK_INT(int_at(json_array_get(json_object_get(page, "stories"), 0), "id"),
               int_at(json_array_get(stories, 1), "id"));
     json_decref(page);
+    /* Filters: by area, by signature, by creation time. */
+    const char *area = str_at(first, "product_area"), *sig = str_at(first, "signature");
+    snprintf(path, sizeof path, "/api/stories?run_id=%lld&product_area=%s&limit=200", (long long)id, area);
+    json_t *by_area = get_json(&s, path, 200);
+    size_t k;
+    json_t *one;
+    json_array_foreach(json_object_get(by_area, "stories"), k, one) CHECK_STR(str_at(one, "product_area"), area);
+    CHECK(int_at(by_area, "total") >= 1);
+    json_decref(by_area);
+    snprintf(path, sizeof path, "/api/stories?signature=%s&limit=200", sig);
+    json_t *by_sig = get_json(&s, path, 200);
+    json_array_foreach(json_object_get(by_sig, "stories"), k, one) CHECK_STR(str_at(one, "signature"), sig);
+    CHECK(int_at(by_sig, "total") >= 1);
+    json_decref(by_sig);
+    json_t *future = get_json(&s, "/api/stories?created_since=2099-01-01T00:00:00Z", 200);
+    CHECK_INT(int_at(future, "total"), 0);
+    json_decref(future);
+    json_t *past = get_json(&s, "/api/stories?created_since=2020-01-01", 200);
+    CHECK_INT(int_at(past, "total"), int_at(list, "total"));
+    json_decref(past);
     json_decref(list);
 
     /* Themes: aggregates over both runs count each conversation once. */
@@ -163,11 +184,35 @@ TEST(run_completes_and_every_read_route_shows_its_results) {
     json_array_foreach(json_object_get(filtered, "themes"), i, t) CHECK(int_at(t, "occurrence_count") >= 3);
     CHECK(int_at(filtered, "total") < int_at(themes, "total"));
     json_decref(filtered);
+    int64_t themes_total = int_at(themes, "total");
     json_decref(themes);
+    /* Every theme, largest first; seen once; seen fewer than 3 times (newest first). */
+    json_t *all = get_json(&s, "/api/themes/all?limit=200", 200);
+    CHECK_INT(int_at(all, "total"), themes_total);
+    int64_t prev = INT64_MAX;
+    json_array_foreach(json_object_get(all, "themes"), i, t) {
+        CHECK(int_at(t, "occurrence_count") <= prev);
+        prev = int_at(t, "occurrence_count");
+    }
+    json_decref(all);
+    json_t *single = get_json(&s, "/api/themes/singletons?days=365", 200);
+    json_array_foreach(json_object_get(single, "themes"), i, t) CHECK_INT(int_at(t, "occurrence_count"), 1);
+    CHECK_INT(int_at(single, "threshold"), 2);
+    json_decref(single);
+    json_t *orphans = get_json(&s, "/api/themes/orphans?threshold=3&days=365", 200);
+    CHECK(int_at(orphans, "total") > 0);
+    const char *last = "9999";
+    json_array_foreach(json_object_get(orphans, "themes"), i, t) {
+        CHECK(int_at(t, "occurrence_count") < 3);
+        CHECK(strcmp(str_at(t, "last_seen_at"), last) <= 0);
+        last = str_at(t, "last_seen_at");
+    }
+    json_decref(orphans);
     /* The sample's conversations are from January 2026: nothing in the last week. */
     json_t *trending = get_json(&s, "/api/themes/trending?days=7", 200);
     CHECK_INT(int_at(trending, "days"), 7);
     CHECK_INT(int_at(trending, "min_occurrences"), 2);
+    CHECK_INT(int_at(trending, "total"), 0);
     json_decref(trending);
 
     json_t *active = get_json(&s, "/api/pipeline/active", 200);
@@ -175,6 +220,41 @@ TEST(run_completes_and_every_read_route_shows_its_results) {
     json_decref(active);
     json_decref(st);
     json_decref(st2);
+    stop_server(&s);
+    ts_remove_db(db);
+    free(db);
+}
+
+TEST(theme_routes_filter_by_recency_and_size) {
+    char *db = ts_corpus_db(600, 3); /* conversations from the 30 days before now */
+    test_server s;
+    REQUIRE(ts_start(&s, db, NULL, NULL) == 0);
+    int64_t id = ts_start_run(&s, "{\"days\": 90}");
+    REQUIRE(id > 0);
+    json_t *st = wait_terminal(&s, id);
+    CHECK_STR(str_at(st, "status"), "completed");
+    CHECK(int_at(st, "themes_extracted") > 0);
+    json_decref(st);
+    json_t *month = get_json(&s, "/api/themes/trending?days=30&min_occurrences=2&limit=100", 200);
+    CHECK(int_at(month, "total") > 0);
+    size_t i;
+    json_t *t;
+    int64_t since = wall_unix() - 30 * 86400;
+    json_array_foreach(json_object_get(month, "themes"), i, t) {
+        CHECK(int_at(t, "occurrence_count") >= 2);
+        int64_t seen = 0;
+        CHECK(iso8601_parse(str_at(t, "last_seen_at"), &seen) == 0 && seen >= since);
+    }
+    json_t *day = get_json(&s, "/api/themes/trending?days=1&min_occurrences=2&limit=100", 200);
+    CHECK(int_at(day, "total") < int_at(month, "total"));
+    json_t *listed = get_json(&s, "/api/themes?days=1&limit=200", 200);
+    json_array_foreach(json_object_get(listed, "themes"), i, t) {
+        int64_t seen = 0;
+        CHECK(iso8601_parse(str_at(t, "last_seen_at"), &seen) == 0 && seen >= wall_unix() - 86400 - 5);
+    }
+    json_decref(listed);
+    json_decref(day);
+    json_decref(month);
     stop_server(&s);
     ts_remove_db(db);
     free(db);
@@ -372,8 +452,22 @@ TEST(a_stopping_run_blocks_a_new_start_and_active_reports_it) {
     char *db = ts_corpus_db(1500, 11);
     test_server s;
     REQUIRE(ts_start(&s, db, NULL, NULL) == 0);
+    /* A finished run without stories, to ask for its stories while another runs. */
+    int64_t small = ts_start_run(&s, "{\"all_conversations\": true, \"max_conversations\": 300}");
+    REQUIRE(small > 0);
+    json_t *sm = wait_terminal(&s, small);
+    CHECK(json_is_true(json_object_get(sm, "stories_ready")));
+    json_decref(sm);
     int64_t id = ts_start_run(&s, ALL_STORIES);
     REQUIRE(id > 0);
+    char busy_msg[160];
+    snprintf(busy_msg, sizeof busy_msg,
+             "Pipeline run %lld is already in progress. Wait for it to complete.", (long long)id);
+    char small_path[96];
+    snprintf(small_path, sizeof small_path, "/api/pipeline/%lld/create-stories", (long long)small);
+    json_t *refused = post_json(&s, small_path, NULL, 409);
+    CHECK_STR(str_at(refused, "detail"), busy_msg);
+    json_decref(refused);
     /* The story phase honours a stop between its steps, and clustering takes seconds,
      * so a stop sent during it leaves the run "stopping" long enough to look at. A stop
      * that lands before the phase's first check stops it at once: then resume and try
@@ -407,10 +501,19 @@ TEST(a_stopping_run_blocks_a_new_start_and_active_reports_it) {
         json_decref(st);
     }
     CHECK(observed);
-    /* Once stopped, a new run may start. */
-    int64_t next = ts_start_run(&s, "{\"all_conversations\": true, \"max_conversations\": 20}");
+    /* Once stopped, a new run may start; while it runs, the stopped one cannot resume. */
+    int64_t next = ts_start_run(&s, "{\"all_conversations\": true}");
     CHECK(next > id);
-    json_decref(wait_terminal(&s, next));
+    snprintf(path, sizeof path, "/api/pipeline/%lld/resume", (long long)id);
+    json_t *no_resume = post_json(&s, path, NULL, 409);
+    snprintf(busy_msg, sizeof busy_msg,
+             "Pipeline run %lld is already in progress. Wait for it to complete.", (long long)next);
+    CHECK_STR(str_at(no_resume, "detail"), busy_msg);
+    json_decref(no_resume);
+    json_decref(post_json(&s, "/api/pipeline/stop", NULL, 200));
+    json_t *nx = wait_terminal(&s, next);
+    CHECK_STR(str_at(nx, "status"), "stopped");
+    json_decref(nx);
     stop_server(&s);
     ts_remove_db(db);
     free(db);
