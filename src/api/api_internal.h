@@ -58,6 +58,12 @@ typedef struct api_value {
 
 typedef void (*api_handler)(api_req *r);
 
+/* Reuse of a read route's answer by the worker thread that built it (cache.c), keyed by
+ * path and query: never; while the database is unchanged; while it is unchanged and
+ * within the same wall-clock second (answers with a live duration or a "last N days"
+ * window). */
+enum { API_CACHE_NONE = 0, API_CACHE_DB = 1, API_CACHE_DB_SECOND = 2 };
+
 typedef struct api_route {
     const char *method;  /* "GET" | "POST" */
     const char *pattern; /* "/api/pipeline/status/{run_id}"; also the metrics label */
@@ -70,8 +76,7 @@ typedef struct api_route {
     const char *responses; /* OpenAPI: status codes, e.g. "200 404 422" */
     const char *response_schema; /* components/schemas name of the 200 body, or NULL */
     const char *content_type;    /* of the 200 body; NULL = application/json */
-    int cacheable;       /* GET without query parameters whose 200 body may be reused
-                            while the database is unchanged (cache.c) */
+    int cacheable;       /* API_CACHE_*: may its 200 body be reused (cache.c) */
 } api_route;
 
 extern const api_route API_PIPELINE_ROUTES[];
@@ -123,8 +128,7 @@ struct api_req {
     char *path;
     char *segs[API_MAX_PARAMS]; /* path segments bound to {params}, in order */
     size_t nsegs;
-    buf_t body;
-    int has_body;            /* any body bytes (or a Content-Length) were received */
+    buf_t body;              /* at most API_MAX_BODY bytes */
     int body_too_large;
     int64_t start_us;
     const char *origin;      /* allowed Origin to echo, or NULL */
@@ -140,9 +144,14 @@ struct api_req {
     int replied;
     int cache_valid;         /* cache_version/second were read before the handler ran */
     int64_t cache_version, cache_second;
+    char *cache_key;         /* path and query arguments */
 };
 
-/* Replies. Each sets the response once (a later call is ignored). */
+/* How every JSON answer is serialised. */
+#define API_JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12))
+
+/* Replies. Each sets the response once (a later call is ignored). A text reply with a
+ * NULL type is JSON. */
 void api_reply_json(api_req *r, unsigned status, json_t *body);     /* steals body */
 void api_reply_error(api_req *r, unsigned status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));                            /* {"detail": msg} */

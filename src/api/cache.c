@@ -1,9 +1,10 @@
-/* A tiny response cache, one per HTTP worker thread (so it needs no lock), for the
- * routes clients poll (GET /api/pipeline/status/{id}): the serialized body is reused
- * while the database has not changed and the wall-clock second is the same (the status
- * carries a live duration). "Not changed" is the store's data version, which moves on
- * every commit by another connection; the thread's own writes clear the cache.
- * Bounded: API_CACHE_ENTRIES entries of at most API_CACHE_MAX_BODY bytes each. */
+/* A tiny response cache, one per HTTP worker thread (so it needs no lock), for the read
+ * routes (clients poll GET /api/pipeline/status/{id}; theme aggregates are expensive):
+ * the serialized body is reused while the database has not changed and the wall-clock
+ * second is the same (a status carries a live duration, "last N days" filters move).
+ * "Not changed" is the store's data version, which moves on every commit by another
+ * connection; the thread's own writes clear the cache. Bounded: API_CACHE_ENTRIES
+ * entries of at most API_CACHE_MAX_BODY bytes each, keys at most 1 KiB. */
 #include <stdlib.h>
 #include <string.h>
 

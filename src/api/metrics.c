@@ -82,8 +82,9 @@ static void render_requests(const api_metrics *m, const api_route *const *routes
             if (!n) continue;
             buf_puts(out, "feedline_http_requests_total{");
             route_labels(out, r < m->nroutes ? routes[r] : NULL);
-            if (k < NSTATUS - 1) buf_printf(out, ",status=\"%u\"} %lld\n", STATUS_CODES[k], (long long)n);
-            else buf_printf(out, ",status=\"other\"} %lld\n", (long long)n);
+            if (k < NSTATUS - 1) buf_printf(out, ",status=\"%u\"}", STATUS_CODES[k]);
+            else buf_puts(out, ",status=\"other\"}");
+            buf_printf(out, " %lld\n", (long long)n);
         }
     }
 }

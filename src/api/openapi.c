@@ -121,7 +121,9 @@ static json_t *components(void) {
 
 static json_t *param_schema(const api_param *p) {
     json_t *s = json_object();
-    const char *type = p->type == API_T_INT ? "integer" : p->type == API_T_BOOL ? "boolean" : "string";
+    const char *type = p->type == API_T_INT    ? "integer"
+                       : p->type == API_T_BOOL ? "boolean"
+                                               : "string";
     json_object_set_new(s, "type", (p->flags & API_P_NULLABLE) ? json_pack("[ss]", type, "null")
                                                                : json_string(type));
     if (p->type == API_T_TIME) json_object_set_new(s, "format", json_string("date-time"));

@@ -42,8 +42,8 @@ static json_t *db_check(api_req *r) {
     }
     if (!st) return json_pack("{sbsnss}", "connected", 0, "latency_ms", "error", err);
     double ms = (double)(mono_us() - t0) / 1000.0;
-    return json_pack("{sbsfsn}", "connected", 1, "latency_ms", (double)(int64_t)(ms * 100 + 0.5) / 100,
-                     "error");
+    double rounded = (double)(int64_t)(ms * 100 + 0.5) / 100; /* 2 decimals, as the original */
+    return json_pack("{sbsfsn}", "connected", 1, "latency_ms", rounded, "error");
 }
 
 static void h_health_db(api_req *r) { api_reply_json(r, 200, db_check(r)); }

@@ -170,8 +170,8 @@ static void h_status(api_req *r) {
     store *st = api_store(r);
     run_record rec;
     if (!st || load_run(r, st, v[0].i, &rec)) return;
-    json_t *o = run_status_json(st, &rec, wall_unix());
-    if (o) api_reply_json(r, 200, o);
+    char *text = run_status_json_text(st, &rec, wall_unix(), API_JSON_FLAGS);
+    if (text) api_reply_text(r, 200, NULL, text);
     else api_reply_store_error(r, st, STORE_ERR);
     run_record_free(&rec);
 }
@@ -374,11 +374,13 @@ const api_route API_PIPELINE_ROUTES[] = {
     {"POST", "/api/pipeline/run", h_run, 1, NO_PARAMS, RUN_BODY, "Start a pipeline run",
      "pipeline", "200 401 409 413 422 503", "PipelineRunResponse", NULL},
     {"GET", "/api/pipeline/status/{run_id}", h_status, 0, ID_PARAMS, NULL,
-     "Status and counters of one run", "pipeline", "200 404 422", "PipelineStatus", NULL, 1},
+     "Status and counters of one run", "pipeline", "200 404 422", "PipelineStatus", NULL,
+     API_CACHE_DB_SECOND},
     {"GET", "/api/pipeline/status/{run_id}/preview", h_preview, 0, ID_PARAMS, NULL,
-     "Dry-run preview of a run", "pipeline", "200 404 422", "DryRunPreview", NULL, 1},
+     "Dry-run preview of a run", "pipeline", "200 404 422", "DryRunPreview", NULL,
+     API_CACHE_DB},
     {"GET", "/api/pipeline/history", h_history, 0, PAGE_PARAMS, NULL, "Runs, newest first",
-     "pipeline", "200 422", "PipelineRunList", NULL},
+     "pipeline", "200 422", "PipelineRunList", NULL, API_CACHE_DB},
     {"GET", "/api/pipeline/active", h_active, 0, NO_PARAMS, NULL, "The active run, if any",
      "pipeline", "200", "ActiveRun", NULL},
     {"POST", "/api/pipeline/stop", h_stop, 1, NO_PARAMS, NULL, "Ask the active run to stop",

@@ -107,8 +107,9 @@ static void h_detail(api_req *r) {
 
 const api_route API_STORIES_ROUTES[] = {
     {"GET", "/api/stories", h_list, 0, LIST_PARAMS, NULL, "Stories with filters and paging",
-     "stories", "200 422", "StoryList", NULL},
+     "stories", "200 422", "StoryList", NULL, API_CACHE_DB},
     {"GET", "/api/stories/{story_id}", h_detail, 0, DETAIL_PARAMS, NULL,
-     "One story with its evidence conversations", "stories", "200 404 422", "StoryDetail", NULL},
+     "One story with its evidence conversations", "stories", "200 404 422", "StoryDetail", NULL,
+     API_CACHE_DB},
 };
 const size_t API_STORIES_ROUTE_COUNT = sizeof API_STORIES_ROUTES / sizeof API_STORIES_ROUTES[0];

@@ -214,6 +214,15 @@ static int launch(api_runs *m, job *j, int64_t run_id) {
 
 /* ------------------------------------------------------------------ starting jobs */
 
+/* A run whose thread could not start is finished as failed (it can be resumed). */
+static int fail_unlaunched(store *st, int64_t run_id, char *err, size_t errlen) {
+    if (store_run_finish(st, run_id, "failed", "the server could not start a thread for the run",
+                         wall_unix()) != STORE_OK)
+        log_error("run %lld: %s", (long long)run_id, store_errmsg(st));
+    snprintf(err, errlen, "cannot start a thread for the run");
+    return API_JOB_THREAD;
+}
+
 int api_runs_start(api_runs *m, store *st, const run_params *p, int64_t *run_id,
                    int64_t *other, char *err, size_t errlen) {
     int why;
@@ -231,14 +240,7 @@ int api_runs_start(api_runs *m, store *st, const run_params *p, int64_t *run_id,
         return API_JOB_STORE;
     }
     *run_id = id;
-    if (launch(m, j, id) != 0) {
-        if (store_run_finish(st, id, "failed", "the server could not start a thread for the run",
-                             wall_unix()) != STORE_OK)
-            log_error("run %lld: %s", (long long)id, store_errmsg(st));
-        snprintf(err, errlen, "cannot start a thread for the run");
-        return API_JOB_THREAD;
-    }
-    return API_JOB_OK;
+    return launch(m, j, id) == 0 ? API_JOB_OK : fail_unlaunched(st, id, err, errlen);
 }
 
 int api_runs_resume(api_runs *m, store *st, int64_t run_id, int64_t *other, char *err,
@@ -256,14 +258,7 @@ int api_runs_resume(api_runs *m, store *st, int64_t run_id, int64_t *other, char
         }
         return rc == -4 ? API_JOB_CONFLICT : rc == -5 ? API_JOB_NOTFOUND : API_JOB_STORE;
     }
-    if (launch(m, j, run_id) != 0) {
-        if (store_run_finish(st, run_id, "failed", "the server could not start a thread for the run",
-                             wall_unix()) != STORE_OK)
-            log_error("run %lld: %s", (long long)run_id, store_errmsg(st));
-        snprintf(err, errlen, "cannot start a thread for the run");
-        return API_JOB_THREAD;
-    }
-    return API_JOB_OK;
+    return launch(m, j, run_id) == 0 ? API_JOB_OK : fail_unlaunched(st, run_id, err, errlen);
 }
 
 int api_runs_create_stories(api_runs *m, store *st, int64_t run_id, int64_t *other, char *err,
@@ -366,7 +361,8 @@ static void heartbeat(api_runs *m, store **st) {
     pthread_mutex_unlock(&m->mu);
     for (size_t i = 0; i < n; i++) {
         int rc = store_run_heartbeat(*st, ids[i], m->owner, wall_unix());
-        if (rc != STORE_OK) log_warn("run %lld: heartbeat: %s", (long long)ids[i], store_errmsg(*st));
+        if (rc != STORE_OK)
+            log_warn("run %lld: heartbeat: %s", (long long)ids[i], store_errmsg(*st));
         if (rc == STORE_RETRY) { /* a lost connection: reopen next tick */
             store_close(*st);
             *st = NULL;
@@ -418,7 +414,8 @@ int api_runs_new(const api_config *cfg, api_metrics *metrics, api_runs **out, ch
     m->make_ctx = cfg->provider_ctx;
     m->owner = xstrdup(cfg->owner);
     m->metrics = metrics;
-    if (gethostname(m->host, sizeof m->host - 1) != 0) snprintf(m->host, sizeof m->host, "localhost");
+    if (gethostname(m->host, sizeof m->host - 1) != 0)
+        snprintf(m->host, sizeof m->host, "localhost");
     int rc = pthread_create(&m->ticker, NULL, ticker_main, m);
     if (rc) {
         snprintf(err, errlen, "cannot start the ticker thread: %s", strerror(rc));

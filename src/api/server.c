@@ -145,6 +145,29 @@ void api_reply_store_error(api_req *r, store *st, int rc) {
 
 /* ------------------------------------------------------------------ response cache */
 
+/* The cache key of a request: its path and its query arguments in the order given
+ * (clients that poll repeat the same URL). NULL when too long to be worth keeping. */
+#define CACHE_KEY_MAX 1024
+
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+    (void)kind;
+    buf_t *b = cls;
+    buf_printf(b, "%c%s=%s", strchr(buf_cstr(b), '?') ? '&' : '?', key, value ? value : "");
+    return b->len > CACHE_KEY_MAX ? MHD_NO : MHD_YES;
+}
+
+static char *cache_key(api_req *r) {
+    buf_t b = BUF_INIT;
+    buf_puts(&b, r->path);
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, add_arg, &b);
+    if (b.len > CACHE_KEY_MAX) {
+        buf_free(&b);
+        return NULL;
+    }
+    return buf_detach(&b);
+}
+
 /* Answers from this thread's cache when the database has not changed since the body
  * was built; otherwise remembers the version the handler's reads will be at least as
  * new as. 1 when answered. */
@@ -153,30 +176,34 @@ static int reply_from_cache(api_req *r) {
     store *st = api_store_try(r, err, sizeof err);
     int64_t version;
     if (!st || store_data_version(st, &version) != STORE_FOUND) return 0;
+    r->cache_key = cache_key(r);
+    if (!r->cache_key) return 0;
     r->cache_valid = 1;
     r->cache_version = version;
-    r->cache_second = wall_unix();
+    r->cache_second = r->route->cacheable == API_CACHE_DB_SECOND ? wall_unix() : 0;
     thread_ctx *t = pthread_getspecific(r->srv->store_key);
     size_t len;
-    const char *body = api_cache_get(t->cache, r->path, version, r->cache_second, &len);
+    const char *body = api_cache_get(t->cache, r->cache_key, version, r->cache_second, &len);
     if (!body) return 0;
     api_reply_text(r, 200, NULL, xstrndup(body, len));
     return 1;
 }
 
-static char *dump_json(const json_t *v) {
-    return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
-}
+static char *dump_json(const json_t *v) { return json_dumps(v, API_JSON_FLAGS); }
 
 static void remember_reply(api_req *r) {
-    if (!r->cache_valid || r->status != 200 || !r->reply_json) return;
-    char *text = dump_json(r->reply_json);
-    if (!text) return;
+    if (!r->cache_valid || r->status != 200) return;
+    if (r->reply_json) {
+        char *text = dump_json(r->reply_json);
+        if (!text) return;
+        json_decref(r->reply_json);
+        r->reply_json = NULL;
+        r->reply_text = text;
+    }
+    if (!r->reply_text || r->reply_type) return; /* only JSON answers are cached */
     thread_ctx *t = pthread_getspecific(r->srv->store_key);
-    api_cache_put(t->cache, r->path, r->cache_version, r->cache_second, text, strlen(text));
-    json_decref(r->reply_json);
-    r->reply_json = NULL;
-    r->reply_text = text;
+    api_cache_put(t->cache, r->cache_key, r->cache_version, r->cache_second, r->reply_text,
+                  strlen(r->reply_text));
 }
 
 static void forget_replies(api_req *r) {
@@ -246,7 +273,8 @@ static int route_request(api_req *r) {
             r->route_index = (int)i;
             return 1;
         }
-        if (!strstr(allow, rt->method) && strlen(allow) + strlen(rt->method) + 3 < sizeof r->allow) {
+        size_t room = sizeof r->allow - strlen(allow);
+        if (!strstr(allow, rt->method) && strlen(rt->method) + 3 < room) {
             if (allow[0]) strcat(allow, ", ");
             strcat(allow, rt->method);
         }
@@ -325,6 +353,7 @@ static void req_free(api_req *r) {
     free(r->reply_text);
     if (r->reply_custom) MHD_destroy_response(r->reply_custom);
     free(r->path);
+    free(r->cache_key);
     free(r);
 }
 
@@ -335,7 +364,6 @@ static int content_length_too_large(api_req *r) {
 }
 
 static void take_body(api_req *r, const char *data, size_t n) {
-    r->has_body = 1;
     if (r->body_too_large) return;
     if (r->body.len + n > API_MAX_BODY) {
         r->body_too_large = 1;
@@ -368,7 +396,7 @@ static void dispatch(api_req *r) {
         api_reply_error(r, 401, "Not authenticated");
         return;
     }
-    int cacheable = r->route->cacheable && r->srv->response_cache;
+    int cacheable = r->route->cacheable != API_CACHE_NONE && r->srv->response_cache;
     if (cacheable && reply_from_cache(r)) return;
     r->route->handler(r);
     if (!r->replied) api_reply_error(r, 500, "Internal Server Error");
@@ -400,8 +428,10 @@ static enum MHD_Result send_reply(api_req *r) {
     }
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     add_cors(r, resp);
-    if (r->status == 405 && r->allow[0]) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (r->auth_challenge) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->status == 405 && r->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->auth_challenge)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (r->status == 200 && strcmp(r->method, "OPTIONS") == 0 && r->origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", CORS_METHODS);
         MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_HEADERS);

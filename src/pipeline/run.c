@@ -220,8 +220,10 @@ int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_
     run_record run;
     int rc = store_run_get(st, run_id, &run);
     if (rc != STORE_FOUND) {
-        if (rc == STORE_NOTFOUND) snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
-        else snprintf(err, errlen, "%s", store_errmsg(st));
+        if (rc == STORE_NOTFOUND)
+            snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        else
+            snprintf(err, errlen, "%s", store_errmsg(st));
         store_close(st);
         return rc == STORE_NOTFOUND ? -5 : -1;
     }

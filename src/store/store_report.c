@@ -208,10 +208,11 @@ int store_story_detail_json(store *s, int64_t story_id, json_t **out) {
     " GROUP BY t.issue_signature) g"
 /* Parameters: min count, max count twice, seen since. */
 #define THEME_GROUP_FILTER " WHERE g.cnt >= ? AND (? = 0 OR g.cnt <= ?) AND g.last_seen >= ?"
-#define THEME_SELECT                                                                    \
+#define THEME_SELECT_TOTAL                                                              \
     "SELECT g.sig, g.area, g.component, g.cnt, g.runs, g.first_seen, g.last_seen,"      \
-    " s.user_intent, s.symptoms, s.affected_flow, s.root_cause_hypothesis FROM "        \
-    THEME_GROUPS " JOIN themes s ON s.id = g.sample_id" THEME_GROUP_FILTER
+    " s.user_intent, s.symptoms, s.affected_flow, s.root_cause_hypothesis,"             \
+    " COUNT(*) OVER () FROM " THEME_GROUPS " JOIN themes s ON s.id = g.sample_id"       \
+    THEME_GROUP_FILTER
 
 static json_t *json_array_or_empty(const char *text) {
     json_t *v = text ? json_loads(text, 0, NULL) : NULL;
@@ -247,31 +248,49 @@ static void bind_theme_filter(db_stmt *st, const theme_filter *f) {
     db_bind_int(st, i++, f->seen_since ? f->seen_since : INT64_MIN);
 }
 
-int store_themes_json(store *s, const theme_filter *f, json_t **out, int64_t *total) {
-    *out = NULL;
-    static const char by_count[] =
-        THEME_SELECT " ORDER BY g.cnt DESC, g.last_seen DESC, g.sig LIMIT ? OFFSET ?";
-    static const char by_recent[] =
-        THEME_SELECT " ORDER BY g.last_seen DESC, g.cnt DESC, g.sig LIMIT ? OFFSET ?";
+static int count_themes(store *s, const theme_filter *f, int64_t *total) {
     static const char count_sql[] = "SELECT COUNT(*) FROM " THEME_GROUPS THEME_GROUP_FILTER;
-    db_stmt *st = store_stmt(s, f->recent_first ? by_recent : by_count);
     db_stmt *ct = store_stmt(s, count_sql);
-    if (!st || !ct) return STORE_ERR;
+    if (!ct) return STORE_ERR;
     bind_theme_filter(ct, f);
     int rc = store_step_row(s, ct, "counting themes");
     if (rc != STORE_FOUND) return rc < 0 ? rc : STORE_ERR;
-    if (total) *total = db_col_int(ct, 0);
+    *total = db_col_int(ct, 0);
     db_reset(ct);
+    return STORE_OK;
+}
+
+int store_themes_json(store *s, const theme_filter *f, json_t **out, int64_t *total) {
+    *out = NULL;
+    /* One pass: the window count is the number of matching themes before the limit. */
+    static const char by_count[] =
+        THEME_SELECT_TOTAL " ORDER BY g.cnt DESC, g.last_seen DESC, g.sig LIMIT ? OFFSET ?";
+    static const char by_recent[] =
+        THEME_SELECT_TOTAL " ORDER BY g.last_seen DESC, g.cnt DESC, g.sig LIMIT ? OFFSET ?";
+    db_stmt *st = store_stmt(s, f->recent_first ? by_recent : by_count);
+    if (!st) return STORE_ERR;
     bind_theme_filter(st, f);
     db_bind_int(st, 9, f->limit > 0 ? f->limit : INT64_MAX);
     db_bind_int(st, 10, f->offset);
     json_t *arr = json_array();
-    while ((rc = db_step(st)) == DB_ROW) json_array_append_new(arr, theme_json(st));
+    int64_t n = -1;
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        json_array_append_new(arr, theme_json(st));
+        n = db_col_int(st, 11);
+    }
     db_reset(st);
     if (rc != DB_DONE) {
         json_decref(arr);
         return store_fail(s, rc, "listing themes");
     }
+    /* An empty page says nothing about the total unless it is the first. */
+    if (n < 0) n = 0;
+    if (json_array_size(arr) == 0 && f->offset > 0 && (rc = count_themes(s, f, &n)) != STORE_OK) {
+        json_decref(arr);
+        return rc;
+    }
+    if (total) *total = n;
     *out = arr;
     return STORE_OK;
 }

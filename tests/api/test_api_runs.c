@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/fixtures.h"
 #include "support/server.h"
@@ -826,8 +828,15 @@ TEST(cli_runs_status_stop_resume_work_against_the_servers_database) {
     snprintf(path, sizeof path, "/api/pipeline/status/%lld", (long long)id);
     json_t *api_st = get_json(&s, path, 200);
     CHECK_STR(str_at(cli_st, "status"), "stopped");
-    CHECK_INT(int_at(cli_st, "conversations_classified"), int_at(api_st, "conversations_classified"));
-    CHECK_INT(int_at(cli_st, "embeddings_generated"), int_at(api_st, "embeddings_generated"));
+    /* The API and the CLI render the same run record the same way. */
+    const char *key;
+    json_t *v;
+    json_object_foreach(cli_st, key, v) {
+        if (!strcmp(key, "duration_seconds")) continue;
+        CHECK(json_equal(v, json_object_get(api_st, key)));
+        if (!json_equal(v, json_object_get(api_st, key))) printf("    field %s differs\n", key);
+    }
+    CHECK_INT(json_object_size(cli_st), json_object_size(api_st));
     json_decref(cli_st);
     json_decref(api_st);
     out = NULL;
@@ -842,7 +851,99 @@ TEST(cli_runs_status_stop_resume_work_against_the_servers_database) {
     st = get_json(&s, path, 200);
     CHECK_STR(str_at(st, "status"), "completed");
     CHECK(int_at(st, "stories_created") > 0);
+    /* Same rendering once the run has warnings, errors and usage too. */
+    CHECK(json_array_size(json_object_get(st, "warnings")) > 0);
+    out = NULL;
+    CHECK_INT(cli(&out, "status", "--db", db, "--json", ids), 0);
+    cli_st = json_loads(out ? out : "", 0, NULL);
+    free(out);
+    CHECK(json_equal(json_object_get(cli_st, "warnings"), json_object_get(st, "warnings")));
+    CHECK(json_equal(json_object_get(cli_st, "errors"), json_object_get(st, "errors")));
+    CHECK(json_equal(json_object_get(cli_st, "llm"), json_object_get(st, "llm")));
+    json_decref(cli_st);
     json_decref(st);
+    stop_server(&s);
+    ts_remove_db(db);
+    free(db);
+}
+
+/* ------------------------------------------------------------------ the response cache */
+
+static const char *newest_status(const test_server *s) {
+    static char status[16];
+    json_t *hist = get_json(s, "/api/pipeline/history?limit=1", 200);
+    const char *v = str_at(json_array_get(hist, 0), "status");
+    snprintf(status, sizeof status, "%s", v ? v : "");
+    json_decref(hist);
+    return status;
+}
+
+TEST(cached_answers_follow_writes_from_any_process_and_from_this_worker) {
+    char *db = ts_corpus_db(1500, 13);
+    test_server s;
+    const char *const extra[] = {"--threads", "1", NULL}; /* one worker: one cache */
+    REQUIRE(ts_start(&s, db, extra, NULL) == 0);
+    int64_t id = ts_start_run(&s, ALL_STORIES);
+    REQUIRE(id > 0);
+    int ok;
+    json_decref(ts_wait_status(&s, id, RUN_TIMEOUT_MS, ts_in_phase, "embedding_generation", &ok));
+    REQUIRE(ok);
+    CHECK_STR(newest_status(&s), "running");
+    CHECK_STR(newest_status(&s), "running"); /* now answered from the worker's cache */
+    /* Another process writes: the next answer shows it. */
+    char ids[32], *out = NULL;
+    snprintf(ids, sizeof ids, "%lld", (long long)id);
+    CHECK_INT(cli(&out, "stop", "--db", db, ids, NULL), 0);
+    free(out);
+    CHECK(strcmp(newest_status(&s), "running") != 0);
+    json_decref(wait_terminal(&s, id));
+    CHECK_STR(newest_status(&s), "stopped");
+    CHECK_STR(newest_status(&s), "stopped");
+    stop_server(&s);
+    ts_remove_db(db);
+    free(db);
+}
+
+/* Starts `feedline run` (release build) on db in the background. */
+static pid_t spawn_cli_run(const char *db) {
+    const char *build = getenv("FEEDLINE_BUILD");
+    char *bin = xasprintf("%s/feedline", build && build[0] ? build : "build");
+    char *vocab = fx_path("data/theme_vocabulary.json");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("FEEDLINE_VOCAB", vocab, 1);
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execl(bin, bin, "run", "--db", db, "--llm", "local", (char *)NULL);
+        _exit(127);
+    }
+    free(bin);
+    free(vocab);
+    return pid;
+}
+
+TEST(a_workers_own_write_is_never_hidden_by_its_cache) {
+    /* A run driven by a CLI process, caught in its story phase: clustering writes
+     * nothing for a while, so the only commit is this server's own stop. */
+    char *db = ts_corpus_db(1500, 14);
+    test_server s;
+    const char *const extra[] = {"--threads", "1", NULL};
+    REQUIRE(ts_start(&s, db, extra, NULL) == 0);
+    pid_t cli_pid = spawn_cli_run(db);
+    REQUIRE(cli_pid > 0);
+    int ok;
+    json_decref(ts_wait_status(&s, 1, RUN_TIMEOUT_MS, ts_in_phase, "story_creation", &ok));
+    REQUIRE(ok);
+    CHECK_STR(newest_status(&s), "running");
+    CHECK_STR(newest_status(&s), "running");
+    json_t *stop = post_json(&s, "/api/pipeline/stop", NULL, 200);
+    CHECK_STR(str_at(stop, "status"), "stopping");
+    json_decref(stop);
+    CHECK(strcmp(newest_status(&s), "running") != 0);
+    int status = 0;
+    waitpid(cli_pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 4); /* the CLI's "stopped" */
+    CHECK_STR(newest_status(&s), "stopped");
     stop_server(&s);
     ts_remove_db(db);
     free(db);
