@@ -582,19 +582,27 @@ static int recover_runs(api_server *srv, char *err, size_t errlen) {
     return 0;
 }
 
+static int check_listen(const char *listen, struct sockaddr_storage *ss, int *v6, char *err,
+                        size_t errlen) {
+    socklen_t slen;
+    if (parse_listen(listen, ss, &slen, v6) == 0) return 0;
+    snprintf(err, errlen, "--listen %s: expected ADDRESS:PORT (e.g. 127.0.0.1:8000)", listen);
+    return -1;
+}
+
 static int start_daemon(api_server *srv, const char *listen, char *err, size_t errlen) {
     struct sockaddr_storage ss;
-    socklen_t slen;
     int v6;
-    if (parse_listen(listen, &ss, &slen, &v6) != 0) {
-        snprintf(err, errlen, "--listen %s: expected ADDRESS:PORT (e.g. 127.0.0.1:8000)", listen);
-        return -1;
-    }
+    if (check_listen(listen, &ss, &v6, err, errlen) != 0) return -1;
     start_log sl = {{0}};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    /* The port argument only names the port in libmicrohttpd's messages here: the
+     * address bound is MHD_OPTION_SOCK_ADDR's. */
+    uint16_t port_arg = ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                 : ((struct sockaddr_in *)&ss)->sin_port);
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &sl,
+        flags, port_arg, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, &sl,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)srv->threads, MHD_OPTION_CONNECTION_LIMIT, (unsigned)API_MAX_CONNECTIONS,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)API_CONN_MEMORY,
@@ -620,6 +628,10 @@ int api_server_start(const api_config *cfg, api_server **out, char *err, size_t 
         snprintf(err, errlen, "api_server_start: db_url, vocab and make_provider are required");
         return -1;
     }
+    const char *listen = cfg->listen ? cfg->listen : "127.0.0.1:8000";
+    struct sockaddr_storage ss;
+    int v6;
+    if (check_listen(listen, &ss, &v6, err, errlen) != 0) return -1; /* before any work */
     api_server *srv = xcalloc(1, sizeof *srv);
     copy_config(srv, cfg);
     collect_routes(srv);
@@ -633,7 +645,7 @@ int api_server_start(const api_config *cfg, api_server **out, char *err, size_t 
     if (api_runs_new(cfg, srv->metrics, &srv->runs, err, errlen) != 0 ||
         recover_runs(srv, err, errlen) != 0 ||
         api_events_new(srv->db_url, &srv->events, err, errlen) != 0 ||
-        start_daemon(srv, cfg->listen ? cfg->listen : "127.0.0.1:8000", err, errlen) != 0) {
+        start_daemon(srv, listen, err, errlen) != 0) {
         api_server_stop(srv);
         return -1;
     }

@@ -3,9 +3,11 @@
  * function starts a fresh run and resumes a stopped or failed one. All state is in the
  * store; a crash at any point leaves a run that store_run_fail_orphaned() marks failed
  * and pipeline_resume() can continue. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pipeline/engine.h"
 #include "pipeline/stories.h"
@@ -101,6 +103,69 @@ static void release_llm(const run_env *env, llm_provider *llm) {
     llm_provider_destroy(llm);
 }
 
+/* The run's heartbeat while pipeline_execute drives it: a thread with its own store
+ * connection refreshes it every HEARTBEAT_MS, so stretches without engine ticks (the
+ * story phase, phase set-up) never make a live run look orphaned to another process. */
+#define HEARTBEAT_MS (RUN_HEARTBEAT_SECONDS * 1000 / 2)
+
+typedef struct heartbeat {
+    const run_env *env;
+    int64_t run_id;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;
+    int started;
+} heartbeat;
+
+static void heartbeat_wait(heartbeat *hb) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)HEARTBEAT_MS * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
+}
+
+static void *heartbeat_main(void *arg) {
+    heartbeat *hb = arg;
+    store *st = NULL;
+    pthread_mutex_lock(&hb->mu);
+    while (!hb->quit) {
+        pthread_mutex_unlock(&hb->mu);
+        char err[512];
+        if (!st && store_open(hb->env->db_url, &st, err, sizeof err) != STORE_OK) st = NULL;
+        if (st && store_run_heartbeat(st, hb->run_id, hb->env->owner, wall_unix()) != STORE_OK)
+            log_warn("run %lld: heartbeat: %s", (long long)hb->run_id, store_errmsg(st));
+        pthread_mutex_lock(&hb->mu);
+        if (!hb->quit) heartbeat_wait(hb);
+    }
+    pthread_mutex_unlock(&hb->mu);
+    store_close(st);
+    return NULL;
+}
+
+static void heartbeat_start(heartbeat *hb, const run_env *env, int64_t run_id) {
+    memset(hb, 0, sizeof *hb);
+    hb->env = env;
+    hb->run_id = run_id;
+    pthread_mutex_init(&hb->mu, NULL);
+    pthread_cond_init(&hb->cv, NULL);
+    int rc = pthread_create(&hb->thread, NULL, heartbeat_main, hb);
+    if (rc) log_warn("run %lld: no heartbeat thread: %s", (long long)run_id, strerror(rc));
+    hb->started = rc == 0;
+}
+
+static void heartbeat_stop(heartbeat *hb) {
+    pthread_mutex_lock(&hb->mu);
+    hb->quit = 1;
+    pthread_cond_signal(&hb->cv);
+    pthread_mutex_unlock(&hb->mu);
+    if (hb->started) pthread_join(hb->thread, NULL);
+    pthread_cond_destroy(&hb->cv);
+    pthread_mutex_destroy(&hb->mu);
+}
+
 int pipeline_execute(const run_env *env, int64_t run_id) {
     store *st = NULL;
     char err[512] = "";
@@ -121,7 +186,10 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
     } else {
         if (store_run_heartbeat(st, run_id, env->owner, wall_unix()))
             log_warn("run %lld: heartbeat: %s", (long long)run_id, store_errmsg(st));
+        heartbeat hb;
+        heartbeat_start(&hb, env, run_id);
         step_result r = run_phases(env, st, llm, &run, err, sizeof err);
+        heartbeat_stop(&hb);
         if (r == STEP_DONE) {
             finish(st, run_id, "completed", NULL);
             result = 0;

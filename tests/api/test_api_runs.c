@@ -904,10 +904,12 @@ TEST(cached_answers_follow_writes_from_any_process_and_from_this_worker) {
     free(db);
 }
 
-/* Starts `feedline run` (release build) on db in the background. */
-static pid_t spawn_cli_run(const char *db) {
-    const char *build = getenv("FEEDLINE_BUILD");
-    char *bin = xasprintf("%s/feedline", build && build[0] ? build : "build");
+/* Starts `feedline run` on db in the background: the release build, or the sanitizer
+ * build (FEEDLINE_BIN, slower) when slow is set. */
+static pid_t spawn_cli_run(const char *db, int slow) {
+    const char *build = getenv("FEEDLINE_BUILD"), *asan = getenv("FEEDLINE_BIN");
+    char *bin = slow && asan && asan[0] ? xstrdup(asan)
+                                        : xasprintf("%s/feedline", build && build[0] ? build : "build");
     char *vocab = fx_path("data/theme_vocabulary.json");
     fflush(stdout);
     pid_t pid = fork();
@@ -924,12 +926,13 @@ static pid_t spawn_cli_run(const char *db) {
 
 TEST(a_workers_own_write_is_never_hidden_by_its_cache) {
     /* A run driven by a CLI process, caught in its story phase: clustering writes
-     * nothing for a while, so the only commit is this server's own stop. */
+     * nothing but a heartbeat a second, so the commit between the two reads below is
+     * this server's own stop. */
     char *db = ts_corpus_db(1500, 14);
     test_server s;
     const char *const extra[] = {"--threads", "1", NULL};
     REQUIRE(ts_start(&s, db, extra, NULL) == 0);
-    pid_t cli_pid = spawn_cli_run(db);
+    pid_t cli_pid = spawn_cli_run(db, 0);
     REQUIRE(cli_pid > 0);
     int ok;
     json_decref(ts_wait_status(&s, 1, RUN_TIMEOUT_MS, ts_in_phase, "story_creation", &ok));
@@ -945,6 +948,44 @@ TEST(a_workers_own_write_is_never_hidden_by_its_cache) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 4); /* the CLI's "stopped" */
     CHECK_STR(newest_status(&s), "stopped");
     stop_server(&s);
+    ts_remove_db(db);
+    free(db);
+}
+
+TEST(a_cli_run_keeps_its_heartbeat_fresh_through_the_story_phase) {
+    /* The engine refreshes the heartbeat once a second while it works through items;
+     * the story phase has no items, and a server's sweep fails runs whose heartbeat is
+     * 15 s old. The pipeline's own heartbeat thread covers it (no server involved). */
+    char *db = ts_corpus_db(3000, 15);
+    pid_t cli_pid = spawn_cli_run(db, 1);
+    REQUIRE(cli_pid > 0);
+    store *st = fx_store_open(db);
+    int64_t deadline = mono_ms() + RUN_TIMEOUT_MS, entered = 0, first = 0, later = 0;
+    char phase[32] = "", status[16] = "running";
+    while (mono_ms() < deadline && !strcmp(status, "running")) {
+        run_record r;
+        if (store_run_get(st, 1, &r) == STORE_FOUND) {
+            snprintf(phase, sizeof phase, "%s", r.current_phase);
+            snprintf(status, sizeof status, "%s", r.status);
+            if (!strcmp(phase, "story_creation") && !strcmp(status, "running")) {
+                if (!entered) {
+                    entered = mono_ms();
+                    first = r.heartbeat_at;
+                } else if (r.heartbeat_at > first) {
+                    later = r.heartbeat_at;
+                }
+            }
+            run_record_free(&r);
+        }
+        if (later) break;
+        sleep_ms(5);
+    }
+    CHECK(entered > 0);
+    CHECK(later > first); /* refreshed while the phase ran */
+    store_close(st);
+    int wstatus = 0;
+    waitpid(cli_pid, &wstatus, 0);
+    CHECK(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
     ts_remove_db(db);
     free(db);
 }
