@@ -27,6 +27,8 @@
  *    API_IDLE_TIMEOUT_S seconds;
  *  - metrics (metrics.c): fixed arrays of atomics (routes x status codes, latency
  *    buckets); nothing grows with traffic;
+ *  - response caches (cache.c): per HTTP worker thread (so unlocked), 8 answers of at
+ *    most 256 KiB, reused only while the database is unchanged;
  *  - store connections: one per HTTP worker thread, plus one each for the ticker and
  *    the event publisher, plus one per run thread (opened by the pipeline). */
 #ifndef FEEDLINE_API_H

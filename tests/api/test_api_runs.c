@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -912,8 +914,10 @@ static pid_t spawn_cli_run(const char *db, int slow) {
                                         : xasprintf("%s/feedline", build && build[0] ? build : "build");
     char *vocab = fx_path("data/theme_vocabulary.json");
     fflush(stdout);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
         setenv("FEEDLINE_VOCAB", vocab, 1);
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
         execl(bin, bin, "run", "--db", db, "--llm", "local", (char *)NULL);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,9 +83,12 @@ int ts_start(test_server *s, const char *db, const char *const extra[], const ch
     if (pipe(pfd) != 0) return -1;
     fflush(stdout);
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
+        /* A test that fails early never stops its server: let it die with the test. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
         close(pfd[0]);
         exec_server(db, extra, env, pfd[1], s->log_path);
     }
