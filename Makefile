@@ -10,7 +10,7 @@
 
 CC      ?= gcc
 B       ?= build
-PKGS    := jansson sqlite3 libcurl libpq
+PKGS    := jansson sqlite3 libcurl libmicrohttpd libpq
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
 BASE    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Itests $(WARN) -MMD -MP
