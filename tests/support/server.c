@@ -1,5 +1,6 @@
 /* Spawning the API server for tests and talking to it over real sockets (see server.h). */
 #include "support/server.h"
+#include "store/db.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -316,7 +317,7 @@ static void import_generated(store *st, size_t n, uint64_t seed) {
             fprintf(stdout, "    import failed: %s\n", store_errmsg(st));
             abort();
         }
-        convgen_conversation_free(&c);
+        conv_free(&c);
     }
     store_commit(st);
     convgen_free(g);
@@ -341,23 +342,10 @@ char *ts_corpus_db(size_t n, uint64_t seed) {
     return db;
 }
 
-char *ts_copy_db(const char *db) {
-    char *copy = fx_db_url();
-    FILE *in = fopen(db, "rb"), *out = fopen(copy, "wb");
-    if (!in || !out) {
-        fprintf(stdout, "    cannot copy %s\n", db);
-        abort();
-    }
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
-        if (fwrite(chunk, 1, n, out) != n) abort();
-    fclose(in);
-    if (fclose(out) != 0) abort();
-    return copy;
-}
+char *ts_copy_db(const char *db) { return fx_db_copy(db); }
 
 void ts_remove_db(const char *db) {
+    if (db_is_postgres_url(db)) return; /* the throwaway cluster goes as a whole */
     char *dir = xstrdup(db);
     char *slash = strrchr(dir, '/');
     if (slash) {

@@ -61,7 +61,7 @@ int ts_in_phase(const json_t *status, void *ctx);
  * the conversation generator (seed; created over the 30 days before now), or the
  * bundled sample when n == 0. Caller frees the path. */
 char *ts_corpus_db(size_t n, uint64_t seed);
-/* A copy of a closed SQLite database in a fresh temp directory. Caller frees. */
+/* A copy of a closed database (see fx_db_copy). Caller frees. */
 char *ts_copy_db(const char *db);
 /* Removes the temp directory holding db. */
 void ts_remove_db(const char *db);
