@@ -60,6 +60,9 @@ typedef struct api_config {
     void *provider_ctx;
     const char *owner;         /* "host:pid" of this process (runs.c relies on it) */
     int no_response_cache;     /* answer polled routes from the database every time */
+    /* Link to a conversation in the support tool, "{id}" replaced by its id (e.g.
+     * "https://app.intercom.com/a/apps/APP/inbox/inbox/conversation/{id}"); NULL = none. */
+    const char *conversation_url;
 } api_config;
 
 typedef struct api_server api_server;

@@ -9,6 +9,7 @@
 
 #include "api/api_internal.h"
 #include "store/store_report.h"
+#include "util/embed.h"
 #include "util/jsonx.h"
 #include "util/timeutil.h"
 
@@ -21,9 +22,31 @@ static json_t *now_iso(void) {
     return json_string(iso8601_format(wall_unix(), buf, sizeof buf));
 }
 
+/* "/" serves the dashboard (web/index.html, compiled in) to browsers and the API
+ * identity JSON to everything else, so the original's clients keep working. */
 static void h_root(api_req *r) {
-    api_reply_json(r, 200, json_pack("{ssssssss}", "name", "feedline API", "version", API_VERSION,
-                                     "docs", "/openapi.json", "health", "/health"));
+    const char *accept = api_header(r, "Accept");
+    const embedded_file *page = embedded_find(WEB_FILES, "index");
+    if (page && accept && strstr(accept, "text/html")) {
+        struct MHD_Response *resp = MHD_create_response_from_buffer(
+            page->len, (void *)page->text, MHD_RESPMEM_PERSISTENT);
+        if (resp) {
+            MHD_add_response_header(resp, "Content-Type", "text/html; charset=utf-8");
+            /* The page is self-contained: no other origin may supply script, style or
+             * frames, and it talks only to this server. */
+            MHD_add_response_header(resp, "Content-Security-Policy",
+                                    "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                                    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                                    "connect-src 'self'; frame-ancestors 'none'");
+            MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+            MHD_add_response_header(resp, "Cache-Control", "no-cache");
+            api_reply_custom(r, 200, resp);
+            return;
+        }
+    }
+    api_reply_json(r, 200, json_pack("{ssssssssss}", "name", "feedline API", "version", API_VERSION,
+                                     "docs", "/openapi.json", "health", "/health", "dashboard",
+                                     "/ (Accept: text/html)"));
 }
 
 static void h_health(api_req *r) {
@@ -106,7 +129,7 @@ static void h_metrics(api_req *r) {
 static void h_openapi(api_req *r) { api_reply_json(r, 200, api_openapi_document(r->srv)); }
 
 const api_route API_HEALTH_ROUTES[] = {
-    {"GET", "/", h_root, 0, NO_PARAMS, NULL, "API identity", "health", "200", NULL, NULL},
+    {"GET", "/", h_root, 0, NO_PARAMS, NULL, "Dashboard (for Accept: text/html) or API identity", "health", "200", NULL, NULL},
     {"GET", "/health", h_health, 0, NO_PARAMS, NULL, "Liveness", "health", "200", "Health", NULL},
     {"GET", "/health/db", h_health_db, 0, NO_PARAMS, NULL, "Database round trip", "health", "200",
      "HealthDb", NULL},

@@ -10,6 +10,7 @@
 #include "api/api_internal.h"
 #include "store/store_report.h"
 #include "util/jsonx.h"
+#include "util/mem.h"
 #include "util/timeutil.h"
 
 static const api_param P_STATUS = {"status", "query", API_T_STR, API_P_MAX, 0, 50, 0, NULL, NULL,
@@ -86,6 +87,22 @@ static void h_list(api_req *r) {
                                      (json_int_t)f.offset));
 }
 
+/* Adds "conversation_url" to each evidence item when a link template is configured. */
+static void link_conversations(api_req *r, json_t *story) {
+    const char *tmpl = r->srv->conversation_url;
+    const char *mark = tmpl ? strstr(tmpl, "{id}") : NULL;
+    if (!mark) return;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(story, "evidence"), i, e) {
+        const char *id = json_string_value(json_object_get(e, "conversation_id"));
+        if (!id) continue;
+        char *url = xasprintf("%.*s%s%s", (int)(mark - tmpl), tmpl, id, mark + 4);
+        json_object_set_new(e, "conversation_url", jx_string(url));
+        free(url);
+    }
+}
+
 static void h_detail(api_req *r) {
     api_value v[API_MAX_PARAMS];
     if (parse_or_reply(r, v)) return;
@@ -102,6 +119,7 @@ static void h_detail(api_req *r) {
         return;
     }
     iso_dates(story);
+    link_conversations(r, story);
     api_reply_json(r, 200, story);
 }
 

@@ -571,6 +571,7 @@ static void copy_config(api_server *srv, const api_config *cfg) {
     srv->started_at = wall_unix();
     srv->quiesced_fd = MHD_INVALID_SOCKET;
     srv->response_cache = !cfg->no_response_cache;
+    srv->conversation_url = xstrdup(cfg->conversation_url);
 }
 
 /* Opens the database once (migrating it) and fails the runs of dead processes. */
@@ -695,6 +696,7 @@ void api_server_stop(api_server *s) {
     free(s->routes);
     free(s->db_url);
     free(s->default_llm);
+    free(s->conversation_url);
     free(s->owner);
     free(s);
 }

@@ -158,6 +158,7 @@ static int serve(const serve_opts *o, vocab *v, const sigset_t *signals) {
     cfg.provider_ctx = v;
     cfg.owner = cli_owner();
     cfg.no_response_cache = o->no_cache;
+    cfg.conversation_url = getenv("FEEDLINE_CONVERSATION_URL");
     api_server *srv = NULL;
     char err[600];
     if (api_server_start(&cfg, &srv, err, sizeof err) != 0) {

@@ -145,25 +145,43 @@ static json_t *excerpt_json(const char *text, size_t max_chars) {
 
 #define EVIDENCE_EXCERPT_CHARS 500
 
+/* A stored JSON array, or [] when absent or malformed. */
+static json_t *json_list(const char *text) {
+    json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+    if (json_is_array(v)) return v;
+    json_decref(v);
+    return json_array();
+}
+
 static int add_story_evidence(store *s, json_t *story, int64_t story_id) {
     db_stmt *st = store_stmt(s,
         "SELECT e.conversation_id, e.signature, e.excerpt, c.digest, c.source_url, c.subject,"
-        " c.created_at FROM story_evidence e LEFT JOIN conversations c ON c.id = e.conversation_id"
+        " c.created_at, th.user_intent, th.key_excerpts, th.diagnostic_summary"
+        " FROM story_evidence e LEFT JOIN conversations c ON c.id = e.conversation_id"
+        /* The conversation's theme of the story's run, else its newest (a graduated
+         * orphan's members come from earlier runs). */
+        " LEFT JOIN themes th ON th.id = (SELECT t.id FROM themes t"
+        "  WHERE t.conversation_id = e.conversation_id"
+        "  ORDER BY CASE WHEN t.run_id = ? THEN 0 ELSE 1 END, t.run_id DESC LIMIT 1)"
         " WHERE e.story_id = ? ORDER BY e.conversation_id");
     if (!st) return STORE_ERR;
-    db_bind_int(st, 1, story_id);
+    db_bind_int(st, 1, json_integer_value(json_object_get(story, "run_id")));
+    db_bind_int(st, 2, story_id);
     json_t *ids = json_array(), *evidence = json_array();
     int rc;
     while ((rc = db_step(st)) == DB_ROW) {
         json_array_append_new(ids, jx_string(db_col_text(st, 0)));
         json_array_append_new(evidence,
-            json_pack("{sososososososo}", "conversation_id", jx_string(db_col_text(st, 0)),
+            json_pack("{sosososososososososo}", "conversation_id", jx_string(db_col_text(st, 0)),
                       "signature", jx_string(db_col_text(st, 1)),
                       "excerpt", jx_string(db_col_text(st, 2)),
                       "digest", excerpt_json(db_col_text(st, 3), EVIDENCE_EXCERPT_CHARS),
                       "source_url", jx_string_or_null(db_col_text(st, 4)),
                       "subject", jx_string_or_null(db_col_text(st, 5)),
-                      "created_at", iso_json(db_col_null(st, 6) ? 0 : db_col_int(st, 6))));
+                      "created_at", iso_json(db_col_null(st, 6) ? 0 : db_col_int(st, 6)),
+                      "user_intent", jx_string_or_null(db_col_text(st, 7)),
+                      "key_excerpts", json_list(db_col_text(st, 8)),
+                      "diagnostic_summary", jx_string_or_null(db_col_text(st, 9))));
     }
     db_reset(st);
     json_object_set_new(story, "conversation_ids", ids);

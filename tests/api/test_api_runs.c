@@ -135,6 +135,9 @@ TEST(run_completes_and_every_read_route_shows_its_results) {
     CHECK(str_at(ev, "conversation_id") != NULL);
     CHECK(str_at(ev, "digest") && strlen(str_at(ev, "digest")) > 0);
     CHECK(str_at(ev, "source_url") != NULL);
+    CHECK(str_at(ev, "user_intent") && strlen(str_at(ev, "user_intent")) > 0);
+    CHECK(json_is_array(json_object_get(ev, "key_excerpts")));
+    CHECK(str_at(ev, "diagnostic_summary") != NULL);
     CHECK_STR(str_at(ev, "signature"), str_at(story, "signature") ? str_at(ev, "signature") : "");
     json_decref(story);
     snprintf(path, sizeof path, "/api/stories?run_id=%lld&limit=2&offset=1", (long long)id);
