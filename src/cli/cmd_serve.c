@@ -29,7 +29,7 @@ static void serve_usage(FILE *out) {
             "                      [--threads N] [--cors-origin ORIGIN]... [--vocab FILE]\n"
             "                      [--no-response-cache]\n"
             "\n"
-            "Serves the HTTP API: /api/pipeline (start, status, history, active, stop,\n"
+            "Serves the dashboard at / and the HTTP API: /api/pipeline (start, status, history, active, stop,\n"
             "resume, create-stories, events), /api/themes, /api/stories, /health,\n"
             "/metrics and /openapi.json. Runs execute in the background; requests never\n"
             "wait for them. SIGINT/SIGTERM stop the active run at a checkpoint (resumable).\n"
