@@ -183,6 +183,8 @@ const char *api_query(api_req *r, const char *name);
 /* Parses the route's path and query parameters (vals[i] for route->params[i]),
  * appending FastAPI-style errors to errors. */
 void api_parse_params(api_req *r, api_value *vals, json_t *errors);
+/* api_parse_params, replying 422 with the errors: 0 when valid, -1 after replying. */
+int api_parse_or_reply(api_req *r, api_value *vals);
 /* Parses the JSON body against route->body (vals[i] for route->body[i]). A missing
  * body, malformed JSON or a non-object is one error. Unknown fields are ignored. */
 json_t *api_parse_body(api_req *r, api_value *vals, json_t *errors);

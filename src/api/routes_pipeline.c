@@ -64,17 +64,6 @@ static const api_param *const NO_PARAMS[] = {NULL};
 
 /* ------------------------------------------------------------------ helpers */
 
-/* Parses the route's parameters; replies 422 and returns -1 on invalid input. */
-static int parse_or_reply(api_req *r, api_value *v) {
-    json_t *errors = json_array();
-    api_parse_params(r, v, errors);
-    if (json_array_size(errors)) {
-        api_reply_validation(r, errors);
-        return -1;
-    }
-    json_decref(errors);
-    return 0;
-}
 
 /* Loads the run named by the path; replies 404 / 500 and returns -1 otherwise. */
 static int load_run(api_req *r, store *st, int64_t id, run_record *out) {
@@ -166,7 +155,7 @@ static void h_run(api_req *r) {
 
 static void h_status(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     run_record rec;
     if (!st || load_run(r, st, v[0].i, &rec)) return;
@@ -182,7 +171,7 @@ static int active_status(const char *status) {
 
 static void h_preview(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     run_record rec;
     if (!st || load_run(r, st, v[0].i, &rec)) return;
@@ -206,7 +195,7 @@ static void h_preview(api_req *r) {
 
 static void h_history(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     if (!st) return;
     run_record *runs = NULL;
@@ -302,7 +291,7 @@ static int stories_refused(api_req *r, const run_record *rec) {
 
 static void h_create_stories(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     run_record rec;
     if (!st || load_run(r, st, v[0].i, &rec)) return;
@@ -326,7 +315,7 @@ static void h_create_stories(api_req *r) {
 
 static void h_resume(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     if (!st) return;
     int64_t id = v[0].i, other = 0;
@@ -358,7 +347,7 @@ static void h_resume(api_req *r) {
 
 static void h_events(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     run_record rec;
     if (!st || load_run(r, st, v[0].i, &rec)) return;

@@ -35,16 +35,6 @@ static const api_param *const LIST_PARAMS[] = {&P_STATUS, &P_AREA,  &P_RUN,    &
                                                &P_SINCE,  &P_LIMIT, &P_OFFSET, NULL};
 static const api_param *const DETAIL_PARAMS[] = {&P_STORY_ID, NULL};
 
-static int parse_or_reply(api_req *r, api_value *v) {
-    json_t *errors = json_array();
-    api_parse_params(r, v, errors);
-    if (json_array_size(errors)) {
-        api_reply_validation(r, errors);
-        return -1;
-    }
-    json_decref(errors);
-    return 0;
-}
 
 /* The store reports unix seconds; the API speaks ISO-8601 like the run endpoints. */
 static void iso_dates(json_t *story) {
@@ -60,7 +50,7 @@ static void iso_dates(json_t *story) {
 
 static void h_list(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     if (!st) return;
     story_filter f = {0};
@@ -105,7 +95,7 @@ static void link_conversations(api_req *r, json_t *story) {
 
 static void h_detail(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     if (!st) return;
     json_t *story = NULL;

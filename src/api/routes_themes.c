@@ -60,16 +60,6 @@ static const api_param *const SINGLETON_PARAMS[] = {&P_O_DAYS, &P_LIMIT, NULL};
 static const api_param *const ALL_PARAMS[] = {&P_AREA, &P_LIMIT, &P_OFFSET, NULL};
 static const api_param *const DETAIL_PARAMS[] = {&P_SIGNATURE, NULL};
 
-static int parse_or_reply(api_req *r, api_value *v) {
-    json_t *errors = json_array();
-    api_parse_params(r, v, errors);
-    if (json_array_size(errors)) {
-        api_reply_validation(r, errors);
-        return -1;
-    }
-    json_decref(errors);
-    return 0;
-}
 
 static int64_t days_ago(int64_t days) { return wall_unix() - days * 86400; }
 
@@ -95,7 +85,7 @@ static void reply_themes(api_req *r, const theme_filter *f, json_t *extra) {
 
 static void h_list(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     theme_filter f = {0};
     f.product_area = v[0].s;
     f.run_id = v[1].is_null ? 0 : v[1].i;
@@ -109,7 +99,7 @@ static void h_list(api_req *r) {
 
 static void h_trending(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     theme_filter f = {0};
     f.seen_since = days_ago(v[0].i);
     f.min_count = v[1].i;
@@ -120,7 +110,7 @@ static void h_trending(api_req *r) {
 
 static void h_orphans(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     theme_filter f = {0};
     f.max_count = v[0].i - 1;
     f.seen_since = days_ago(v[1].i);
@@ -136,7 +126,7 @@ static void h_orphans(api_req *r) {
 
 static void h_singletons(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     theme_filter f = {0};
     f.max_count = 1;
     f.seen_since = days_ago(v[0].i);
@@ -147,7 +137,7 @@ static void h_singletons(api_req *r) {
 
 static void h_all(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     theme_filter f = {0};
     f.product_area = v[0].s;
     f.limit = v[1].i;
@@ -158,7 +148,7 @@ static void h_all(api_req *r) {
 
 static void h_detail(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    if (parse_or_reply(r, v)) return;
+    if (api_parse_or_reply(r, v)) return;
     store *st = api_store(r);
     if (!st) return;
     json_t *theme = NULL;

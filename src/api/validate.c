@@ -278,3 +278,14 @@ json_t *api_parse_body(api_req *r, api_value *vals, json_t *errors) {
     }
     return doc;
 }
+
+int api_parse_or_reply(api_req *r, api_value *v) {
+    json_t *errors = json_array();
+    api_parse_params(r, v, errors);
+    if (json_array_size(errors)) {
+        api_reply_validation(r, errors);
+        return -1;
+    }
+    json_decref(errors);
+    return 0;
+}
