@@ -10,7 +10,7 @@
 
 CC      ?= gcc
 B       ?= build
-PKGS    := jansson sqlite3 libcurl libpq
+PKGS    := jansson sqlite3 libcurl libmicrohttpd libpq
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -Wformat=2 -Wvla
 BASE    := -std=c11 -D_GNU_SOURCE -pthread -Isrc -Itests $(WARN) -MMD -MP
@@ -30,12 +30,13 @@ FAKE_LIB_SRC := $(filter-out $(FAKE_MAINS),$(FAKE_SRC))
 TOOL_SRC    := $(shell find tools -name '*.c' | sort)
 BENCH_SRC   := $(shell find bench -name '*.c' | sort)
 
-# The LLM prompt templates (src/llm/prompts/*.txt) are compiled into the library as
-# C strings: one generated file, built for both the release and sanitizer libraries.
+# Text compiled into the library as C strings by scripts/embed-files: the LLM prompt
+# templates and the dashboard page. Generated once, built for both libraries.
 PROMPT_TXT   := $(sort $(wildcard src/llm/prompts/*.txt))
-PROMPT_C     := $(B)/gen/llm_prompts.c
-REL_OBJ      := $(LIB_SRC:%.c=$(B)/rel/%.o) $(B)/rel/gen/llm_prompts.o
-ASAN_OBJ     := $(LIB_SRC:%.c=$(B)/asan/%.o) $(B)/asan/gen/llm_prompts.o
+WEB_FILES    := $(sort $(wildcard web/*.html))
+GEN_C        := $(B)/gen/llm_prompts.c $(B)/gen/web_files.c
+REL_OBJ      := $(LIB_SRC:%.c=$(B)/rel/%.o) $(GEN_C:$(B)/gen/%.c=$(B)/rel/gen/%.o)
+ASAN_OBJ     := $(LIB_SRC:%.c=$(B)/asan/%.o) $(GEN_C:$(B)/gen/%.c=$(B)/asan/gen/%.o)
 REL_SUPPORT  := $(SUPPORT_SRC:%.c=$(B)/rel/%.o) $(FAKE_LIB_SRC:%.c=$(B)/rel/%.o)
 ASAN_SUPPORT := $(SUPPORT_SRC:%.c=$(B)/asan/%.o) $(FAKE_LIB_SRC:%.c=$(B)/asan/%.o)
 TEST_BINS    := $(TEST_SRC:tests/%.c=$(B)/asan/tests/%)
@@ -62,26 +63,19 @@ $(B)/asan/%.o: %.c | $(DEPS_STAMP)
 	@echo "  CC asan $<"
 	@$(CC) $(BASE) $(SAN) $(PKG_CFLAGS) -c $< -o $@
 
-# Each line of a template becomes a string literal line: backslash, quote and '?' are
-# escaped ('?' so that no "??x" trigraph can form), the newline is kept.
-$(PROMPT_C): $(PROMPT_TXT) Makefile
+$(B)/gen/llm_prompts.c: $(PROMPT_TXT) scripts/embed-files
 	@mkdir -p $(dir $@)
 	@echo "  GEN     $@"
-	@{ echo '/* Generated from the templates in src/llm/prompts by the Makefile; do not edit. */'; \
-	  echo '#include "llm/prompts.h"'; \
-	  for f in $(PROMPT_TXT); do \
-	    echo "static const char P_$$(basename $$f .txt)[] ="; \
-	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $$f; \
-	    echo '    "";'; \
-	  done; \
-	  echo 'const prompt_file PROMPT_FILES[] = {'; \
-	  for f in $(PROMPT_TXT); do n=$$(basename $$f .txt); echo "    {\"$$n\", P_$$n},"; done; \
-	  echo '    {0, 0}};'; } > $@.tmp && mv $@.tmp $@
-$(B)/rel/gen/llm_prompts.o: $(PROMPT_C) | $(DEPS_STAMP)
+	@scripts/embed-files PROMPT_FILES $(PROMPT_TXT) > $@.tmp && mv $@.tmp $@
+$(B)/gen/web_files.c: $(WEB_FILES) scripts/embed-files
+	@mkdir -p $(dir $@)
+	@echo "  GEN     $@"
+	@scripts/embed-files WEB_FILES $(WEB_FILES) > $@.tmp && mv $@.tmp $@
+$(B)/rel/gen/%.o: $(B)/gen/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	@$(CC) $(BASE) $(OPT) $(PKG_CFLAGS) -c $< -o $@
-$(B)/asan/gen/llm_prompts.o: $(PROMPT_C) | $(DEPS_STAMP)
+$(B)/asan/gen/%.o: $(B)/gen/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	@echo "  CC asan $<"
 	@$(CC) $(BASE) $(SAN) $(PKG_CFLAGS) -c $< -o $@
@@ -138,7 +132,7 @@ tools: $(TOOL_BINS)
 # short unix-socket paths, and reachable by the postgres user when run as root.
 BACKENDS ?= sqlite postgres
 TEST_SELECTED = $(if $(T),$(foreach b,$(TEST_BINS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS))
-test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS)
+test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS) tests/web/node_modules/.installed
 	@scripts/install-deps test
 	@export FEEDLINE_BUILD=$(abspath $(B)); \
 	summary=$$(mktemp); pgdir=""; passed=0; failed=0; \
@@ -162,6 +156,14 @@ test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	done; \
 	echo "$$passed passed, $$failed failed"; \
 	[ "$$failed" -eq 0 ]
+
+# playwright-core for the dashboard's browser test (it drives Debian's chromium; no
+# browser download).
+tests/web/node_modules/.installed: tests/web/package.json
+	@scripts/install-deps test
+	@echo "  NPM     tests/web"
+	@cd tests/web && npm install --no-audit --no-fund --silent >/dev/null
+	@touch $@
 
 bench: $(B)/feedline $(BENCH_BINS) $(FAKE_BINS) $(TOOL_BINS)
 	@scripts/install-deps bench

@@ -6,6 +6,8 @@
 #include "cli/cli.h"
 #include "util/log.h"
 
+int cmd_serve(int argc, char **argv); /* src/cli/cmd_serve.c */
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -21,6 +23,7 @@ static const struct {
     {"status", cmd_status, "show one run: counters, failures, LLM usage"},
     {"stories", cmd_stories, "print the stories of a run (table, json, csv, markdown)"},
     {"demo", cmd_demo, "import the bundled sample and run everything offline"},
+    {"serve", cmd_serve, "serve the HTTP API (runs, events, themes, stories, metrics)"},
 };
 
 static void usage(FILE *out) {

@@ -30,9 +30,8 @@ struct prompts {
 };
 
 const char *prompt_template(const char *name) {
-    for (const prompt_file *f = PROMPT_FILES; f->name; f++)
-        if (!strcmp(f->name, name)) return f->text;
-    return NULL;
+    const embedded_file *f = embedded_find(PROMPT_FILES, name);
+    return f ? f->text : NULL;
 }
 
 /* Copies tmpl replacing each {{NAME}} by its value (names[i] -> values[i]); an

@@ -32,14 +32,11 @@
 
 #include "llm/llm.h"
 #include "text/vocab.h"
+#include "util/embed.h"
 
-/* A template file compiled in from src/llm/prompts/ (NAME.txt). */
-typedef struct prompt_file {
-    const char *name;
-    const char *text;
-} prompt_file;
-/* Generated at build time; ends with {NULL, NULL}. */
-extern const prompt_file PROMPT_FILES[];
+/* The template files compiled in from src/llm/prompts/ (NAME.txt), generated at build
+ * time by scripts/embed-files. */
+extern const embedded_file PROMPT_FILES[];
 
 /* The template NAME (file stem), or NULL. */
 const char *prompt_template(const char *name);

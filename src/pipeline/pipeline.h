@@ -53,6 +53,10 @@ typedef struct run_env {
      * the engine leaves a phase as soon as nothing is left to claim instead of waiting
      * for the phase to end, and leaves the run's heartbeat and counters to the driver. */
     int helper;
+    /* Optional: called with provider_ctx just before a provider made by make_provider
+     * is destroyed, so an observer (the HTTP server's /metrics) can stop reading its
+     * stats and keep their totals. */
+    void (*provider_done)(void *ctx, llm_provider *p);
 } run_env;
 
 #define PIPELINE_LEASE_SECONDS 120
@@ -75,6 +79,20 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
  * run is active, -4 if the run cannot be resumed, -5 if it does not exist) and
  * resets unfinished work, then executes it. */
 int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen);
+
+/* The first half of pipeline_resume, for callers that execute the run elsewhere (the
+ * HTTP server answers at once and runs it on its own thread): the atomic
+ * stopped/failed -> running transition and the reset of unfinished work. Returns 0,
+ * or -2 busy / -3 store error / -4 not resumable / -5 not found (message in err). */
+int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen);
+
+/* Runs only the story phase of a finished run (status completed or stopped, themes
+ * extracted, stories not created yet): the original's manual "create stories". It
+ * does not take the run's active slot; the caller keeps other runs from overlapping.
+ * A failure is recorded on the run (errors, phase story_creation). Returns 0 done,
+ * 1 stopped (env->stop_flag; nothing written), -1 failed, -4 not eligible, -5 not
+ * found (message in err). */
+int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_t errlen);
 
 /* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
  * failed/resumable. Returns how many, or -1. */

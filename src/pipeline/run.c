@@ -3,9 +3,11 @@
  * function starts a fresh run and resumes a stopped or failed one. All state is in the
  * store; a crash at any point leaves a run that store_run_fail_orphaned() marks failed
  * and pipeline_resume() can continue. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pipeline/engine.h"
 #include "pipeline/stories.h"
@@ -96,6 +98,80 @@ static void finish(store *st, int64_t run_id, const char *status, const char *er
               store_errmsg(st));
 }
 
+static llm_provider *make_llm(const run_env *env, const run_record *run, store *st, char *err,
+                              size_t errlen) {
+    if (env->make_provider) return env->make_provider(env->provider_ctx, run, st, err, errlen);
+    return llm_local_new(env->vocab);
+}
+
+static void release_llm(const run_env *env, llm_provider *llm) {
+    if (env->make_provider && env->provider_done) env->provider_done(env->provider_ctx, llm);
+    llm_provider_destroy(llm);
+}
+
+/* The run's heartbeat while pipeline_execute drives it: a thread with its own store
+ * connection refreshes it every HEARTBEAT_MS, so stretches without engine ticks (the
+ * story phase, phase set-up) never make a live run look orphaned to another process. */
+#define HEARTBEAT_MS (RUN_HEARTBEAT_SECONDS * 1000 / 2)
+
+typedef struct heartbeat {
+    const run_env *env;
+    int64_t run_id;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;
+    int started;
+} heartbeat;
+
+static void heartbeat_wait(heartbeat *hb) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)HEARTBEAT_MS * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&hb->cv, &hb->mu, &ts);
+}
+
+static void *heartbeat_main(void *arg) {
+    heartbeat *hb = arg;
+    store *st = NULL;
+    pthread_mutex_lock(&hb->mu);
+    while (!hb->quit) {
+        pthread_mutex_unlock(&hb->mu);
+        char err[512];
+        if (!st && store_open(hb->env->db_url, &st, err, sizeof err) != STORE_OK) st = NULL;
+        if (st && store_run_heartbeat(st, hb->run_id, hb->env->owner, wall_unix()) != STORE_OK)
+            log_warn("run %lld: heartbeat: %s", (long long)hb->run_id, store_errmsg(st));
+        pthread_mutex_lock(&hb->mu);
+        if (!hb->quit) heartbeat_wait(hb);
+    }
+    pthread_mutex_unlock(&hb->mu);
+    store_close(st);
+    return NULL;
+}
+
+static void heartbeat_start(heartbeat *hb, const run_env *env, int64_t run_id) {
+    memset(hb, 0, sizeof *hb);
+    hb->env = env;
+    hb->run_id = run_id;
+    pthread_mutex_init(&hb->mu, NULL);
+    pthread_cond_init(&hb->cv, NULL);
+    int rc = pthread_create(&hb->thread, NULL, heartbeat_main, hb);
+    if (rc) log_warn("run %lld: no heartbeat thread: %s", (long long)run_id, strerror(rc));
+    hb->started = rc == 0;
+}
+
+static void heartbeat_stop(heartbeat *hb) {
+    pthread_mutex_lock(&hb->mu);
+    hb->quit = 1;
+    pthread_cond_signal(&hb->cv);
+    pthread_mutex_unlock(&hb->mu);
+    if (hb->started) pthread_join(hb->thread, NULL);
+    pthread_cond_destroy(&hb->cv);
+    pthread_mutex_destroy(&hb->mu);
+}
+
 int pipeline_execute(const run_env *env, int64_t run_id) {
     store *st = NULL;
     char err[512] = "";
@@ -110,15 +186,16 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
         return -1;
     }
     int result = -1;
-    llm_provider *llm = NULL;
-    if (env->make_provider) llm = env->make_provider(env->provider_ctx, &run, st, err, sizeof err);
-    else llm = llm_local_new(env->vocab);
+    llm_provider *llm = make_llm(env, &run, st, err, sizeof err);
     if (!llm) {
         finish(st, run_id, "failed", err[0] ? err : "cannot create the LLM provider");
     } else {
         if (store_run_heartbeat(st, run_id, env->owner, wall_unix()))
             log_warn("run %lld: heartbeat: %s", (long long)run_id, store_errmsg(st));
+        heartbeat hb;
+        heartbeat_start(&hb, env, run_id);
         step_result r = run_phases(env, st, llm, &run, err, sizeof err);
+        heartbeat_stop(&hb);
         if (r == STEP_DONE) {
             finish(st, run_id, "completed", NULL);
             result = 0;
@@ -129,7 +206,7 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
             log_error("run %lld failed: %s", (long long)run_id, err);
             finish(st, run_id, "failed", err);
         }
-        llm_provider_destroy(llm);
+        release_llm(env, llm);
     }
     /* A stop can arrive after the last check; report what the row says. */
     run_record final;
@@ -164,27 +241,82 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
     return pipeline_execute(env, *run_id);
 }
 
+int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen) {
+    int rc = store_run_resume(st, run_id, wall_unix());
+    if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
+    if (rc == STORE_OK) return 0;
+    if (rc == STORE_BUSY) {
+        snprintf(err, errlen, "another pipeline run is in progress");
+        return -2;
+    }
+    if (rc == STORE_CONFLICT) {
+        snprintf(err, errlen, "pipeline run %lld is not stopped or failed", (long long)run_id);
+        return -4;
+    }
+    if (rc == STORE_NOTFOUND) {
+        snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        return -5;
+    }
+    snprintf(err, errlen, "%s", store_errmsg(st));
+    return -3;
+}
+
 int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen) {
     store *st = NULL;
     if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
-    int rc = store_run_resume(st, run_id, wall_unix());
-    if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
-    int out = 0;
-    if (rc == STORE_BUSY) {
-        snprintf(err, errlen, "another pipeline run is in progress");
-        out = -2;
-    } else if (rc == STORE_CONFLICT) {
-        snprintf(err, errlen, "pipeline run %lld is not stopped or failed", (long long)run_id);
-        out = -4;
-    } else if (rc == STORE_NOTFOUND) {
-        snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
-        out = -5;
-    } else if (rc != STORE_OK) {
-        snprintf(err, errlen, "%s", store_errmsg(st));
-        out = -3;
-    }
+    int out = pipeline_resume_prepare(st, run_id, err, errlen);
     store_close(st);
     return out ? out : pipeline_execute(env, run_id);
+}
+
+/* Why a finished run cannot get stories by hand, or NULL if it can. */
+static const char *stories_ineligible(const run_record *run) {
+    if (strcmp(run->status, "completed") != 0 && strcmp(run->status, "stopped") != 0)
+        return "is not completed";
+    if (run->dry_run) return "is a dry run";
+    if (run->stories_done) return "already has stories";
+    if (!run->stories_ready || run->themes_extracted == 0) return "has no extracted themes";
+    return NULL;
+}
+
+static int create_stories_with(const run_env *env, store *st, const run_record *run, char *err,
+                               size_t errlen) {
+    llm_provider *llm = make_llm(env, run, st, err, errlen);
+    if (!llm) return -1;
+    int rc = stories_run(env, st, llm, run, err, errlen);
+    release_llm(env, llm);
+    return rc;
+}
+
+int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_t errlen) {
+    store *st = NULL;
+    if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -1;
+    run_record run;
+    int rc = store_run_get(st, run_id, &run);
+    if (rc != STORE_FOUND) {
+        if (rc == STORE_NOTFOUND)
+            snprintf(err, errlen, "pipeline run %lld not found", (long long)run_id);
+        else
+            snprintf(err, errlen, "%s", store_errmsg(st));
+        store_close(st);
+        return rc == STORE_NOTFOUND ? -5 : -1;
+    }
+    const char *why = stories_ineligible(&run);
+    if (why) {
+        snprintf(err, errlen, "pipeline run %lld %s", (long long)run_id, why);
+        rc = -4;
+    } else {
+        rc = create_stories_with(env, st, &run, err, errlen);
+        if (rc < 0) {
+            log_error("run %lld: creating stories failed: %s", (long long)run_id, err);
+            if (store_put_run_error(st, run_id, PHASE_STORIES, err, wall_unix()) != STORE_OK)
+                log_warn("run %lld: recording the failure: %s", (long long)run_id,
+                         store_errmsg(st));
+        }
+    }
+    run_record_free(&run);
+    store_close(st);
+    return rc;
 }
 
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {

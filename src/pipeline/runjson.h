@@ -12,6 +12,9 @@
 
 /* Full status (errors, usage per phase). NULL on a store error. */
 json_t *run_status_json(store *s, const run_record *r, int64_t now);
+/* The same document serialised (json_dumps flags), built without parsing the stored
+ * warnings back (the HTTP API's hot path). Caller frees; NULL on a store error. */
+char *run_status_json_text(store *s, const run_record *r, int64_t now, size_t flags);
 /* The shorter history item (original §1.4): no errors list, error_count instead. */
 json_t *run_list_item_json(store *s, const run_record *r);
 

@@ -54,6 +54,8 @@ static const phase_ops *phase_ops_of(int phase) {
 }
 
 static void drop_provider(worker *w) {
+    if (w->llm && w->env.make_provider && w->env.provider_done)
+        w->env.provider_done(w->env.provider_ctx, w->llm);
     if (w->llm) llm_provider_destroy(w->llm);
     w->llm = NULL;
     w->llm_run = 0;

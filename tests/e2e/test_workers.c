@@ -22,6 +22,7 @@
 #include "support/convgen.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
+#include "support/server.h"
 #include "util/buf.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
@@ -687,6 +688,83 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     bg_free(&w2);
     env_free(&env);
     CHECK_INT(fakeproc_stop(&fp), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    /* The server drives the run; workers 0 and 1 help; worker 2 is killed with its
+     * batch in flight (its endpoint is slow). */
+    enum { NW = 3 };
+    fakeproc fs, fw[NW];
+    REQUIRE(start_fake(&fs, latency, NULL) == 0);
+    REQUIRE(start_fake(&fw[0], latency, NULL) == 0);
+    REQUIRE(start_fake(&fw[1], latency, NULL) == 0);
+    REQUIRE(start_fake(&fw[2], "3000", NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set es, ew[NW];
+    env_for(&es, &fs);
+    test_server srv;
+    REQUIRE(ts_start(&srv, db, NULL, (const char *const *)es.e) == 0);
+    int64_t run = ts_start_run(&srv, "{\"llm\": \"openai\", \"concurrency\": 8, "
+                                     "\"all_conversations\": true, \"auto_create_stories\": true}");
+    REQUIRE(run > 0);
+    bgproc workers[NW];
+    for (int i = 0; i < NW; i++) {
+        env_for(&ew[i], &fw[i]);
+        char name[32];
+        snprintf(name, sizeof name, "worker%d", i);
+        REQUIRE(bg_start(&workers[i], dir, name, &ew[i], "worker", "--db", db, "--once",
+                         "--concurrency", "8", NULL) == 0);
+    }
+    bgproc *victim = &workers[2];
+    int64_t held = 0, deadline = mono_ms() + 60000;
+    while (mono_ms() < deadline && (held = claimed_by(db, run, victim->owner)) <= 0) sleep_ms(10);
+    REQUIRE(held > 0);
+    while (mono_ms() < deadline && stat_int(&fw[2], "requests") < 1) sleep_ms(10);
+    CHECK_INT(kill(victim->pid, SIGKILL), 0);
+    CHECK_INT(fakeproc_wait(victim->pid, 10000), -1);
+
+    int ok = 0;
+    json_t *st = ts_wait_status(&srv, run, RUN_TIMEOUT_MS, ts_is_terminal, NULL, &ok);
+    CHECK(ok);
+    CHECK_STR(jx_str(st, "status"), "completed");
+    json_decref(st);
+    for (int i = 0; i < 2; i++) CHECK_INT(bg_wait(&workers[i], 20000), 0);
+    check_same_outcome(ref.db, ref.run, db, run);
+    int64_t again = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
+                          run);
+    fprintf(stdout, "    killed a worker holding %lld items; %lld items claimed twice\n",
+            (long long)held, (long long)again);
+    CHECK(again >= held && again <= held + CLAIM_BATCH);
+    /* The server's view of the stories is the reference's. */
+    char *fa = stories_fingerprint(ref.db, ref.run), *fb = ts_stories_fingerprint(&srv, run);
+    CHECK_STR(fb, fa);
+    CHECK(fb && strlen(fb) > 0);
+    free(fa);
+    free(fb);
+    CHECK(item_requests(&fw[0]) > 0 && item_requests(&fw[1]) > 0);
+    CHECK_INT(ts_stop(&srv, 20000), 0);
+
+    for (int i = 0; i < NW; i++) {
+        bg_free(&workers[i]);
+        env_free(&ew[i]);
+        CHECK_INT(fakeproc_stop(&fw[i]), 0);
+    }
+    env_free(&es);
+    CHECK_INT(fakeproc_stop(&fs), 0);
     free(db);
     reference_free(&ref);
     free(file);

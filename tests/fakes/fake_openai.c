@@ -263,6 +263,25 @@ static void count_task(fake *f, int task, int64_t arrival, int64_t release) {
     if (release > t->last_ms) t->last_ms = release;
 }
 
+/* A transcript ("[Customer]: ..." and "[Support]: ..." blocks separated by blank
+ * lines) gives the analyzer what a real model would read as the customer's words: the
+ * first customer block (body) and all of them (digest). Other text is used as is. */
+static void customer_parts(const char *text, buf_t *first, buf_t *all) {
+    static const char label[] = "[Customer]: ";
+    for (const char *p = text; p && *p;) {
+        const char *end = strstr(p, "\n\n[");
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n >= sizeof label - 1 && strncmp(p, label, sizeof label - 1) == 0) {
+            const char *b = p + sizeof label - 1;
+            size_t bn = n - (sizeof label - 1);
+            if (!first->len) buf_append(first, b, bn);
+            if (all->len) buf_puts(all, "\n\n");
+            buf_append(all, b, bn);
+        }
+        p = end ? end + 2 : NULL;
+    }
+}
+
 /* The chat answer's content, or NULL with an HTTP error sent. */
 static char *chat_content(fake *f, fh_request *req, const json_t *body, int *task) {
     const char *msg = task_message(jx_arr(body, "messages"));
@@ -279,7 +298,11 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
     c.task = (enum llm_task)b.task;
     const char *text = b.conversation ? b.conversation : "";
     c.in.conv_id = "fake";
-    c.in.body = c.in.digest = c.in.transcript = text;
+    buf_t first = BUF_INIT, all = BUF_INIT;
+    customer_parts(text, &first, &all);
+    c.in.body = first.len ? buf_cstr(&first) : text;
+    c.in.digest = all.len ? buf_cstr(&all) : text;
+    c.in.transcript = text;
     c.in.support_text = b.support ? b.support : "";
     c.in.source_url = b.url;
     c.args = b.args ? json_loads(b.args, 0, NULL) : NULL;
@@ -294,6 +317,8 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
     llm_call_reset_result(&c);
     json_decref(c.args);
     prompt_blocks_free(&b);
+    buf_free(&first);
+    buf_free(&all);
     return out;
 }
 

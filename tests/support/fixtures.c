@@ -1,5 +1,6 @@
 /* Test fixtures (see fixtures.h). */
 #include "support/fixtures.h"
+#include "store/db.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -55,7 +56,7 @@ static char *url_with_database(const char *server_url, const char *name) {
 /* A fresh database on the PostgreSQL test server. Names combine the pid, a per-process
  * counter and the clock, so neither the forked test cases of one binary nor two runs
  * of the suite against one server collide. */
-static char *pg_test_database(const char *server_url) {
+static char *pg_test_database(const char *server_url, const char *template_db) {
     /* Shared by every call in the process (atomic: a test may call from threads). */
     static _Atomic unsigned counter;
     PGconn *c = PQconnectdb(server_url);
@@ -67,7 +68,8 @@ static char *pg_test_database(const char *server_url) {
     char name[64];
     snprintf(name, sizeof name, "feedline_test_%ld_%u_%llx", (long)getpid(), atomic_fetch_add(&counter, 1) + 1,
              (unsigned long long)(mono_us() & 0xffffffffffULL));
-    char *sql = xasprintf("CREATE DATABASE %s", name);
+    char *sql = template_db ? xasprintf("CREATE DATABASE %s TEMPLATE %s", name, template_db)
+                            : xasprintf("CREATE DATABASE %s", name);
     PGresult *r = PQexec(c, sql);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         fprintf(stdout, "    %s: %s", sql, PQresultErrorMessage(r));
@@ -81,11 +83,38 @@ static char *pg_test_database(const char *server_url) {
 
 char *fx_db_url(void) {
     const char *pg = getenv("FEEDLINE_TEST_PG");
-    if (pg && pg[0]) return pg_test_database(pg);
+    if (pg && pg[0]) return pg_test_database(pg, NULL);
     char *dir = fx_tmpdir();
     char *url = xasprintf("%s/test.db", dir);
     free(dir);
     return url;
+}
+
+char *fx_db_copy(const char *url) {
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    if (pg && pg[0] && db_is_postgres_url(url)) {
+        /* CREATE DATABASE ... TEMPLATE copies it server-side (nobody may be connected). */
+        const char *name = strrchr(url, '/');
+        char *src = xstrdup(name ? name + 1 : url);
+        char *q = strchr(src, '?');
+        if (q) *q = '\0';
+        char *copy = pg_test_database(pg, src);
+        free(src);
+        return copy;
+    }
+    char *copy = fx_db_url();
+    FILE *in = fopen(url, "rb"), *out = fopen(copy, "wb");
+    if (!in || !out) {
+        fprintf(stdout, "    cannot copy %s\n", url);
+        abort();
+    }
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, in)) > 0)
+        if (fwrite(chunk, 1, n, out) != n) abort();
+    fclose(in);
+    if (fclose(out) != 0) abort();
+    return copy;
 }
 
 store *fx_store_open(const char *url) {

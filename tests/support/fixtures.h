@@ -17,6 +17,9 @@ void fx_rmtree(const char *path);
  * FEEDLINE_TEST_PG is set to a postgres:// URL, a fresh schema-isolated database there.
  * Caller frees. */
 char *fx_db_url(void);
+/* A copy of a database nobody is connected to (a SQLite file copy, or on PostgreSQL
+ * CREATE DATABASE ... TEMPLATE). Caller frees the new URL. */
+char *fx_db_copy(const char *url);
 /* Opens the store or aborts the test process with the error. */
 store *fx_store_open(const char *url);
 /* A prepared record with the given id, created_at and customer body. */

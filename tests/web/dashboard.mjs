@@ -138,7 +138,12 @@ await step("usable at phone width", async () => {
   await page.reload({ waitUntil: "domcontentloaded" });
   await page.locator("#history tr[data-run]").first().waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  if (overflow > 2) throw new Error("page is " + overflow + " px wider than the screen");
+  if (overflow > 2) {
+    const wide = await page.evaluate(() => [...document.querySelectorAll("body *")]
+      .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+      .slice(0, 3).map((el) => el.tagName + (el.id ? "#" + el.id : "") + "." + el.className));
+    throw new Error("page is " + overflow + " px wider than the screen: " + wide.join(", "));
+  }
   await page.screenshot({ path: join(shots, "08-phone.png"), fullPage: true });
 });
 

@@ -1,0 +1,208 @@
+/* feedline serve: runs the HTTP API (src/api/) until SIGINT or SIGTERM, then shuts
+ * down gracefully: stop accepting, let the active run reach a checkpoint and mark it
+ * stopped (resumable), exit 0. A second signal exits at once. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "cli/cli.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+int cmd_serve(int argc, char **argv);
+
+#define MAX_CORS 32
+
+/* The original's allow-list: its web clients on loopback. */
+static const char *const DEFAULT_CORS[] = {
+    "http://localhost:8501", "http://127.0.0.1:8501", "http://localhost:3000",
+    "http://127.0.0.1:3000", "http://localhost:3001", "http://127.0.0.1:3001"};
+
+static void serve_usage(FILE *out) {
+    fprintf(out,
+            "usage: feedline serve [--db DB] [--listen ADDR:PORT] [--llm local|openai]\n"
+            "                      [--threads N] [--cors-origin ORIGIN]... [--vocab FILE]\n"
+            "                      [--no-response-cache]\n"
+            "\n"
+            "Serves the dashboard at / and the HTTP API: /api/pipeline (start, status, history, active, stop,\n"
+            "resume, create-stories, events), /api/themes, /api/stories, /health,\n"
+            "/metrics and /openapi.json. Runs execute in the background; requests never\n"
+            "wait for them. SIGINT/SIGTERM stop the active run at a checkpoint (resumable).\n"
+            "\n"
+            "  --db DB              SQLite file or postgres:// URL (default feedline.db)\n"
+            "  --listen ADDR:PORT   address to bind (default 127.0.0.1:8000; port 0 picks one)\n"
+            "  --llm NAME           LLM of runs that do not name one (default: openai when\n"
+            "                       OPENAI_API_KEY is set, else local)\n"
+            "  --threads N          HTTP worker threads (default: one per core)\n"
+            "  --cors-origin ORIGIN allowed browser origin, repeatable; \"*\" allows any\n"
+            "                       (default: $FEEDLINE_CORS_ORIGINS, comma-separated, else\n"
+            "                       http://localhost|127.0.0.1 on ports 8501, 3000, 3001)\n"
+            "  --vocab FILE         theme vocabulary (default data/theme_vocabulary.json)\n"
+            "  --no-response-cache  answer every read from the database (by default a worker\n"
+            "                       reuses its last answer to the same request while the\n"
+            "                       database is unchanged; for measurements)\n"
+            "\n"
+            "FEEDLINE_API_TOKEN, when set, is required as \"Authorization: Bearer TOKEN\" on\n"
+            "every mutating request (401 otherwise). Prints \"listening on ADDR:PORT\" when\n"
+            "ready.\n");
+}
+
+typedef struct serve_opts {
+    const char *db, *listen, *llm, *vocab;
+    long long threads;
+    int no_cache;
+    const char *cors[MAX_CORS];
+    size_t ncors;
+    char *cors_env; /* owned copy of FEEDLINE_CORS_ORIGINS, split in place */
+} serve_opts;
+
+static int add_origin(serve_opts *o, const char *origin) {
+    if (o->ncors == MAX_CORS) {
+        fprintf(stderr, "feedline serve: at most %d CORS origins\n", MAX_CORS);
+        return -1;
+    }
+    o->cors[o->ncors++] = origin;
+    return 0;
+}
+
+static int default_origins(serve_opts *o) {
+    const char *env = getenv("FEEDLINE_CORS_ORIGINS");
+    if (!env) {
+        for (size_t i = 0; i < sizeof DEFAULT_CORS / sizeof DEFAULT_CORS[0]; i++)
+            if (add_origin(o, DEFAULT_CORS[i])) return -1;
+        return 0;
+    }
+    o->cors_env = xstrdup(env);
+    char *save = NULL;
+    for (char *t = strtok_r(o->cors_env, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
+        if (add_origin(o, t)) return -1;
+    return 0;
+}
+
+/* 0 to proceed, 1 after --help, -1 on a usage error. */
+static int parse_serve(int argc, char **argv, serve_opts *o) {
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},      {"listen", required_argument, NULL, 'L'},
+        {"llm", required_argument, NULL, 'l'},     {"threads", required_argument, NULL, 't'},
+        {"cors-origin", required_argument, NULL, 'c'}, {"vocab", required_argument, NULL, 'v'},
+        {"no-response-cache", no_argument, NULL, 'N'}, {"help", no_argument, NULL, 'h'},
+        {0}};
+    memset(o, 0, sizeof *o);
+    o->listen = "127.0.0.1:8000";
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o->db = optarg; break;
+        case 'L': o->listen = optarg; break;
+        case 'l': o->llm = optarg; break;
+        case 'v': o->vocab = optarg; break;
+        case 'N': o->no_cache = 1; break;
+        case 't':
+            if (cli_parse_int("--threads", optarg, 1, 256, &o->threads)) return -1;
+            break;
+        case 'c':
+            if (add_origin(o, optarg)) return -1;
+            break;
+        case 'h': serve_usage(stdout); return 1;
+        default: serve_usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "feedline serve: unexpected argument \"%s\"\n", argv[optind]);
+        return -1;
+    }
+    if (o->llm && strcmp(o->llm, "local") != 0 && strcmp(o->llm, "openai") != 0) {
+        fprintf(stderr, "feedline serve: --llm must be local or openai, not \"%s\"\n", o->llm);
+        return -1;
+    }
+    if (o->ncors == 0 && default_origins(o)) return -1;
+    return 0;
+}
+
+static int is_loopback(const char *listen) {
+    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
+           strncmp(listen, "[::1]:", 6) == 0;
+}
+
+/* Waits for the runs after the first signal; a second one exits immediately. */
+static void wait_for_checkpoint(api_server *srv, const sigset_t *signals) {
+    while (!api_server_wait_idle(srv, 100)) {
+        struct timespec zero = {0, 0};
+        if (sigtimedwait(signals, NULL, &zero) > 0) {
+            static const char msg[] = "feedline serve: second signal, exiting without waiting\n";
+            ssize_t w = write(2, msg, sizeof msg - 1);
+            (void)w;
+            _exit(1);
+        }
+    }
+}
+
+static int serve(const serve_opts *o, vocab *v, const sigset_t *signals) {
+    const char *token = getenv("FEEDLINE_API_TOKEN");
+    api_config cfg = {0};
+    cfg.db_url = cli_db(o->db);
+    cfg.listen = o->listen;
+    cfg.vocab = v;
+    cfg.default_llm = o->llm ? o->llm : cli_default_llm();
+    cfg.token = token;
+    cfg.cors_origins = o->cors;
+    cfg.ncors = o->ncors;
+    cfg.threads = (int)o->threads;
+    cfg.make_provider = cli_make_provider;
+    cfg.provider_ctx = v;
+    cfg.owner = cli_owner();
+    cfg.no_response_cache = o->no_cache;
+    cfg.conversation_url = getenv("FEEDLINE_CONVERSATION_URL");
+    api_server *srv = NULL;
+    char err[600];
+    if (api_server_start(&cfg, &srv, err, sizeof err) != 0) {
+        fprintf(stderr, "feedline serve: %s\n", err);
+        return EXIT_FAILURE_;
+    }
+    if (!is_loopback(o->listen) && !(token && token[0]))
+        log_warn("listening on %s without FEEDLINE_API_TOKEN: anyone who can reach it can start "
+                 "and stop runs", api_server_address(srv));
+    printf("listening on %s\n", api_server_address(srv));
+    fflush(stdout);
+    int sig = 0;
+    while (sigwait(signals, &sig) != 0) {}
+    log_info("signal %d: stopping (runs stop at their next checkpoint)", sig);
+    api_server_begin_shutdown(srv);
+    wait_for_checkpoint(srv, signals);
+    api_server_stop(srv);
+    log_info("stopped");
+    return EXIT_OK;
+}
+
+int cmd_serve(int argc, char **argv) {
+    serve_opts o;
+    int p = parse_serve(argc, argv, &o);
+    if (p) {
+        free(o.cors_env);
+        return p > 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    log_init_from_env(LOG_INFO);
+    vocab *v = cli_load_vocab(o.vocab);
+    if (!v) {
+        free(o.cors_env);
+        return EXIT_FAILURE_;
+    }
+    /* Signals are taken synchronously by this thread (sigwait): block them before any
+     * thread exists, so every thread inherits the mask. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int code = serve(&o, v, &signals);
+    vocab_free(v);
+    free(o.cors_env);
+    return code;
+}
