@@ -867,10 +867,11 @@ static int queued_jobs(const oa_provider *p, int max) {
  * granted, else ms to wait before trying again. */
 static int64_t claim_slots(oa_provider *p) {
     int n = rl_grant_size(&p->rl, queued_jobs(p, RL_SHARED_BLOCK));
-    double interval = rl_shared_interval_ms(&p->rl);
+    /* Whole microseconds, rounded up: the spacing is never below the limit's. */
+    int64_t interval_us = (int64_t)ceil(rl_shared_interval_ms(&p->rl) * 1000.0);
     int64_t first_in_us = 0;
-    if (store_budget_claim(p->budget_st, p->budget_key, n, (int64_t)ceil(interval * 1000.0),
-                           &first_in_us) != STORE_OK) {
+    if (store_budget_claim(p->budget_st, p->budget_key, n, interval_us, &first_in_us) !=
+        STORE_OK) {
         if (!p->budget_failing)
             log_warn("openai: the shared requests/min budget is unavailable, holding requests: %s",
                      store_errmsg(p->budget_st));
@@ -881,7 +882,7 @@ static int64_t claim_slots(oa_provider *p) {
     /* The offset is from the database's clock at the claim; read ours after the answer,
      * so the slot lands at or after its time here, never before. */
     double now = (double)mono_us() / 1000.0;
-    rl_grant(&p->rl, now + (double)first_in_us / 1000.0, interval, n);
+    rl_grant(&p->rl, now + (double)first_in_us / 1000.0, (double)interval_us / 1000.0, n);
     return 0;
 }
 

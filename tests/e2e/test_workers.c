@@ -30,7 +30,10 @@
 
 #define MAX_ARGS 24
 #define MAX_ENV 16
-#define LEASE "3"
+/* Leases: short where a worker is killed (its batch comes back after it), longer
+ * elsewhere, so that a process slowed down by a loaded machine keeps its claims. */
+#define SHORT_LEASE "3"
+#define LEASE "10"
 /* Small batches, so that a few hundred conversations spread over every process. */
 #define CLAIM_BATCH 16
 #define RUN_TIMEOUT_MS 240000
@@ -62,7 +65,7 @@ static void env_add(env_set *s, char *kv) {
 }
 
 /* The environment of a process talking to the fake fp. */
-static void env_for(env_set *s, const fakeproc *fp) {
+static void env_for_lease(env_set *s, const fakeproc *fp, const char *lease) {
     memset(s, 0, sizeof *s);
     char *vpath = fx_path("data/theme_vocabulary.json");
     env_add(s, xasprintf("FEEDLINE_VOCAB=%s", vpath));
@@ -71,10 +74,12 @@ static void env_for(env_set *s, const fakeproc *fp) {
     env_add(s, xstrdup("OPENAI_API_KEY=test-key"));
     env_add(s, xstrdup("FEEDLINE_LLM_BACKOFF_MS=20"));
     env_add(s, xstrdup("FEEDLINE_LLM_TIMEOUT_MS=10000"));
-    env_add(s, xstrdup("FEEDLINE_LEASE_SECONDS=" LEASE));
+    env_add(s, xasprintf("FEEDLINE_LEASE_SECONDS=%s", lease));
     env_add(s, xstrdup("FEEDLINE_LOG=info"));
     env_add(s, xasprintf("FEEDLINE_CLAIM_BATCH=%d", CLAIM_BATCH));
 }
+
+static void env_for(env_set *s, const fakeproc *fp) { env_for_lease(s, fp, LEASE); }
 
 static void env_free(env_set *s) {
     for (int i = 0; i < s->n; i++) free(s->e[i]);
@@ -563,9 +568,9 @@ TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     char *db = database_with(file);
     REQUIRE(db != NULL);
     env_set ed, ew, ev;
-    env_for(&ed, &fd);
-    env_for(&ew, &fw);
-    env_for(&ev, &fv);
+    env_for_lease(&ed, &fd, SHORT_LEASE);
+    env_for_lease(&ew, &fw, SHORT_LEASE);
+    env_for_lease(&ev, &fv, SHORT_LEASE);
     bgproc driver, worker, victim;
     REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
                      "--concurrency", "8", NULL) == 0);
@@ -715,7 +720,7 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     char *db = database_with(file);
     REQUIRE(db != NULL);
     env_set es, ew[NW];
-    env_for(&es, &fs);
+    env_for_lease(&es, &fs, SHORT_LEASE);
     test_server srv;
     REQUIRE(ts_start(&srv, db, NULL, (const char *const *)es.e) == 0);
     int64_t run = ts_start_run(&srv, "{\"llm\": \"openai\", \"concurrency\": 8, "
@@ -723,7 +728,7 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     REQUIRE(run > 0);
     bgproc workers[NW];
     for (int i = 0; i < NW; i++) {
-        env_for(&ew[i], &fw[i]);
+        env_for_lease(&ew[i], &fw[i], SHORT_LEASE);
         char name[32];
         snprintf(name, sizeof name, "worker%d", i);
         REQUIRE(bg_start(&workers[i], dir, name, &ew[i], "worker", "--db", db, "--once",
@@ -805,7 +810,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     char *db = database_with(file);
     REQUIRE(db != NULL);
     env_set env;
-    env_for(&env, &fp);
+    env_for_lease(&env, &fp, SHORT_LEASE);
     bgproc driver, w1, w2;
     REQUIRE(bg_start(&driver, dir, "driver", &env, "run", "--db", db, "--llm", "openai",
                      "--concurrency", "8", NULL) == 0);
