@@ -14,8 +14,10 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_stri
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 passed=0; failed=0; broken=""
 for t in "$@"; do
+  t0=$(date +%s)
   out=$("$t" 2>&1); rc=$?
   printf '%s\n' "$out" | grep -v '^$'
+  echo "  ($(basename "$t"): $(( $(date +%s) - t0 )) s)"
   line=$(printf '%s\n' "$out" | grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$' | tail -n 1)
   if [ -n "$line" ]; then
     p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')

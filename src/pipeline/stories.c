@@ -287,6 +287,16 @@ static int plan_partition(plan *p, story_input *in, size_t n, const char *name) 
     return rc;
 }
 
+/* Whether to give up building stories. A run's own story phase (status running) stops
+ * with the run; stories created by hand on a finished run have no stop of their own in
+ * the database (its status is completed or stopped, which must not read as "stop"), so
+ * only the in-process flag counts there. */
+static int stories_stop_requested(const run_env *env, store *st, const run_record *run) {
+    int by_hand = strcmp(run->status, "completed") == 0 || strcmp(run->status, "stopped") == 0;
+    if (!by_hand) return engine_stop_requested(env, st, run->id);
+    return env->stop_flag && atomic_load(env->stop_flag);
+}
+
 static int build_plan(const run_env *env, store *st, const run_record *run, plan *p,
                       char *err, size_t errlen) {
     char **areas = NULL;
@@ -303,7 +313,7 @@ static int build_plan(const run_env *env, store *st, const run_record *run, plan
      * the original; large ones partition by area first. */
     size_t parts = total <= CLUSTER_DIRECT_MAX ? (na ? 1 : 0) : na;
     for (size_t i = 0; i < parts && rc == 0; i++) {
-        if (engine_stop_requested(env, st, run->id)) {
+        if (stories_stop_requested(env, st, run)) {
             rc = 1;
             break;
         }
@@ -547,7 +557,7 @@ int stories_run(const run_env *env, store *st, llm_provider *llm, const run_reco
     int rc = build_plan(env, st, run, &p, err, errlen);
     if (rc == 0) {
         make_titles(llm, st, run, &p);
-        if (engine_stop_requested(env, st, run->id)) {
+        if (stories_stop_requested(env, st, run)) {
             rc = 1;
         } else if (write_plan(st, run, &p) != STORE_OK) {
             snprintf(err, errlen, "writing stories: %s", store_errmsg(st));
