@@ -162,6 +162,11 @@ static void report(const options *o, json_t *stats, const run_record *r, const i
             printf("  %-22s %5lld conversations: ideal %.0f ms, ratio %.3f (the other requests "
                    "are canonicalisations of new signatures)\n",
                    "", (long long)items, by_conv, wall / by_conv);
+            printf("  %-22s %5lld new-signature proposals canonicalised in %lld requests (at "
+                   "most %lld in one)\n",
+                   "", (long long)jx_int(stats, "canonicalize_proposals", 0),
+                   (long long)task_count(stats, "canonicalize"),
+                   (long long)jx_int(stats, "canonicalize_max_proposals", 0));
         }
     }
     printf("  whole run %.0f ms, sum of phase ideals %.0f ms, ratio %.3f\n", (double)end, ideal_sum,

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text/signature.h"
+#include "util/jsonx.h"
+
 const char *const LLM_CONVERSATION_TYPES[] = {
     "product_issue",     "how_to_question",   "feature_request", "account_issue",
     "billing_question",  "configuration_help", "general_inquiry", "spam", NULL};
@@ -29,6 +32,21 @@ const char *llm_task_name(enum llm_task t) {
     static const char *names[LLM_TASK_COUNT] = {"classify", "refine", "facets", "theme",
                                                 "canonicalize", "story", "embed"};
     return (unsigned)t < LLM_TASK_COUNT ? names[t] : "unknown";
+}
+
+const json_t *llm_canon_decision(const json_t *answer, const json_t *args, size_t i) {
+    const json_t *decisions = jx_arr(answer, "decisions"), *proposals = jx_arr(args, "proposals");
+    const char *proposed = jx_str(json_array_get(proposals, i), "proposed");
+    if (!decisions || !proposed) return NULL;
+    size_t k;
+    json_t *d;
+    json_array_foreach(decisions, k, d)
+        if (signature_same(jx_str(d, "proposed"), proposed)) return d;
+    d = json_array_get(decisions, i);
+    if (json_array_size(decisions) == json_array_size(proposals) && json_is_object(d) &&
+        !jx_str(d, "proposed"))
+        return d;
+    return NULL;
 }
 
 const char *llm_status_name(enum llm_status s) {

@@ -46,10 +46,15 @@ enum llm_task {
      *   "key_excerpts": [{"text": str, "relevance": str}],
      *   "context_used": [str], "context_gaps": [str]} */
     LLM_THEME,
-    /* Signature canonicalisation of a new (non-vocabulary) signature. args:
-     *  {"proposed": str, "product_area": str, "component": str, "user_intent": str,
-     *   "symptoms": [str], "existing": [{"signature", "product_area", "component"}]}
-     * Answer: {"signature": str, "matched_existing": bool, "reasoning": str} */
+    /* Signature canonicalisation of new (non-vocabulary) signatures of one product
+     * area, several in one request. args:
+     *  {"product_area": str,
+     *   "existing": [{"signature", "product_area", "component"}],
+     *   "proposals": [{"proposed": str, "component": str, "user_intent": str,
+     *                  "symptoms": [str]}]}
+     * Answer: {"decisions": [{"proposed": str, "signature": str,
+     *                         "matched_existing": bool, "reasoning": str}]}
+     * one decision per proposal (llm_canon_decision pairs them up). */
     LLM_CANONICALIZE,
     /* Story title/summary. args: {"signature", "product_area", "component",
      *  "action_type", "direction", "user_intents": [str], "symptoms": [str]}
@@ -76,6 +81,14 @@ extern const char *const LLM_DIRECTIONS[];         /* excess, deficit, creation,
 /* Index of s in a NULL-terminated set, or -1. */
 int llm_set_index(const char *const *set, const char *s);
 const char *llm_task_name(enum llm_task t); /* "classify", "refine", ... */
+/* At most this many proposals per canonicalisation request: the answer grows with
+ * each (a few dozen tokens), and a real model's latency with the answer. */
+#define LLM_CANON_BATCH_MAX 8
+/* The decision of a canonicalisation answer for proposal i of its args: the decision
+ * that names the same proposal (compared normalised), else the i-th when the answer
+ * has exactly one decision per proposal and that one names none. NULL when the answer
+ * has none for it. The answer's and args' shape: LLM_CANONICALIZE above. */
+const json_t *llm_canon_decision(const json_t *answer, const json_t *args, size_t i);
 
 enum llm_status {
     LLM_OK = 0,

@@ -76,15 +76,11 @@ static const json_t *find_existing(const json_t *existing, const char *proposal,
     return NULL;
 }
 
-static json_t *task_canonicalize(const llm_call *call, char *err, size_t errlen) {
-    const char *proposed = jx_str(call->args, "proposed");
-    if (!proposed || !*proposed) {
-        snprintf(err, errlen, "canonicalize: missing \"proposed\"");
-        return NULL;
-    }
+/* One proposal's decision. Proposals of the same request that name the same issue
+ * get the same signature: an earlier decision of the batch counts as existing. */
+static json_t *canon_decide(const json_t *existing, const json_t *decided, const char *proposed,
+                            const char *area) {
     char *norm = signature_normalize(proposed);
-    char *area = product_area_normalize(jx_str(call->args, "product_area"));
-    json_t *existing = jx_arr(call->args, "existing");
     int same = 0;
     const json_t *hit = existing ? find_existing(existing, norm, area, &same) : NULL;
     json_t *ans;
@@ -92,21 +88,60 @@ static json_t *task_canonicalize(const llm_call *call, char *err, size_t errlen)
         char *sig = signature_normalize(jx_str(hit, "signature"));
         char *why = xasprintf("\"%s\" is a near-duplicate of existing signature \"%s\"%s.", norm, sig,
                               same ? " in the same product area" : " (another product area)");
-        ans = json_pack("{s:o, s:b, s:o}", "signature", jx_string(sig), "matched_existing", 1,
-                        "reasoning", jx_string(why));
+        ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
+                        jx_string(sig), "matched_existing", 1, "reasoning", jx_string(why));
         free(sig);
         free(why);
-    } else {
-        char *why = xasprintf("No near-duplicate among %zu existing signatures; kept the "
-                              "normalised proposal.",
-                              existing ? json_array_size(existing) : (size_t)0);
-        ans = json_pack("{s:o, s:b, s:s}", "signature", jx_string(norm), "matched_existing", 0,
-                        "reasoning", why);
-        free(why);
+        free(norm);
+        return ans;
     }
+    size_t i;
+    json_t *d;
+    json_array_foreach(decided, i, d) {
+        const char *sig = jx_str(d, "signature");
+        if (sig && signature_near_duplicate(sig, norm)) {
+            char *why = xasprintf("Names the same issue as proposal \"%s\" of this request.",
+                                  jx_str(d, "proposed"));
+            ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
+                            jx_string(sig), "matched_existing", 0, "reasoning", jx_string(why));
+            free(why);
+            free(norm);
+            return ans;
+        }
+    }
+    char *why = xasprintf("No near-duplicate among %zu existing signatures; kept the "
+                          "normalised proposal.",
+                          existing ? json_array_size(existing) : (size_t)0);
+    ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
+                    jx_string(norm), "matched_existing", 0, "reasoning", jx_string(why));
+    free(why);
     free(norm);
-    free(area);
     return ans;
+}
+
+static json_t *task_canonicalize(const llm_call *call, char *err, size_t errlen) {
+    const json_t *proposals = jx_arr(call->args, "proposals");
+    if (!json_array_size(proposals)) {
+        snprintf(err, errlen, "canonicalize: missing \"proposals\"");
+        return NULL;
+    }
+    char *area = product_area_normalize(jx_str(call->args, "product_area"));
+    json_t *existing = jx_arr(call->args, "existing");
+    json_t *decisions = json_array();
+    size_t i;
+    json_t *pr;
+    json_array_foreach(proposals, i, pr) {
+        const char *proposed = jx_str(pr, "proposed");
+        if (!proposed || !*proposed) {
+            snprintf(err, errlen, "canonicalize: proposal %zu has no \"proposed\"", i);
+            json_decref(decisions);
+            free(area);
+            return NULL;
+        }
+        json_array_append_new(decisions, canon_decide(existing, decisions, proposed, area));
+    }
+    free(area);
+    return json_pack("{s:o}", "decisions", decisions);
 }
 
 /* ------------------------------------------------------------ story */

@@ -313,13 +313,13 @@ static oa_job *new_job(oa_call *oc) {
 }
 
 /* The chat request body; the same call always gives the same bytes (cache key). */
-static char *chat_body(const oa_provider *p, enum llm_task t, json_t *messages) {
+static char *chat_body(const oa_provider *p, const llm_call *c, json_t *messages) {
     json_t *b = json_object();
     json_object_set_new(b, "model", json_string(p->base.chat_model));
     json_object_set(b, "messages", messages);
     json_object_set_new(b, "response_format", json_pack("{ss}", "type", "json_object"));
     json_object_set_new(b, "temperature", json_integer(0));
-    json_object_set_new(b, "max_tokens", json_integer(prompts_max_tokens(t)));
+    json_object_set_new(b, "max_tokens", json_integer(prompts_max_tokens(c)));
     char *s = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     return s;
@@ -335,7 +335,7 @@ static json_t *message(const char *role, const char *content) {
 static void set_chat_body(oa_job *j, const char *body) {
     size_t len = strlen(body);
     httpc_request_body(j->req, body, len);
-    j->est_tokens = (int64_t)len / 4 + prompts_max_tokens(j->owner->call->task);
+    j->est_tokens = (int64_t)len / 4 + prompts_max_tokens(j->owner->call);
 }
 
 /* A cached answer text that parses and passes the phase's validation, or NULL. */
@@ -351,40 +351,72 @@ static json_t *usable_answer(const llm_call *c, char *text) {
     return a;
 }
 
-/* Canonicalisation requests carry the signatures known at the time, which change as
- * runs register new ones, so an identical re-run would not send identical bytes. Its
- * decisions are therefore also remembered per proposal (model, proposal, area,
- * component): a remembered decision is reused when it still stands, i.e. it kept the
- * proposal or chose a signature that is still among the existing ones offered now.
- * The same proposal then gets the same signature run after run. */
-static void canon_memo_key(const oa_provider *p, const llm_call *c, char out[65]) {
+/* Canonicalisation requests carry the signatures known at the time (and whichever
+ * proposals happened to be batched together), which change as runs register new
+ * ones, so an identical re-run would not send identical bytes. Its decisions are
+ * therefore also remembered per proposal (model, proposal, area, component): a
+ * request whose every proposal has a remembered decision that still stands (it kept
+ * the proposal, or chose a signature still among the existing ones offered now) is
+ * answered from them. The same proposal then gets the same signature run after run. */
+static void canon_memo_key(const oa_provider *p, const json_t *args, const json_t *proposal,
+                           char out[65]) {
     json_t *k = json_pack("{s:s, s:o, s:o, s:o}", "task", "canonicalize", "proposed",
-                          jx_string_or_null(jx_str(c->args, "proposed")), "product_area",
-                          jx_string_or_null(jx_str(c->args, "product_area")), "component",
-                          jx_string_or_null(jx_str(c->args, "component")));
+                          jx_string_or_null(jx_str(proposal, "proposed")), "product_area",
+                          jx_string_or_null(jx_str(args, "product_area")), "component",
+                          jx_string_or_null(jx_str(proposal, "component")));
     char *text = jx_dump(k);
     oa_cache_key(p->base.chat_model, text, strlen(text), out);
     free(text);
     json_decref(k);
 }
 
-static int same_signature(const char *a, const char *b) {
-    if (!a || !b) return 0;
-    char *x = signature_normalize(a), *y = signature_normalize(b);
-    int same = strcmp(x, y) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
-static int canon_decision_stands(const llm_call *c, const json_t *answer) {
-    const char *sig = jx_str(answer, "signature");
-    if (same_signature(sig, jx_str(c->args, "proposed"))) return 1;
+static int canon_decision_stands(const json_t *args, const json_t *proposal,
+                                 const json_t *decision) {
+    const char *sig = jx_str(decision, "signature");
+    if (!sig || !*sig) return 0;
+    if (signature_same(sig, jx_str(proposal, "proposed"))) return 1;
     size_t i;
     json_t *e;
-    json_array_foreach(jx_arr(c->args, "existing"), i, e)
-        if (same_signature(sig, jx_str(e, "signature"))) return 1;
+    json_array_foreach(jx_arr(args, "existing"), i, e)
+        if (signature_same(sig, jx_str(e, "signature"))) return 1;
     return 0;
+}
+
+/* The answer assembled from remembered decisions, or NULL when one is missing. */
+static json_t *canon_from_memo(oa_provider *p, const llm_call *c) {
+    const json_t *proposals = jx_arr(c->args, "proposals");
+    if (!json_array_size(proposals)) return NULL;
+    json_t *decisions = json_array();
+    size_t i;
+    json_t *pr;
+    json_array_foreach(proposals, i, pr) {
+        char memo[65];
+        canon_memo_key(p, c->args, pr, memo);
+        char *text = oa_cache_get(p->cache, memo);
+        json_t *d = text ? json_loads(text, 0, NULL) : NULL;
+        free(text);
+        if (!json_is_object(d) || !canon_decision_stands(c->args, pr, d)) {
+            json_decref(d);
+            json_decref(decisions);
+            return NULL;
+        }
+        json_object_set_new(d, "proposed", json_string(jx_str(pr, "proposed")));
+        json_array_append_new(decisions, d);
+    }
+    return json_pack("{s:o}", "decisions", decisions);
+}
+
+static void canon_remember(oa_provider *p, const llm_call *c, const json_t *answer) {
+    size_t i;
+    json_t *pr;
+    json_array_foreach(jx_arr(c->args, "proposals"), i, pr) {
+        const json_t *d = llm_canon_decision(answer, c->args, i);
+        if (!d) continue;
+        char memo[65], *text = jx_dump(d);
+        canon_memo_key(p, c->args, pr, memo);
+        oa_cache_put(p->cache, memo, p->base.chat_model, "canonicalize-memo", text, 0, 0);
+        free(text);
+    }
 }
 
 /* Answers a chat call from the cache; 1 when it did. */
@@ -392,13 +424,11 @@ static int chat_from_cache(oa_provider *p, oa_call *oc) {
     llm_call *c = oc->call;
     json_t *a = usable_answer(c, oa_cache_get(p->cache, oc->key));
     if (!a && c->task == LLM_CANONICALIZE) {
-        char memo[65];
-        canon_memo_key(p, c, memo);
-        a = usable_answer(c, oa_cache_get(p->cache, memo));
-        if (a && !canon_decision_stands(c, a)) {
-            json_decref(a);
-            a = NULL;
-        }
+        char *text = NULL;
+        json_t *m = canon_from_memo(p, c);
+        if (m) text = jx_dump(m);
+        json_decref(m);
+        a = usable_answer(c, text);
     }
     if (!a) return 0;
     c->answer = a;
@@ -420,7 +450,7 @@ static void start_chat(oa_provider *p, oa_call *oc) {
     json_array_append_new(messages, message("system", sys));
     json_array_append_new(messages, message("user", user));
     free(user);
-    char *body = chat_body(p, c->task, messages);
+    char *body = chat_body(p, c, messages);
     oa_cache_key(p->base.chat_model, body, strlen(body), oc->key);
     if (chat_from_cache(p, oc)) {
         free(body);
@@ -617,7 +647,7 @@ static void chat_invalid(oa_provider *p, oa_job *j, const char *content, const c
     char *fix = prompts_repair(why);
     json_array_append_new(j->messages, message("user", fix));
     free(fix);
-    char *body = chat_body(p, j->owner->call->task, j->messages);
+    char *body = chat_body(p, j->owner->call, j->messages);
     set_chat_body(j, body);
     free(body);
     j->transient = 0;
@@ -654,11 +684,7 @@ static void chat_answer(oa_provider *p, oa_job *j, const json_t *env) {
     char *text = jx_dump(a);
     oa_cache_put(p->cache, oc->key, p->base.chat_model, llm_task_name(c->task), text,
                  c->prompt_tokens, c->completion_tokens);
-    if (c->task == LLM_CANONICALIZE) {
-        char memo[65];
-        canon_memo_key(p, c, memo);
-        oa_cache_put(p->cache, memo, p->base.chat_model, "canonicalize-memo", text, 0, 0);
-    }
+    if (c->task == LLM_CANONICALIZE) canon_remember(p, c, a);
     free(text);
     if (c->answer) json_decref(c->answer);
     c->answer = a;

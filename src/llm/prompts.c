@@ -209,13 +209,16 @@ const char *prompts_system(const prompts *p, enum llm_task t) {
     return (unsigned)t < LLM_TASK_COUNT ? p->system[t] : NULL;
 }
 
-int prompts_max_tokens(enum llm_task t) {
-    switch (t) {
+int prompts_max_tokens(const llm_call *c) {
+    switch (c->task) {
     case LLM_CLASSIFY: return 400;
     case LLM_REFINE: return 700;
     case LLM_FACETS: return 200;
     case LLM_THEME: return 1500;
-    case LLM_CANONICALIZE: return 300;
+    case LLM_CANONICALIZE: { /* ~60 tokens a decision */
+        size_t n = json_array_size(json_object_get(c->args, "proposals"));
+        return 100 + 100 * (int)(n ? n : 1);
+    }
     case LLM_STORY: return 400;
     default: return 0;
     }

@@ -52,8 +52,8 @@ const char *prompts_system(const prompts *p, enum llm_task t);
 char *prompts_user(const prompts *p, const llm_call *c);
 /* The follow-up message of the repair retry, naming what was wrong. Caller frees. */
 char *prompts_repair(const char *reason);
-/* Completion tokens a task's answer may use (max_tokens of the request). */
-int prompts_max_tokens(enum llm_task t);
+/* Completion tokens a call's answer may use (max_tokens of the request). */
+int prompts_max_tokens(const llm_call *c);
 /* The task of a name ("theme" -> LLM_THEME), or -1. */
 int prompts_task_from_name(const char *name);
 

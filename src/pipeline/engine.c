@@ -96,7 +96,7 @@ static void account_usage(engine *e, const llm_call *c) {
 
 static void on_call_done(llm_call *call);
 
-static void submit_group(engine *e, call_group *g) {
+static int submit_group(engine *e, call_group *g) {
     g->call.done = on_call_done;
     g->call.user = g;
     e->in_flight++;
@@ -105,7 +105,9 @@ static void submit_group(engine *e, call_group *g) {
         for (size_t i = 0; i < g->n; i++)
             engine_item_fail(e, g->items[i], "LLM provider refused the request");
         free_group(g);
+        return -1;
     }
+    return 0;
 }
 
 /* Completion of one call: account for it, let the phase decide, resubmit or finish. */
@@ -133,16 +135,28 @@ static void on_call_done(llm_call *call) {
     }
 }
 
-void engine_resume_held(engine *e, call_group *g) {
-    e->held--;
-    g->step++;
-    llm_call_reset_result(&g->call);
-    submit_group(e, g);
-}
-
 void engine_finish_held(engine *e, call_group *g) {
     e->held--;
     free_group(g);
+}
+
+call_group *engine_join_held(engine *e, call_group *const *held, size_t n) {
+    size_t items = 0;
+    for (size_t i = 0; i < n; i++) items += held[i]->n;
+    call_group *g = xcalloc(1, sizeof *g + items * sizeof(work_item *));
+    g->e = e;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < held[i]->n; k++) g->items[g->n++] = held[i]->items[k];
+        e->held--;
+        free_group(held[i]); /* not its items: they moved */
+    }
+    return g;
+}
+
+int engine_submit(engine *e, call_group *g) { return submit_group(e, g); }
+
+int engine_starved(const engine *e) {
+    return e->nready == 0 && e->exhausted && e->in_flight < (size_t)e->concurrency;
 }
 
 void engine_abandon_held(engine *e, call_group *g) {
@@ -425,6 +439,7 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
         if (e.stopping || e.fatal) break;
 
         fill(&e);
+        if (ops->pump && !e.fatal) ops->pump(&e);
         if (e.in_flight > 0 || e.held > 0) {
             if (llm_poll(llm, POLL_TIMEOUT_MS) < 0)
                 engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");

@@ -57,8 +57,12 @@ typedef struct phase_ops {
     /* g->call completed (not cancelled). Returns 1 after setting up a follow-up call in
      * g (the engine resubmits it), 0 after finishing every item (ok or failed), or
      * ENGINE_HOLD when the phase keeps the group to continue it later itself
-     * (engine_resume_held / engine_finish_held / engine_abandon_held). */
+     * (engine_join_held / engine_finish_held / engine_abandon_held). */
     int (*complete)(engine *e, call_group *g);
+    /* Optional: called on every turn of the engine's loop, after new calls were
+     * started; a phase that holds work back (to batch it) decides here whether to
+     * send it (see engine_starved). */
+    void (*pump)(engine *e);
     /* Writes one successfully finished item; runs inside the engine's transaction. */
     int (*write)(engine *e, work_item *it);
     /* Frees it->state. */
@@ -115,10 +119,19 @@ void engine_add_warning(engine *e, const char *warning);
 void engine_set_args(call_group *g, json_t *args);
 /* Fills g->call.in from the first item's conversation. */
 void engine_fill_input(call_group *g);
-/* A held group continues with the follow-up call the phase set up in it. */
-void engine_resume_held(engine *e, call_group *g);
 /* A held group is finished (its items were finished with engine_item_ok/fail). */
 void engine_finish_held(engine *e, call_group *g);
+/* Joins n held groups into one new group carrying all their items (the held groups
+ * are consumed). The phase sets up its call (task, args, validate, step) and starts
+ * it with engine_submit; its completion comes back through ops->complete. */
+call_group *engine_join_held(engine *e, call_group *const *held, size_t n);
+/* Starts a group's call (one made by engine_join_held). 0, or -1 when the provider
+ * refused it: its items were failed and the group freed. */
+int engine_submit(engine *e, call_group *g);
+/* 1 when the engine has room for another call and no work of its own left to start
+ * (nothing ready, nothing more to claim now): work held back should go now, or the
+ * room is wasted. */
+int engine_starved(const engine *e);
 /* A held group is dropped on stop: its items are not written (released for resume). */
 void engine_abandon_held(engine *e, call_group *g);
 /* Aborts the phase with a fatal error (e.g. a store failure inside a callback). */

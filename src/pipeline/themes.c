@@ -7,15 +7,17 @@
  *  - a new signature is first compared deterministically with the area's existing
  *    signatures (vocabulary, this run's, earlier runs') and reused when it is a near
  *    duplicate; otherwise the provider canonicalises it against a bounded list (50);
- *  - decide-and-register is gated per product area: while canonicalisations of an
- *    area are in flight, new proposals of that area wait (held). When the last one
- *    finishes, every waiting proposal is decided at once against what is now known:
- *    near-duplicates are adopted without a call, the others are canonicalised
- *    concurrently (one call per distinct proposal; its near-duplicates wait for it)
- *    and each result is reconciled on completion with the signatures its siblings
- *    decided meanwhile. So two conversations proposing the same new signature at once
- *    produce one signature, and a burst of proposals in one area costs a few rounds
- *    of calls instead of one round each (which left a tail at the end of the phase);
+ *  - new proposals that match nothing known wait, per product area, and are
+ *    canonicalised in batches: one request carries up to LLM_CANON_BATCH_MAX distinct
+ *    proposals (a proposal that near-duplicates one already in the batch rides on its
+ *    decision). An area's batch goes when it is full, when the engine has a free slot
+ *    and nothing else to start (the end of the phase), or when its oldest proposal has
+ *    waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
+ *    canonicalisation requests rather than one per new signature;
+ *  - decide-and-register is gated per product area: while an area's batch is in
+ *    flight, its new proposals wait, and are decided after it against what it minted.
+ *    So two conversations proposing the same new signature at once produce one
+ *    signature;
  *  - is-new is decided by the store's atomic insert of the signature, so themes_new
  *    counts each new signature once, across workers and resumes.
  * Everything here runs on the engine's thread; the phase context needs no lock. */
@@ -35,13 +37,16 @@
 #include "util/timeutil.h"
 
 #define CANON_MAX_CANDIDATES 50
+/* A new proposal waits at most this long for its batch to fill (its result is not
+ * written before, so progress lags by as much). */
+#define CANON_MAX_WAIT_MS 30000
 #define SESSION_MAX 100000 /* distinct new signatures remembered per run */
 
 typedef struct theme_state {
     char *signature;      /* final, normalised */
     char *proposed;       /* as the extraction proposed it (normalised) */
     char *area, *component, *area_raw, *component_raw;
-    char *gate_area;      /* the area whose canonicalisation gate this item holds */
+    size_t canon_index;   /* the proposal of its canonicalisation batch it takes */
     int in_vocab;
     const char *match_confidence;
     char *user_intent, *affected_flow, *root_cause, *diagnostic;
@@ -49,11 +54,12 @@ typedef struct theme_state {
     quality_result q;
 } theme_state;
 
-/* Groups waiting for their area's canonicalisations to finish, in arrival order. */
+/* New proposals of one product area waiting for canonicalisation, in arrival order. */
 typedef struct waitq {
     call_group **g;
     size_t n, cap;
-    int busy; /* canonicalisations of this area in flight */
+    int busy;         /* canonicalisation batches of this area in flight */
+    int64_t since_ms; /* when the oldest waiting proposal arrived */
 } waitq;
 
 typedef struct themes_ctx {
@@ -81,9 +87,16 @@ static int validate_theme(const json_t *a, char *msg, size_t len) {
 
 static int validate_canon(const json_t *a, char *msg, size_t len) {
     if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
-    json_t *sig = json_object_get(a, "signature");
-    if (!json_is_string(sig) || !json_string_value(sig)[0])
-        return answer_reject(msg, len, "signature", "missing or not a string");
+    json_t *ds = json_object_get(a, "decisions");
+    if (!json_is_array(ds) || json_array_size(ds) == 0)
+        return answer_reject(msg, len, "decisions", "missing or not a non-empty array");
+    size_t i;
+    json_t *d;
+    json_array_foreach(ds, i, d) {
+        json_t *sig = json_object_get(d, "signature");
+        if (!json_is_string(sig) || !json_string_value(sig)[0])
+            return answer_reject(msg, len, "decisions[].signature", "missing or not a string");
+    }
     return 0;
 }
 
@@ -96,7 +109,6 @@ static void free_state(work_item *it) {
     free(ts->component);
     free(ts->area_raw);
     free(ts->component_raw);
-    free(ts->gate_area);
     free(ts->user_intent);
     free(ts->affected_flow);
     free(ts->root_cause);
@@ -253,80 +265,112 @@ static void finish_item(engine *e, work_item *it) {
     engine_item_ok(e, it);
 }
 
-/* Decides the signature of a group whose extraction proposed a new one. Returns 1 when
- * it set up a canonicalisation call, 0 when it finished the item without one. */
-static int decide_new_signature(engine *e, call_group *g) {
-    themes_ctx *tc = e->phase_ctx;
-    work_item *it = g->items[0];
-    theme_state *ts = it->state;
-    json_t *cands = area_candidates(e, tc, ts->area);
+/* A proposal that near-duplicates a signature already known in its area takes it.
+ * 1 when it did. */
+static int adopt_known(const vocab *v, theme_state *ts, const json_t *cands) {
     const char *dup = near_duplicate(cands, ts->proposed);
-    if (dup) {
-        const vocab_theme *t = vocab_match(tc->v, dup);
-        if (t) {
-            adopt_vocab_theme(ts, t);
-        } else {
-            free(ts->signature);
-            ts->signature = xstrdup(dup);
-        }
-        json_decref(cands);
-        finish_item(e, it);
-        return 0;
+    if (!dup) return 0;
+    const vocab_theme *t = vocab_match(v, dup);
+    if (t) {
+        adopt_vocab_theme(ts, t);
+    } else {
+        free(ts->signature);
+        ts->signature = xstrdup(dup);
     }
-    json_t *args = json_pack("{sssssssssOso}", "proposed", ts->proposed, "product_area",
-                             ts->area, "component", ts->component, "user_intent",
-                             ts->user_intent, "symptoms", ts->symptoms, "existing", cands);
-    engine_set_args(g, args);
-    g->call.task = LLM_CANONICALIZE;
-    g->call.validate = validate_canon;
     return 1;
 }
 
 static void hold_in(waitq *q, call_group *g) {
     XGROW(q->g, q->cap, q->n + 1);
+    if (q->n == 0) q->since_ms = mono_ms();
     q->g[q->n++] = g;
 }
 
-/* The canonicalisation set up for ts is counted against its area's gate. */
-static void gate_enter(waitq *q, theme_state *ts) {
-    q->busy++;
-    free(ts->gate_area);
-    ts->gate_area = xstrdup(ts->area);
+/* One canonicalisation request under construction. */
+typedef struct canon_batch {
+    call_group **g; /* the held groups it answers */
+    size_t n, cap;
+    json_t *proposals;
+} canon_batch;
+
+static void batch_send(engine *e, waitq *q, const char *area, const json_t *cands,
+                       canon_batch *b) {
+    if (b->n == 0) return;
+    call_group *g = engine_join_held(e, b->g, b->n);
+    g->step = 1;
+    engine_set_args(g, json_pack("{s:s, s:O, s:o}", "product_area", area, "existing", cands,
+                                 "proposals", b->proposals));
+    g->call.task = LLM_CANONICALIZE;
+    g->call.validate = validate_canon;
+    if (engine_submit(e, g) == 0) q->busy++;
+    b->n = 0;
+    b->proposals = json_array();
 }
 
-/* The area's canonicalisations are all done: decides every waiting group. A group
- * whose proposal near-duplicates one being canonicalised in this round waits for it
- * (its call would ask the same question). */
-static void run_area_queue(engine *e, waitq *q) {
+/* The proposal of the batch that p near-duplicates, or -1. */
+static int batch_leader(const canon_batch *b, const char *p) {
+    size_t i;
+    json_t *x;
+    json_array_foreach(b->proposals, i, x)
+        if (signature_near_duplicate(jx_str(x, "proposed"), p)) return (int)i;
+    return -1;
+}
+
+/* Decides every waiting proposal of an area whose gate is free: near-duplicates of
+ * what is known now are adopted without a call, the others go in batches. */
+static void area_flush(engine *e, themes_ctx *tc, const char *area, waitq *q) {
     call_group **waiting = q->g;
     size_t n = q->n;
     q->g = NULL;
     q->n = q->cap = 0;
-    char **asked = xcalloc(n ? n : 1, sizeof *asked); /* copies: a group can go away */
-    size_t nasked = 0;
+    json_t *cands = area_candidates(e, tc, area);
+    canon_batch b = {.proposals = json_array()};
     for (size_t i = 0; i < n; i++) {
         call_group *g = waiting[i];
         theme_state *ts = g->items[0]->state;
-        int dup = 0;
-        for (size_t k = 0; k < nasked && !dup; k++)
-            dup = signature_near_duplicate(asked[k], ts->proposed);
-        if (dup) {
-            hold_in(q, g);
-        } else if (decide_new_signature(e, g)) {
-            gate_enter(q, ts);
-            asked[nasked++] = xstrdup(ts->proposed);
-            engine_resume_held(e, g);
-        } else {
+        if (adopt_known(tc->v, ts, cands)) {
+            finish_item(e, g->items[0]);
             engine_finish_held(e, g);
+            continue;
         }
+        int lead = batch_leader(&b, ts->proposed);
+        if (lead < 0) {
+            if (json_array_size(b.proposals) >= LLM_CANON_BATCH_MAX)
+                batch_send(e, q, area, cands, &b);
+            lead = (int)json_array_size(b.proposals);
+            json_array_append_new(b.proposals,
+                                  json_pack("{sssssssO}", "proposed", ts->proposed, "component",
+                                            ts->component, "user_intent", ts->user_intent,
+                                            "symptoms", ts->symptoms));
+        }
+        ts->canon_index = (size_t)lead;
+        XGROW(b.g, b.cap, b.n + 1);
+        b.g[b.n++] = g;
     }
-    for (size_t k = 0; k < nasked; k++) free(asked[k]);
-    free(asked);
+    batch_send(e, q, area, cands, &b);
+    json_decref(b.proposals);
+    free(b.g);
+    json_decref(cands);
     free(waiting);
 }
 
+/* Sends the batches that are due: an area's is due when it is full, when its oldest
+ * proposal has waited long enough, or when the engine would otherwise leave a slot
+ * unused. */
+static void themes_pump(engine *e) {
+    themes_ctx *tc = e->phase_ctx;
+    int starved = engine_starved(e);
+    int64_t now = mono_ms();
+    for (size_t i = 0; i < tc->areas.cap; i++) {
+        waitq *q = tc->areas.vals[i];
+        if (!tc->areas.keys[i] || !q || q->n == 0 || q->busy) continue;
+        if (starved || q->n >= LLM_CANON_BATCH_MAX || now - q->since_ms >= CANON_MAX_WAIT_MS)
+            area_flush(e, tc, tc->areas.keys[i], q);
+    }
+}
+
 /* A canonicalisation result that near-duplicates a signature decided in this run
- * while it was in flight (by a sibling of its round) adopts that signature. */
+ * while it was in flight (by another batch) adopts that signature. */
 static void adopt_session_duplicate(themes_ctx *tc, theme_state *ts) {
     if (ts->in_vocab || strmap_has(&tc->session, ts->signature)) return;
     for (size_t i = 0; i < tc->session.cap; i++) {
@@ -409,47 +453,56 @@ static int complete_extraction(engine *e, call_group *g) {
         finish_item(e, it);
         return 0;
     }
-    waitq *q = area_queue(tc, ts->area);
-    if (q->busy) { /* gate decide+register per area */
-        hold_in(q, g);
-        return ENGINE_HOLD;
+    json_t *cands = area_candidates(e, tc, ts->area);
+    int known = adopt_known(tc->v, ts, cands);
+    json_decref(cands);
+    if (known) {
+        finish_item(e, it);
+        return 0;
     }
-    if (decide_new_signature(e, g)) {
-        gate_enter(q, ts);
-        return 1;
+    hold_in(area_queue(tc, ts->area), g); /* sent by themes_pump */
+    return ENGINE_HOLD;
+}
+
+/* Applies a batch's decision to one of its items. A missing or failed decision is not
+ * a failed theme: the item keeps its normalised proposal. */
+static void apply_decision(themes_ctx *tc, theme_state *ts, const json_t *d) {
+    if (!d) return;
+    char *sig = signature_normalize(jx_str(d, "signature"));
+    const vocab_theme *t = vocab_match(tc->v, sig);
+    if (t) {
+        adopt_vocab_theme(ts, t);
+    } else if (strcmp(sig, "unknown") != 0) {
+        free(ts->signature);
+        ts->signature = sig;
+        sig = NULL;
     }
-    return 0;
+    free(sig);
 }
 
 static int complete_canonicalization(engine *e, call_group *g) {
     themes_ctx *tc = e->phase_ctx;
-    work_item *it = g->items[0];
-    theme_state *ts = it->state;
     const llm_call *c = &g->call;
-    char why[160];
-    /* A failed canonicalisation is not a failed theme: keep the normalised proposal. */
-    if (c->status == LLM_OK && validate_canon(c->answer, why, sizeof why) == 0) {
-        char *sig = signature_normalize(jx_str(c->answer, "signature"));
-        const vocab_theme *t = vocab_match(tc->v, sig);
-        if (t) {
-            adopt_vocab_theme(ts, t);
-        } else if (strcmp(sig, "unknown") != 0) {
-            free(ts->signature);
-            ts->signature = sig;
-            sig = NULL;
-        }
-        free(sig);
-    } else {
-        log_info("run %lld: canonicalisation of %s failed, keeping it: %s",
-                 (long long)e->run->id, ts->proposed, c->status ? c->error : why);
+    char why[160] = "";
+    int ok = c->status == LLM_OK && validate_canon(c->answer, why, sizeof why) == 0;
+    if (!ok)
+        log_info("run %lld: canonicalisation of %zu proposals failed, keeping them: %s",
+                 (long long)e->run->id, json_array_size(jx_arr(g->args, "proposals")),
+                 c->status ? c->error : why);
+    for (size_t i = 0; i < g->n; i++) {
+        theme_state *ts = g->items[i]->state;
+        const json_t *d = ok ? llm_canon_decision(c->answer, g->args, ts->canon_index) : NULL;
+        if (ok && !d)
+            log_info("run %lld: the canonicalisation answer has no decision for %s; keeping it",
+                     (long long)e->run->id, ts->proposed);
+        apply_decision(tc, ts, d);
+        adopt_session_duplicate(tc, ts);
+        finish_item(e, g->items[i]);
     }
-    adopt_session_duplicate(tc, ts);
-    /* The gate held is the one entered (the answer may have moved the theme to the
-     * area of a vocabulary theme). */
-    waitq *q = area_queue(tc, ts->gate_area ? ts->gate_area : ts->area);
-    finish_item(e, it);
+    /* The gate is the batch's area (an answer may have moved a theme to the area of a
+     * vocabulary theme); its waiting proposals go at the next pump. */
+    waitq *q = area_queue(tc, jx_str(g->args, "product_area"));
     if (q->busy > 0) q->busy--;
-    if (q->busy == 0) run_area_queue(e, q);
     return 0;
 }
 
@@ -517,6 +570,7 @@ const phase_ops THEMES_OPS = {
     .end = themes_end,
     .prepare = themes_prepare,
     .complete = themes_complete,
+    .pump = themes_pump,
     .write = themes_write,
     .free_state = free_state,
 };

@@ -80,6 +80,15 @@ static size_t split_tokens(char *s, char **tok, size_t max) {
 
 #define SIG_MAX_TOKENS 64
 
+int signature_same(const char *a, const char *b) {
+    if (!a || !b) return 0;
+    char *na = signature_normalize(a), *nb = signature_normalize(b);
+    int same = strcmp(na, nb) == 0;
+    free(na);
+    free(nb);
+    return same;
+}
+
 int signature_near_duplicate(const char *a, const char *b) {
     char *na = signature_normalize(a), *nb = signature_normalize(b);
     int same = strcmp(na, nb) == 0;

@@ -17,6 +17,9 @@ char *product_area_normalize(const char *s);
  * within area "scheduling" -> "smart_schedule". */
 char *component_canonicalize(const char *component, const char *product_area);
 
+/* 1 when a and b are the same signature after normalisation; 0 if either is NULL. */
+int signature_same(const char *a, const char *b);
+
 /* Near-duplicate test used when canonicalising a proposed signature against the
  * existing ones of the same area: equal after normalisation, or the same token set,
  * or token-set Jaccard >= 0.75 with the same first token. */

@@ -11,6 +11,7 @@
 
 #include "support/convgen.h"
 #include "support/fakeproc.h"
+#include "llm/llm.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
@@ -406,33 +407,55 @@ TEST(a_refused_api_key_fails_the_run_once_with_the_reason) {
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
 
-TEST(concurrent_extractions_of_one_new_signature_make_one_signature) {
-    const char *opts[] = {"--latency-ms", "50", NULL};
-    fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+/* Imports one conversation per thing ("The THING exporter crashes ...": the fake
+ * reads a new signature named after the thing into each) into a fresh database and
+ * runs every phase against the fake at the given concurrency. Returns the run's JSON
+ * (NULL on failure); *db_out is the database URL (caller frees). */
+static json_t *run_novel(const fakeproc *fp, const char *const *things, size_t n,
+                         const char *concurrency, char **db_out) {
     char *dir = fx_tmpdir();
     char *file = xasprintf("%s/novel.jsonl", dir);
     FILE *f = fopen(file, "w");
-    REQUIRE(f != NULL);
-    for (int i = 0; i < 6; i++)
-        fprintf(f,
-                "{\"id\":\"n%d\",\"created_at\":\"2026-01-20T10:00:00Z\",\"messages\":[{\"author\":"
-                "\"customer\",\"body\":\"The hologram exporter crashes with error HX-42 every time "
-                "I export a hologram to the frobnicator (case %d).\"}]}\n",
-                i, i);
-    fclose(f);
-    char *db = fx_db_url();
-    env_set env;
-    env_for(&env, &fp, NULL);
-    char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "import", "--db", db, file, NULL), 0);
-    free(out);
-    free(err);
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--concurrency", "8",
-                       "--json", NULL), 0);
-    json_t *run = parse(out);
-    free(out);
-    free(err);
+    json_t *run = NULL;
+    *db_out = fx_db_url();
+    if (f) {
+        for (size_t i = 0; i < n; i++)
+            fprintf(f,
+                    "{\"id\":\"n%zu\",\"created_at\":\"2026-01-20T10:00:00Z\",\"messages\":[{"
+                    "\"author\":\"customer\",\"body\":\"The %s exporter crashes with error HX-42 "
+                    "every time I export a %s to the %s panel (case %zu).\"}]}\n",
+                    i, things[i], things[i], things[i], i);
+        fclose(f);
+        env_set env;
+        env_for(&env, fp, NULL);
+        char *out = NULL, *err = NULL;
+        int rc = feedline(&env, &out, &err, "import", "--db", *db_out, file, NULL);
+        free(out);
+        free(err);
+        out = err = NULL;
+        if (rc == 0)
+            rc = feedline(&env, &out, &err, "run", "--db", *db_out, "--llm", "openai",
+                          "--concurrency", concurrency, "--json", NULL);
+        if (rc == 0) run = parse(out);
+        else fprintf(stdout, "    import or run failed (%d): %s\n", rc, err ? err : "");
+        free(out);
+        free(err);
+        env_free(&env);
+    }
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+    return run;
+}
+
+TEST(concurrent_extractions_of_one_new_signature_make_one_signature) {
+    static const char *const same[] = {"hologram", "hologram", "hologram",
+                                       "hologram", "hologram", "hologram"};
+    const char *opts[] = {"--latency-ms", "50", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    char *db = NULL;
+    json_t *run = run_novel(&fp, same, 6, "8", &db);
     REQUIRE(run != NULL);
     CHECK_INT(num(run, "themes_extracted"), 6);
     CHECK_INT(num(run, "themes_new"), 1);
@@ -456,10 +479,46 @@ TEST(concurrent_extractions_of_one_new_signature_make_one_signature) {
     story_inputs_free(in, n);
     store_close(st);
     json_decref(run);
-    free(file);
-    fx_rmtree(dir);
-    free(dir);
-    env_free(&env);
+    free(db);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(new_signatures_of_an_area_are_canonicalised_in_batches) {
+    /* 14 conversations of one area, each minting a different new signature, at
+     * concurrency 4: the proposals wait (no slot is idle while extractions remain) and
+     * go to the endpoint several per request, each exactly once */
+    static const char *const things[] = {
+        "hologram", "frobnicator", "zeppelin",  "quasar",       "gizmotron",
+        "flux capacitor", "warp coil", "plasma relay", "tachyon grid", "sprocket hub",
+        "nebula cache",   "photon bridge", "ion lattice", "vortex meter"};
+    const size_t nthings = sizeof things / sizeof *things;
+    const char *opts[] = {"--latency-ms", "50", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    char *db = NULL;
+    json_t *run = run_novel(&fp, things, nthings, "4", &db);
+    REQUIRE(run != NULL);
+    CHECK_INT(num(run, "themes_extracted"), (int64_t)nthings);
+    CHECK_INT(num(run, "themes_new"), (int64_t)nthings);
+    CHECK_INT(task_requests(&fp, "theme"), (int64_t)nthings);
+    int64_t canon = task_requests(&fp, "canonicalize");
+    fprintf(stdout, "    %zu new signatures canonicalised in %lld requests (at most %lld in one)\n",
+            nthings, (long long)canon, (long long)stat_int(&fp, "canonicalize_max_proposals"));
+    CHECK_INT(stat_int(&fp, "canonicalize_proposals"), (int64_t)nthings);
+    /* the first batch fills before the extractions run out; none is over the limit */
+    CHECK_INT(stat_int(&fp, "canonicalize_max_proposals"), LLM_CANON_BATCH_MAX);
+    CHECK(canon >= 2 && canon <= (int64_t)nthings - LLM_CANON_BATCH_MAX + 1);
+    /* every conversation kept its own signature: batching merged nothing */
+    store *st = fx_store_open(db);
+    story_input *in = NULL;
+    size_t n = 0;
+    REQUIRE(store_story_inputs(st, num(run, "id"), NULL, &in, &n) == STORE_OK);
+    CHECK_INT(n, nthings);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = i + 1; k < n; k++) CHECK(strcmp(in[i].signature, in[k].signature) != 0);
+    story_inputs_free(in, n);
+    store_close(st);
+    json_decref(run);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }

@@ -89,6 +89,7 @@ typedef struct counters {
     uint64_t max_window_arrivals;
     int64_t prompt_tokens, completion_tokens;
     task_stat tasks[LLM_TASK_COUNT];
+    uint64_t canon_proposals, canon_max_proposals; /* proposals per canonicalisation */
 } counters;
 
 typedef struct fake {
@@ -306,6 +307,11 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
     c.in.support_text = b.support ? b.support : "";
     c.in.source_url = b.url;
     c.args = b.args ? json_loads(b.args, 0, NULL) : NULL;
+    if (c.task == LLM_CANONICALIZE) {
+        uint64_t n = json_array_size(jx_arr(c.args, "proposals"));
+        f->c.canon_proposals += n;
+        if (n > f->c.canon_max_proposals) f->c.canon_max_proposals = n;
+    }
     run_local(f, &c);
     char *out = NULL;
     if (c.status == LLM_OK && c.answer) {
@@ -551,6 +557,9 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "bad_requests", json_integer((json_int_t)f->c.bad_requests));
     json_object_set_new(o, "faults", faults);
     json_object_set_new(o, "tasks", tasks);
+    json_object_set_new(o, "canonicalize_proposals", json_integer((json_int_t)f->c.canon_proposals));
+    json_object_set_new(o, "canonicalize_max_proposals",
+                        json_integer((json_int_t)f->c.canon_max_proposals));
     json_object_set_new(o, "prompt_tokens", json_integer(f->c.prompt_tokens));
     json_object_set_new(o, "completion_tokens", json_integer(f->c.completion_tokens));
     json_object_set_new(o, "conns_accepted", json_integer((json_int_t)s.conns_accepted));

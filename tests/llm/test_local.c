@@ -836,40 +836,80 @@ TEST(theme_new_signature_when_nothing_fits) {
 
 /* ------------------------------------------------------------ canonicalize, story */
 
+/* The only decision of a one-proposal canonicalisation answer. */
+static const json_t *only_decision(const json_t *a) {
+    const json_t *ds = jx_arr(a, "decisions");
+    CHECK_INT(json_array_size(ds), 1);
+    return json_array_get(ds, 0);
+}
+
 TEST(canonicalize_prefers_a_near_duplicate_of_the_same_area) {
     vocab *v = load_bundled();
     REQUIRE(v != NULL);
     llm_provider *p = llm_local_new(v);
     conv none = {"", "", NULL};
     const char *args =
-        "{\"proposed\":\"Pins-Duplicate\",\"product_area\":\"scheduling\",\"component\":\"queue\","
-        "\"user_intent\":\"x\",\"symptoms\":[],\"existing\":["
+        "{\"product_area\":\"scheduling\",\"proposals\":[{\"proposed\":\"Pins-Duplicate\","
+        "\"component\":\"queue\",\"user_intent\":\"x\",\"symptoms\":[]}],\"existing\":["
         "{\"signature\":\"duplicate_pins\",\"product_area\":\"analytics\",\"component\":\"a\"},"
         "{\"signature\":\"pins_duplicate_posts\",\"product_area\":\"scheduling\",\"component\":\"b\"},"
         "{\"signature\":\"duplicate_pins\",\"product_area\":\"Scheduling\",\"component\":\"c\"}]}";
     json_t *a = ask(p, LLM_CANONICALIZE, &none, args);
     REQUIRE(a != NULL);
-    CHECK_INT(json_object_size(a), 3);
-    CHECK_STR(str_of(a, "signature"), "duplicate_pins");
-    CHECK(jx_bool(a, "matched_existing", 0) == 1);
-    CHECK(strstr(str_of(a, "reasoning"), "same product area") != NULL);
+    const json_t *d = only_decision(a);
+    CHECK_INT(json_object_size(d), 4);
+    CHECK_STR(str_of(d, "proposed"), "Pins-Duplicate");
+    CHECK_STR(str_of(d, "signature"), "duplicate_pins");
+    CHECK(jx_bool(d, "matched_existing", 0) == 1);
+    CHECK(strstr(str_of(d, "reasoning"), "same product area") != NULL);
     json_decref(a);
     /* another area's near-duplicate is used when the own area has none */
     a = ask(p, LLM_CANONICALIZE, &none,
-            "{\"proposed\":\"pins duplicate\",\"product_area\":\"billing\",\"existing\":["
-            "{\"signature\":\"duplicate_pins\",\"product_area\":\"scheduling\"}]}");
-    CHECK_STR(str_of(a, "signature"), "duplicate_pins");
-    CHECK(jx_bool(a, "matched_existing", 0) == 1);
+            "{\"product_area\":\"billing\",\"proposals\":[{\"proposed\":\"pins duplicate\"}],"
+            "\"existing\":[{\"signature\":\"duplicate_pins\",\"product_area\":\"scheduling\"}]}");
+    d = only_decision(a);
+    CHECK_STR(str_of(d, "signature"), "duplicate_pins");
+    CHECK(jx_bool(d, "matched_existing", 0) == 1);
     json_decref(a);
     /* no near-duplicate: the normalised proposal */
     a = ask(p, LLM_CANONICALIZE, &none,
-            "{\"proposed\":\"Export PDF Crash\",\"product_area\":\"reports\",\"existing\":["
-            "{\"signature\":\"duplicate_pins\",\"product_area\":\"reports\"}]}");
-    CHECK_STR(str_of(a, "signature"), "export_pdf_crash");
-    CHECK(jx_bool(a, "matched_existing", 1) == 0);
+            "{\"product_area\":\"reports\",\"proposals\":[{\"proposed\":\"Export PDF Crash\"}],"
+            "\"existing\":[{\"signature\":\"duplicate_pins\",\"product_area\":\"reports\"}]}");
+    d = only_decision(a);
+    CHECK_STR(str_of(d, "signature"), "export_pdf_crash");
+    CHECK(jx_bool(d, "matched_existing", 1) == 0);
     json_decref(a);
+    /* no proposals: an error, not an empty answer */
+    CHECK(ask(p, LLM_CANONICALIZE, &none, "{\"product_area\":\"reports\",\"proposals\":[]}") == NULL);
     llm_provider_destroy(p);
     vocab_free(v);
+}
+
+TEST(canonicalize_decides_each_proposal_of_a_batch) {
+    llm_provider *p = llm_local_new(NULL);
+    conv none = {"", "", NULL};
+    json_t *a = ask(p, LLM_CANONICALIZE, &none,
+                    "{\"product_area\":\"reports\",\"existing\":["
+                    "{\"signature\":\"csv_export_timeout\",\"product_area\":\"reports\"}],"
+                    "\"proposals\":[{\"proposed\":\"Export CSV Timeout\"},"
+                    "{\"proposed\":\"chart legend missing\"},"
+                    "{\"proposed\":\"missing chart legend\"},"
+                    "{\"proposed\":\"pdf fonts garbled\"}]}");
+    REQUIRE(a != NULL);
+    const json_t *ds = jx_arr(a, "decisions");
+    REQUIRE(json_array_size(ds) == 4);
+    /* in order, each naming its proposal */
+    CHECK_STR(str_of(json_array_get(ds, 0), "proposed"), "Export CSV Timeout");
+    CHECK_STR(str_of(json_array_get(ds, 3), "proposed"), "pdf fonts garbled");
+    CHECK_STR(str_of(json_array_get(ds, 0), "signature"), "csv_export_timeout");
+    CHECK(jx_bool(json_array_get(ds, 0), "matched_existing", 0) == 1);
+    CHECK_STR(str_of(json_array_get(ds, 1), "signature"), "chart_legend_missing");
+    /* a later proposal naming the same issue as an earlier one gets its signature */
+    CHECK_STR(str_of(json_array_get(ds, 2), "signature"), "chart_legend_missing");
+    CHECK(jx_bool(json_array_get(ds, 2), "matched_existing", 1) == 0);
+    CHECK_STR(str_of(json_array_get(ds, 3), "signature"), "pdf_fonts_garbled");
+    json_decref(a);
+    llm_provider_destroy(p);
 }
 
 TEST(story_title_rules) {

@@ -171,7 +171,17 @@ TEST(url_hint_names_the_area_and_its_themes) {
     free(r);
     CHECK_INT(prompts_task_from_name("theme"), LLM_THEME);
     CHECK_INT(prompts_task_from_name("nope"), -1);
-    CHECK(prompts_max_tokens(LLM_THEME) > prompts_max_tokens(LLM_FACETS));
+    llm_call theme = {.task = LLM_THEME}, facets = {.task = LLM_FACETS};
+    CHECK(prompts_max_tokens(&theme) > prompts_max_tokens(&facets));
+    /* a canonicalisation's answer budget grows with the proposals it carries */
+    llm_call one = {.task = LLM_CANONICALIZE}, three = {.task = LLM_CANONICALIZE};
+    one.args = json_pack("{s:[{s:s}]}", "proposals", "proposed", "a");
+    three.args = json_pack("{s:[{s:s},{s:s},{s:s}]}", "proposals", "proposed", "a", "proposed",
+                           "b", "proposed", "c");
+    CHECK(prompts_max_tokens(&three) > prompts_max_tokens(&one));
+    CHECK(prompts_max_tokens(&one) > 0);
+    json_decref(one.args);
+    json_decref(three.args);
     prompts_free(p);
     vocab_free(v);
 }
