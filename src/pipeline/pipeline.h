@@ -93,6 +93,8 @@ int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen)
  * 1 stopped (env->stop_flag; nothing written), -1 failed, -4 not eligible, -5 not
  * found (message in err). */
 int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_t errlen);
+/* 1 when the run is over (completed or stopped): stories can only be made by hand. */
+int pipeline_run_finished(const run_record *run);
 
 /* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
  * failed/resumable. Returns how many, or -1. */

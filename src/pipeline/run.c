@@ -270,9 +270,12 @@ int pipeline_resume(const run_env *env, int64_t run_id, char *err, size_t errlen
 }
 
 /* Why a finished run cannot get stories by hand, or NULL if it can. */
+int pipeline_run_finished(const run_record *run) {
+    return strcmp(run->status, "completed") == 0 || strcmp(run->status, "stopped") == 0;
+}
+
 static const char *stories_ineligible(const run_record *run) {
-    if (strcmp(run->status, "completed") != 0 && strcmp(run->status, "stopped") != 0)
-        return "is not completed";
+    if (!pipeline_run_finished(run)) return "is not completed";
     if (run->dry_run) return "is a dry run";
     if (run->stories_done) return "already has stories";
     if (!run->stories_ready || run->themes_extracted == 0) return "has no extracted themes";

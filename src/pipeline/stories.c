@@ -29,6 +29,9 @@
 #include "util/strmap.h"
 #include "util/timeutil.h"
 
+/* How often the title calls look for a stop in the database (the engine's rhythm). */
+#define TITLE_STOP_CHECK_MS 250
+
 /* A group of conversations decided in memory. */
 typedef struct group {
     char **ids, **excerpts, **sigs, **intents;
@@ -292,8 +295,7 @@ static int plan_partition(plan *p, story_input *in, size_t n, const char *name) 
  * the database (its status is completed or stopped, which must not read as "stop"), so
  * only the in-process flag counts there. */
 static int stories_stop_requested(const run_env *env, store *st, const run_record *run) {
-    int by_hand = strcmp(run->status, "completed") == 0 || strcmp(run->status, "stopped") == 0;
-    if (!by_hand) return engine_stop_requested(env, st, run->id);
+    if (!pipeline_run_finished(run)) return engine_stop_requested(env, st, run->id);
     return env->stop_flag && atomic_load(env->stop_flag);
 }
 
@@ -366,8 +368,10 @@ static void title_done(llm_call *c) {
 }
 
 /* Asks the provider for a title per story group, up to `concurrency` at a time; a
- * group whose call fails gets the humanised signature. */
-static void make_titles(llm_provider *llm, store *st, const run_record *run, plan *p) {
+ * group whose call fails gets the humanised signature. A stop cancels the calls not
+ * answered yet (the caller then writes nothing). */
+static void make_titles(const run_env *env, llm_provider *llm, store *st, const run_record *run,
+                        plan *p) {
     size_t nstories = 0;
     for (size_t i = 0; i < p->n; i++) nstories += p->g[i].n >= STORY_MIN_GROUP;
     llm_call *calls = xcalloc(nstories ? nstories : 1, sizeof *calls);
@@ -392,7 +396,16 @@ static void make_titles(llm_provider *llm, store *st, const run_record *run, pla
         calls[i].done = title_done;
         calls[i].user = g;
     }
+    int64_t last_stop_check = mono_ms();
     while (next < nstories || llm_pending(llm) > 0) {
+        if (mono_ms() - last_stop_check >= TITLE_STOP_CHECK_MS) {
+            last_stop_check = mono_ms();
+            if (stories_stop_requested(env, st, run)) {
+                next = nstories; /* the rest are never sent */
+                llm->ops->cancel_all(llm);
+                continue;
+            }
+        }
         while (next < nstories && llm_pending(llm) < (size_t)conc) {
             if (llm_submit(llm, &calls[next]) != 0) calls[next].status = LLM_ERR_HTTP;
             next++;
@@ -556,7 +569,7 @@ int stories_run(const run_env *env, store *st, llm_provider *llm, const run_reco
     plan p = {0};
     int rc = build_plan(env, st, run, &p, err, errlen);
     if (rc == 0) {
-        make_titles(llm, st, run, &p);
+        make_titles(env, llm, st, run, &p);
         if (stories_stop_requested(env, st, run)) {
             rc = 1;
         } else if (write_plan(st, run, &p) != STORE_OK) {

@@ -14,10 +14,11 @@
  *    and nothing else to start (the end of the phase), or when its oldest proposal has
  *    waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
  *    canonicalisation requests rather than one per new signature;
- *  - decide-and-register is gated per product area: while an area's batch is in
- *    flight, its new proposals wait, and are decided after it against what it minted.
- *    So two conversations proposing the same new signature at once produce one
- *    signature;
+ *  - a proposal that near-duplicates one being canonicalised waits for that answer
+ *    and is decided against what it minted; so two conversations proposing the same
+ *    new signature at once produce one signature. Other proposals need not wait: a
+ *    result that near-duplicates a signature decided while it was in flight adopts
+ *    that signature;
  *  - is-new is decided by the store's atomic insert of the signature, so themes_new
  *    counts each new signature once, across workers and resumes.
  * Everything here runs on the engine's thread; the phase context needs no lock. */
@@ -54,12 +55,14 @@ typedef struct theme_state {
     quality_result q;
 } theme_state;
 
-/* New proposals of one product area waiting for canonicalisation, in arrival order. */
+/* New proposals of one product area waiting for canonicalisation, in arrival order,
+ * and the proposals of the area's batches in flight. */
 typedef struct waitq {
     call_group **g;
     size_t n, cap;
-    int busy;         /* canonicalisation batches of this area in flight */
     int64_t since_ms; /* when the oldest waiting proposal arrived */
+    char **asking;    /* proposals in flight (a proposal may be there twice) */
+    size_t nasking, asking_cap;
 } waitq;
 
 typedef struct themes_ctx {
@@ -293,6 +296,22 @@ typedef struct canon_batch {
     json_t *proposals;
 } canon_batch;
 
+/* Whether p waits for a proposal in flight (whose answer will decide it too). */
+static int asked_already(const waitq *q, const char *p) {
+    for (size_t i = 0; i < q->nasking; i++)
+        if (signature_near_duplicate(q->asking[i], p)) return 1;
+    return 0;
+}
+
+static void asking_remove(waitq *q, const char *p) {
+    for (size_t i = 0; i < q->nasking; i++)
+        if (!strcmp(q->asking[i], p)) {
+            free(q->asking[i]);
+            q->asking[i] = q->asking[--q->nasking];
+            return;
+        }
+}
+
 static void batch_send(engine *e, waitq *q, const char *area, const json_t *cands,
                        canon_batch *b) {
     if (b->n == 0) return;
@@ -302,7 +321,16 @@ static void batch_send(engine *e, waitq *q, const char *area, const json_t *cand
                                  "proposals", b->proposals));
     g->call.task = LLM_CANONICALIZE;
     g->call.validate = validate_canon;
-    if (engine_submit(e, g) == 0) q->busy++;
+    /* Listed before the submit: a refused call is completed and taken out at once. */
+    size_t i;
+    json_t *x;
+    json_array_foreach(b->proposals, i, x) {
+        XGROW(q->asking, q->asking_cap, q->nasking + 1);
+        q->asking[q->nasking++] = xstrdup(jx_str(x, "proposed"));
+    }
+    if (engine_submit(e, g) != 0) {
+        json_array_foreach(b->proposals, i, x) asking_remove(q, jx_str(x, "proposed"));
+    }
     b->n = 0;
     b->proposals = json_array();
 }
@@ -316,11 +344,13 @@ static int batch_leader(const canon_batch *b, const char *p) {
     return -1;
 }
 
-/* Decides every waiting proposal of an area whose gate is free: near-duplicates of
- * what is known now are adopted without a call, the others go in batches. */
+/* Decides the waiting proposals of an area: near-duplicates of what is known now are
+ * adopted without a call, near-duplicates of a proposal in flight wait for its answer,
+ * the others go in batches. */
 static void area_flush(engine *e, themes_ctx *tc, const char *area, waitq *q) {
     call_group **waiting = q->g;
     size_t n = q->n;
+    int64_t since = q->since_ms;
     q->g = NULL;
     q->n = q->cap = 0;
     json_t *cands = area_candidates(e, tc, area);
@@ -331,6 +361,11 @@ static void area_flush(engine *e, themes_ctx *tc, const char *area, waitq *q) {
         if (adopt_known(tc->v, ts, cands)) {
             finish_item(e, g->items[0]);
             engine_finish_held(e, g);
+            continue;
+        }
+        if (asked_already(q, ts->proposed)) {
+            hold_in(q, g);
+            q->since_ms = since;
             continue;
         }
         int lead = batch_leader(&b, ts->proposed);
@@ -354,6 +389,16 @@ static void area_flush(engine *e, themes_ctx *tc, const char *area, waitq *q) {
     free(waiting);
 }
 
+/* Waiting proposals that do not wait for an answer in flight. */
+static size_t sendable(const waitq *q) {
+    size_t k = 0;
+    for (size_t i = 0; i < q->n; i++) {
+        const theme_state *ts = q->g[i]->items[0]->state;
+        k += !asked_already(q, ts->proposed);
+    }
+    return k;
+}
+
 /* Sends the batches that are due: an area's is due when it is full, when its oldest
  * proposal has waited long enough, or when the engine would otherwise leave a slot
  * unused. */
@@ -363,8 +408,9 @@ static void themes_pump(engine *e) {
     int64_t now = mono_ms();
     for (size_t i = 0; i < tc->areas.cap; i++) {
         waitq *q = tc->areas.vals[i];
-        if (!tc->areas.keys[i] || !q || q->n == 0 || q->busy) continue;
-        if (starved || q->n >= LLM_CANON_BATCH_MAX || now - q->since_ms >= CANON_MAX_WAIT_MS)
+        if (!tc->areas.keys[i] || !q || q->n == 0) continue;
+        size_t k = sendable(q);
+        if (k && (starved || k >= LLM_CANON_BATCH_MAX || now - q->since_ms >= CANON_MAX_WAIT_MS))
             area_flush(e, tc, tc->areas.keys[i], q);
     }
 }
@@ -394,6 +440,8 @@ static int themes_begin(engine *e) {
 
 static void free_waitq(void *p) {
     waitq *q = p;
+    for (size_t i = 0; i < q->nasking; i++) free(q->asking[i]);
+    free(q->asking);
     free(q->g);
     free(q);
 }
@@ -499,10 +547,12 @@ static int complete_canonicalization(engine *e, call_group *g) {
         adopt_session_duplicate(tc, ts);
         finish_item(e, g->items[i]);
     }
-    /* The gate is the batch's area (an answer may have moved a theme to the area of a
-     * vocabulary theme); its waiting proposals go at the next pump. */
+    /* Bookkept under the batch's area (an answer may have moved a theme to the area of
+     * a vocabulary theme); proposals that waited for it go at the next pump. */
     waitq *q = area_queue(tc, jx_str(g->args, "product_area"));
-    if (q->busy > 0) q->busy--;
+    size_t i;
+    json_t *x;
+    json_array_foreach(jx_arr(g->args, "proposals"), i, x) asking_remove(q, jx_str(x, "proposed"));
     return 0;
 }
 

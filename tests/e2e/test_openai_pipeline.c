@@ -287,6 +287,42 @@ TEST(ten_percent_of_every_fault_still_completes_and_loses_nothing) {
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
 
+/* Spawns `feedline run --llm openai` on db. Once the fake has seen `first` requests of
+ * task it applies `config` (a /_config body, or NULL); once it has seen `seen`, the run
+ * is asked to stop. Returns the milliseconds from the stop request to the process's
+ * exit, its exit status in *rc (-2: still running after 10 s, killed). */
+static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
+                             const char *concurrency, const char *task, int64_t first,
+                             const char *config, int64_t seen, int *rc) {
+    char *dir = fx_tmpdir();
+    char *log = xasprintf("%s/run.log", dir);
+    char *b = bin();
+    char *argv[] = {b, "run", "--db", (char *)db, "--llm", "openai", "--concurrency",
+                    (char *)concurrency, NULL};
+    *rc = -1;
+    int64_t elapsed = -1;
+    pid_t pid = fakeproc_spawn(argv, env->e, log);
+    if (pid > 0) {
+        int64_t deadline = mono_ms() + 60000;
+        while (task_requests(fp, task) < first && mono_ms() < deadline) sleep_ms(5);
+        if (config) CHECK_INT(fakeproc_post(fp, "/_config", config), 200);
+        while (task_requests(fp, task) < seen && mono_ms() < deadline) sleep_ms(10);
+        char *out = NULL, *err = NULL;
+        CHECK_INT(feedline(env, &out, &err, "stop", "--db", db, "1", NULL), 0);
+        free(out);
+        free(err);
+        int64_t t0 = mono_ms();
+        *rc = fakeproc_wait(pid, 10000);
+        elapsed = mono_ms() - t0;
+        if (*rc == -2) kill(pid, SIGKILL);
+    }
+    free(b);
+    free(log);
+    fx_rmtree(dir);
+    free(dir);
+    return elapsed;
+}
+
 TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     const char *opts[] = {"--latency-ms", "20", NULL};
     fakeproc fp;
@@ -295,30 +331,16 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     REQUIRE(db != NULL);
     env_set env;
     env_for(&env, &fp, NULL);
-    char *dir = fx_tmpdir();
-    char *log = xasprintf("%s/run.log", dir);
-    char *b = bin();
-    char *argv[] = {b, "run", "--db", db, "--llm", "openai", "--concurrency", "6", NULL};
-    pid_t pid = fakeproc_spawn(argv, env.e, log);
-    REQUIRE(pid > 0);
-    /* Once the theme phase starts, make every request slow (1 s). */
+    /* Once the theme phase starts, every request is slow (1 s). */
     const int64_t latency = 1000;
-    int64_t deadline = mono_ms() + 60000;
-    while (task_requests(&fp, "theme") < 1 && mono_ms() < deadline) sleep_ms(5);
-    REQUIRE(fakeproc_post(&fp, "/_config", "{\"latency_ms\":1000}") == 200);
-    while (task_requests(&fp, "theme") < 12 && mono_ms() < deadline) sleep_ms(10);
-    char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
-    int64_t t0 = mono_ms();
-    int rc = fakeproc_wait(pid, 10000);
-    int64_t elapsed = mono_ms() - t0;
-    if (rc == -2) kill(pid, SIGKILL);
-    free(out);
-    free(err);
+    int rc;
+    int64_t elapsed =
+        run_then_stop(&fp, &env, db, "6", "theme", 1, "{\"latency_ms\":1000}", 12, &rc);
     fprintf(stdout, "    stopped %lld ms after the stop request (bound %lld ms)\n",
             (long long)elapsed, (long long)(1000 + latency));
     CHECK_INT(rc, 4); /* EXIT_STOPPED */
-    CHECK(elapsed <= 1000 + latency);
+    CHECK(elapsed >= 0 && elapsed <= 1000 + latency);
+    char *out = NULL, *err = NULL;
     CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, "--json", "1", NULL), 0);
     json_t *run = parse(out);
     free(out);
@@ -341,10 +363,52 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     check_accounting(run);
     CHECK_INT(num(run, "themes_failed"), 0);
     json_decref(run);
-    free(b);
-    free(log);
-    fx_rmtree(dir);
-    free(dir);
+    env_free(&env);
+    free(db);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+TEST(stop_while_story_titles_are_asked_cancels_them_and_resumes) {
+    /* Story titles take 3 s each, two at a time: without cancellation the titles not
+     * yet answered would hold the stop for several rounds of 3 s. */
+    const char *opts[] = {"--latency-ms", "10", NULL};
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"story_latency_ms\":3000}") == 200);
+    char *db = dataset(400, 14);
+    REQUIRE(db != NULL);
+    env_set env;
+    env_for(&env, &fp, NULL);
+    const int64_t latency = 3000;
+    int rc;
+    int64_t elapsed = run_then_stop(&fp, &env, db, "2", "story", 1, NULL, 2, &rc);
+    fprintf(stdout, "    stopped %lld ms after the stop request (bound %lld ms)\n",
+            (long long)elapsed, (long long)(1000 + latency));
+    CHECK_INT(rc, 4); /* EXIT_STOPPED */
+    CHECK(elapsed >= 0 && elapsed <= 1000 + latency);
+    CHECK(task_requests(&fp, "story") < 2 * 2); /* the rest were never sent */
+    char *out = NULL, *err = NULL;
+    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, "--json", "1", NULL), 0);
+    json_t *run = parse(out);
+    free(out);
+    free(err);
+    REQUIRE(run != NULL);
+    CHECK_STR(jx_str(run, "status"), "stopped");
+    CHECK_INT(num(run, "stories_created"), 0); /* all or nothing */
+    json_decref(run);
+
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"story_latency_ms\":5}") == 200);
+    CHECK_INT(feedline(&env, &out, &err, "resume", "--db", db, "--json", "1", NULL), 0);
+    run = parse(out);
+    free(out);
+    free(err);
+    REQUIRE(run != NULL);
+    CHECK_STR(jx_str(run, "status"), "completed");
+    int64_t stories = num(run, "stories_created");
+    fprintf(stdout, "    %lld stories after the resume\n", (long long)stories);
+    /* enough titles that, uncancelled, they would have outlasted the bound */
+    CHECK(stories > 2 * ((1000 + latency) / latency + 1));
+    json_decref(run);
     env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);

@@ -19,7 +19,8 @@
  *  - usage tokens ~ bytes / 4; x-ratelimit-* headers on every answer when --rpm is set;
  *  - GET /_stats: counters (JSON); POST /_reset zeroes them; POST /_config changes
  *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms and the fault_* rates
- *    at run time (JSON body with those keys).
+ *    at run time (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
+ *    e.g. story_latency_ms) sets a fixed latency for that task's answers alone.
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
  * of window_ms (default 60000); beyond it the answer is 429 with Retry-After,
@@ -61,6 +62,7 @@ static const char *const FAULT_NAMES[F_COUNT] = {"none",      "500",     "429", 
 
 typedef struct fake_config {
     double latency_ms;
+    double task_latency_ms[LLM_TASK_COUNT]; /* < 0: latency_ms */
     int dist;
     double rpm;
     int64_t window_ms;
@@ -478,6 +480,8 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
         text = chat_text(f, req, body, body_len, fault, &task);
     }
     if (!text) return;
+    if (task >= 0 && task < LLM_TASK_COUNT && f->cfg.task_latency_ms[task] >= 0)
+        delay = (int64_t)(f->cfg.task_latency_ms[task] + 0.5);
     count_task(f, task, now, now + delay);
     add_rate_headers(f, req, now);
     size_t tl = strlen(text);
@@ -599,7 +603,14 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
             snprintf(name, sizeof name, "fault_%s", FAULT_NAMES[i]);
             if (!strcmp(k, name)) fk = i;
         }
+        int tk = -1;
+        for (int t = 0; t < LLM_TASK_COUNT; t++) {
+            char name[48];
+            snprintf(name, sizeof name, "%s_latency_ms", llm_task_name((enum llm_task)t));
+            if (t != LLM_EMBED && !strcmp(k, name)) tk = t;
+        }
         if (fk > 0) c.fault[fk] = d;
+        else if (tk >= 0) c.task_latency_ms[tk] = d;
         else if (!strcmp(k, "latency_ms")) c.latency_ms = d;
         else if (!strcmp(k, "rpm")) c.rpm = d;
         else if (!strcmp(k, "window_ms") && d >= 1) c.window_ms = (int64_t)d;
@@ -607,6 +618,7 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
+    memcpy(f->cfg.task_latency_ms, c.task_latency_ms, sizeof c.task_latency_ms);
     f->cfg.dist = c.dist;
     f->cfg.rpm = c.rpm;
     f->cfg.window_ms = c.window_ms;
@@ -680,6 +692,7 @@ static int parse_args(int argc, char **argv, fake *f, const char **vocab_path, d
         {"fault-nonjson", required_argument, NULL, 'n'}, {"fault-types", required_argument, NULL, 'y'},
         {"help", no_argument, NULL, 'h'},                {0}};
     fake_config *cfg = &f->cfg;
+    for (int t = 0; t < LLM_TASK_COUNT; t++) cfg->task_latency_ms[t] = -1;
     double d = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
