@@ -8,6 +8,7 @@
  *
  *   fakehttp_load [--conns 256] [--delay-ms 20] [--seconds 5]
  */
+#include "bench.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -249,11 +250,14 @@ static void report(const load_opts *o, client_result *res, double wall_s,
            srv->stats.max_conns_open, srv->stats.aborted);
 }
 
+static const char USAGE[] =
+    "usage: fakehttp_load [--conns N] [--delay-ms N] [--seconds N]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     load_opts o = {.conns = 256, .delay_ms = 20, .seconds = 5};
     if (parse_args(argc, argv, &o) < 0) {
-        fprintf(stderr, "usage: %s [--conns N] [--delay-ms N] [--seconds N]\n", argv[0]);
-        return 2;
+        return bench_usage_error(USAGE);
     }
     int port_p[2], ctl_p[2], rep_p[2];
     if (pipe(port_p) < 0 || pipe(ctl_p) < 0 || pipe(rep_p) < 0) {

@@ -12,6 +12,7 @@
  *
  *   intercom_fetch [--count 10000] [--latency-ms 100] [--concurrency 20] [--per-page 50]
  */
+#include "bench.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,18 +41,19 @@ static int parse(int argc, char **argv, bench_opts *o) {
         case 'l': o->latency_ms = atol(optarg); break;
         case 'c': o->concurrency = atol(optarg); break;
         case 'p': o->per_page = atol(optarg); break;
-        default:
-            fprintf(stderr, "usage: intercom_fetch [--count N] [--latency-ms N] [--concurrency N]"
-                            " [--per-page N]\n");
-            return -1;
+        default: return -1;
         }
     }
     return o->count > 0 && o->latency_ms >= 0 && o->concurrency > 0 && o->per_page > 0 ? 0 : -1;
 }
 
+static const char USAGE[] =
+    "usage: intercom_fetch [--count N] [--latency-ms N] [--concurrency N] [--per-page N]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     bench_opts bo = {10000, 100, 20, 50};
-    if (parse(argc, argv, &bo)) return 2;
+    if (parse(argc, argv, &bo)) return bench_usage_error(USAGE);
     char count[32], latency[32];
     snprintf(count, sizeof count, "%ld", bo.count);
     snprintf(latency, sizeof latency, "%ld", bo.latency_ms);

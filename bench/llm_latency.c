@@ -11,6 +11,7 @@
  * build/fake_openai, runs the pipeline in a child process and samples the run's
  * current phase in the database every 2 ms for the phase boundaries. Run from the
  * repository root after `make bench`. */
+#include "bench.h"
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -175,12 +176,14 @@ static void report(const options *o, json_t *stats, const run_record *r, const i
            (long long)jx_int(stats, "max_in_flight", 0));
 }
 
+static const char USAGE[] =
+    "usage: llm_latency [--conversations N] [--latency-ms N] [--concurrency 1..512] [--seed S]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     options o = {2000, 200, 20, 20260125};
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: llm_latency [--conversations N] [--latency-ms N] "
-                        "[--concurrency 1..512] [--seed S]\n");
-        return 2;
+        return bench_usage_error(USAGE);
     }
     char *dir = fx_tmpdir();
     char *db = prepare_db(dir, &o);

@@ -10,6 +10,7 @@
  * wall time, requests/s, the ideal (concurrency / latency), this process's CPU time
  * per request (the engine) and the fake's. No store: the cache is off, every call is
  * a request. */
+#include "bench.h"
 #include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -135,12 +136,15 @@ static int drive(llm_provider *p, bench *b, long concurrency) {
     return 0;
 }
 
+static const char USAGE[] =
+    "usage: llm_overhead [--requests N] [--concurrency 1..512] [--latency-ms N] "
+    "[--task facets|embed]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     options o = {30000, 256, 20, 0};
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: llm_overhead [--requests N] [--concurrency 1..512] [--latency-ms N] "
-                        "[--task facets|embed]\n");
-        return 2;
+        return bench_usage_error(USAGE);
     }
     char lat[32];
     snprintf(lat, sizeof lat, "%ld", o.latency);

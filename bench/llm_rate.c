@@ -7,6 +7,7 @@
  *   llm_rate [--requests 1200] [--rpm 600] [--latency-ms 200] [--concurrency 20]
  *            [--mode headers|configured|both]
  */
+#include "bench.h"
 #include <getopt.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -92,7 +93,12 @@ static int run(long n, long rpm, long latency, long conc, int configured) {
     return achieved >= 0.95 * (double)rpm && share429 < 0.01 && b.failed == 0 ? 0 : 1;
 }
 
+static const char USAGE[] =
+    "usage: llm_rate [--requests N] [--rpm N] [--latency-ms N] [--concurrency N] "
+    "[--mode headers|configured|both]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     static const struct option opts[] = {{"requests", required_argument, NULL, 'n'},
                                          {"rpm", required_argument, NULL, 'r'},
                                          {"latency-ms", required_argument, NULL, 'l'},
@@ -109,9 +115,7 @@ int main(int argc, char **argv) {
         else if (c == 'c') conc = atol(optarg);
         else if (c == 'm') mode = optarg;
         else {
-            fprintf(stderr, "usage: llm_rate [--requests N] [--rpm N] [--latency-ms N] "
-                            "[--concurrency N] [--mode headers|configured|both]\n");
-            return 2;
+            return bench_usage_error(USAGE);
         }
     }
     if (n < 2 || rpm < 1 || conc < 1 || conc > 512) return 2;

@@ -6,6 +6,7 @@
  *
  * Uses the release binaries build/feedline and build/gen_sample, a temporary
  * directory, and prints one line per size plus the purity line. */
+#include "bench.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,11 +76,23 @@ static int bench_purity(const char *dir) {
     return 0;
 }
 
+static const char USAGE[] =
+    "usage: offline_pipeline [SIZE...]   (conversations per run; default 10000 100000)\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
+    for (int i = 1; i < argc; i++) {
+        char *end;
+        long n = strtol(argv[i], &end, 10);
+        if (*end || n < 1) {
+            fprintf(stderr, "offline_pipeline: \"%s\" is not a number of conversations\n", argv[i]);
+            return bench_usage_error(USAGE);
+        }
+    }
     char *dir = fx_tmpdir();
     int rc = 0;
     if (argc > 1) {
-        for (int i = 1; i < argc && rc == 0; i++) rc = bench_size(dir, atol(argv[i]));
+        for (int i = 1; i < argc && rc == 0; i++) rc = bench_size(dir, strtol(argv[i], NULL, 10));
     } else {
         rc = bench_size(dir, 10000);
         if (rc == 0) rc = bench_size(dir, 100000);

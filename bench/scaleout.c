@@ -16,6 +16,7 @@
  *
  * Without --pg a throwaway cluster is started with scripts/pg-test-cluster. Run from
  * the repository root after `make bench`. */
+#include "bench.h"
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -273,12 +274,15 @@ static void print_result(const result *r, const result *base) {
     fflush(stdout);
 }
 
+static const char USAGE[] =
+    "usage: scaleout [--conversations N] [--latency-ms N] [--concurrency 1..512] "
+    "[--processes 1,2,4] [--seed S] [--pg URL]\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     options o = {2000, 200, 20, {1, 2, 4}, 3, 20260125, NULL};
     if (parse_args(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: scaleout [--conversations N] [--latency-ms N] "
-                        "[--concurrency 1..512] [--processes 1,2,4] [--seed S] [--pg URL]\n");
-        return 2;
+        return bench_usage_error(USAGE);
     }
     char cluster_dir[] = "/tmp/feedline-bench-pg.XXXXXX";
     char started[512] = "";

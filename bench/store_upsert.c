@@ -15,6 +15,7 @@
  * scripts/pg-test-cluster (found under FEEDLINE_ROOT or the current directory) in
  * /tmp and removes it afterwards; PG_TEST_CLUSTER_DURABLE=1 makes that cluster keep
  * fsync and synchronous_commit on. */
+#include "bench.h"
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,7 +198,11 @@ static void print_row(const char *label, int rows, const bench_result *r) {
     fflush(stdout);
 }
 
+static const char USAGE[] =
+    "usage: store_upsert [--rows N] [--batch N] [--pg URL]...\n";
+
 int main(int argc, char **argv) {
+    if (bench_help(argc, argv, USAGE)) return 0;
     bench_opts o = {20000, 256};
     const char *pg_urls[8];
     int npg = 0;
@@ -206,8 +211,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) o.batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--pg") && i + 1 < argc && npg < 8) pg_urls[npg++] = argv[++i];
         else {
-            fprintf(stderr, "usage: store_upsert [--rows N] [--batch N] [--pg URL]...\n");
-            return 2;
+            return bench_usage_error(USAGE);
         }
     }
     if (o.rows <= 0 || o.batch <= 0) {
