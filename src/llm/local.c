@@ -83,37 +83,33 @@ static json_t *canon_decide(const json_t *existing, const json_t *decided, const
     char *norm = signature_normalize(proposed);
     int same = 0;
     const json_t *hit = existing ? find_existing(existing, norm, area, &same) : NULL;
-    json_t *ans;
-    if (hit) {
-        char *sig = signature_normalize(jx_str(hit, "signature"));
-        char *why = xasprintf("\"%s\" is a near-duplicate of existing signature \"%s\"%s.", norm, sig,
-                              same ? " in the same product area" : " (another product area)");
-        ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
-                        jx_string(sig), "matched_existing", 1, "reasoning", jx_string(why));
-        free(sig);
-        free(why);
-        free(norm);
-        return ans;
-    }
+    const json_t *sibling = NULL;
     size_t i;
     json_t *d;
     json_array_foreach(decided, i, d) {
+        if (hit || sibling) break;
         const char *sig = jx_str(d, "signature");
-        if (sig && signature_near_duplicate(sig, norm)) {
-            char *why = xasprintf("Names the same issue as proposal \"%s\" of this request.",
-                                  jx_str(d, "proposed"));
-            ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
-                            jx_string(sig), "matched_existing", 0, "reasoning", jx_string(why));
-            free(why);
-            free(norm);
-            return ans;
-        }
+        if (sig && signature_near_duplicate(sig, norm)) sibling = d;
     }
-    char *why = xasprintf("No near-duplicate among %zu existing signatures; kept the "
-                          "normalised proposal.",
-                          existing ? json_array_size(existing) : (size_t)0);
-    ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
-                    jx_string(norm), "matched_existing", 0, "reasoning", jx_string(why));
+    char *sig, *why;
+    if (hit) {
+        sig = signature_normalize(jx_str(hit, "signature"));
+        why = xasprintf("\"%s\" is a near-duplicate of existing signature \"%s\"%s.", norm, sig,
+                        same ? " in the same product area" : " (another product area)");
+    } else if (sibling) {
+        sig = xstrdup(jx_str(sibling, "signature"));
+        why = xasprintf("Names the same issue as proposal \"%s\" of this request.",
+                        jx_str(sibling, "proposed"));
+    } else {
+        sig = xstrdup(norm);
+        why = xasprintf("No near-duplicate among %zu existing signatures; kept the normalised "
+                        "proposal.",
+                        existing ? json_array_size(existing) : (size_t)0);
+    }
+    json_t *ans = json_pack("{s:o, s:o, s:b, s:o}", "proposed", jx_string(proposed), "signature",
+                            jx_string(sig), "matched_existing", hit != NULL, "reasoning",
+                            jx_string(why));
+    free(sig);
     free(why);
     free(norm);
     return ans;

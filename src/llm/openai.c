@@ -338,17 +338,22 @@ static void set_chat_body(oa_job *j, const char *body) {
     j->est_tokens = (int64_t)len / 4 + prompts_max_tokens(j->owner->call);
 }
 
-/* A cached answer text that parses and passes the phase's validation, or NULL. */
-static json_t *usable_answer(const llm_call *c, char *text) {
-    if (!text) return NULL;
-    json_t *a = json_loads(text, 0, NULL);
-    free(text);
+/* a when it is an object that passes the phase's validation, else NULL (a released). */
+static json_t *valid_answer(const llm_call *c, json_t *a) {
     char why[200] = "";
     if (!json_is_object(a) || (c->validate && c->validate(a, why, sizeof why) != 0)) {
         json_decref(a);
         return NULL;
     }
     return a;
+}
+
+/* A cached answer text that parses and passes the phase's validation, or NULL. */
+static json_t *usable_answer(const llm_call *c, char *text) {
+    if (!text) return NULL;
+    json_t *a = json_loads(text, 0, NULL);
+    free(text);
+    return valid_answer(c, a);
 }
 
 /* Canonicalisation requests carry the signatures known at the time (and whichever
@@ -423,13 +428,7 @@ static void canon_remember(oa_provider *p, const llm_call *c, const json_t *answ
 static int chat_from_cache(oa_provider *p, oa_call *oc) {
     llm_call *c = oc->call;
     json_t *a = usable_answer(c, oa_cache_get(p->cache, oc->key));
-    if (!a && c->task == LLM_CANONICALIZE) {
-        char *text = NULL;
-        json_t *m = canon_from_memo(p, c);
-        if (m) text = jx_dump(m);
-        json_decref(m);
-        a = usable_answer(c, text);
-    }
+    if (!a && c->task == LLM_CANONICALIZE) a = valid_answer(c, canon_from_memo(p, c));
     if (!a) return 0;
     c->answer = a;
     c->from_cache = 1;

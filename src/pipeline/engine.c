@@ -96,7 +96,7 @@ static void account_usage(engine *e, const llm_call *c) {
 
 static void on_call_done(llm_call *call);
 
-static int submit_group(engine *e, call_group *g) {
+int engine_submit(engine *e, call_group *g) {
     g->call.done = on_call_done;
     g->call.user = g;
     e->in_flight++;
@@ -129,7 +129,7 @@ static void on_call_done(llm_call *call) {
     } else if (again) {
         g->step++;
         llm_call_reset_result(&g->call);
-        submit_group(e, g);
+        engine_submit(e, g);
     } else {
         free_group(g);
     }
@@ -152,8 +152,6 @@ call_group *engine_join_held(engine *e, call_group *const *held, size_t n) {
     }
     return g;
 }
-
-int engine_submit(engine *e, call_group *g) { return submit_group(e, g); }
 
 int engine_starved(const engine *e) {
     return e->nready == 0 && e->exhausted && e->in_flight < (size_t)e->concurrency;
@@ -264,7 +262,7 @@ static void fill(engine *e) {
         g->e = e;
         g->n = n;
         for (size_t i = 0; i < n; i++) g->items[i] = pop_ready(e);
-        if (e->ops->prepare(e, g)) submit_group(e, g);
+        if (e->ops->prepare(e, g)) engine_submit(e, g);
         else free_group(g);
     }
 }

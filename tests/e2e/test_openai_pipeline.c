@@ -323,6 +323,17 @@ static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
     return elapsed;
 }
 
+/* `feedline CMD --db DB --json 1` (status or resume of run 1), checked to exit 0:
+ * the run's JSON, or NULL. */
+static json_t *run1_json(env_set *env, const char *cmd, const char *db) {
+    char *out = NULL, *err = NULL;
+    CHECK_INT(feedline(env, &out, &err, cmd, "--db", db, "--json", "1", NULL), 0);
+    json_t *run = parse(out);
+    free(out);
+    free(err);
+    return run;
+}
+
 TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     const char *opts[] = {"--latency-ms", "20", NULL};
     fakeproc fp;
@@ -340,11 +351,7 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
             (long long)elapsed, (long long)(1000 + latency));
     CHECK_INT(rc, 4); /* EXIT_STOPPED */
     CHECK(elapsed >= 0 && elapsed <= 1000 + latency);
-    char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, "--json", "1", NULL), 0);
-    json_t *run = parse(out);
-    free(out);
-    free(err);
+    json_t *run = run1_json(&env, "status", db);
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "stopped");
     int64_t themes = num(run, "themes_extracted") + num(run, "themes_filtered");
@@ -354,10 +361,7 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     json_decref(run);
 
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"latency_ms\":5}") == 200);
-    CHECK_INT(feedline(&env, &out, &err, "resume", "--db", db, "--json", "1", NULL), 0);
-    run = parse(out);
-    free(out);
-    free(err);
+    run = run1_json(&env, "resume", db);
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "completed");
     check_accounting(run);
@@ -387,21 +391,14 @@ TEST(stop_while_story_titles_are_asked_cancels_them_and_resumes) {
     CHECK_INT(rc, 4); /* EXIT_STOPPED */
     CHECK(elapsed >= 0 && elapsed <= 1000 + latency);
     CHECK(task_requests(&fp, "story") < 2 * 2); /* the rest were never sent */
-    char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, "--json", "1", NULL), 0);
-    json_t *run = parse(out);
-    free(out);
-    free(err);
+    json_t *run = run1_json(&env, "status", db);
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "stopped");
     CHECK_INT(num(run, "stories_created"), 0); /* all or nothing */
     json_decref(run);
 
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"story_latency_ms\":5}") == 200);
-    CHECK_INT(feedline(&env, &out, &err, "resume", "--db", db, "--json", "1", NULL), 0);
-    run = parse(out);
-    free(out);
-    free(err);
+    run = run1_json(&env, "resume", db);
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "completed");
     int64_t stories = num(run, "stories_created");
