@@ -508,6 +508,90 @@ TEST(identical_calls_are_answered_from_the_cache_after_validation) {
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
 
+/* One canonicalisation call of the given arguments, run to completion. */
+static void canon_call(llm_provider *p, llm_call *c, const char *args) {
+    memset(c, 0, sizeof *c);
+    c->task = LLM_CANONICALIZE;
+    c->args = json_loads(args, 0, NULL);
+    CHECK(c->args != NULL);
+    CHECK_INT(run_all(p, c, 1, 10000), 1);
+    CHECK_INT(c->status, LLM_OK);
+}
+
+static const char *decided(const llm_call *c, size_t i) {
+    const char *sig = jx_str(llm_canon_decision(c->answer, c->args, i), "signature");
+    return sig ? sig : "(none)";
+}
+
+static void canon_free(llm_call *c) {
+    llm_call_reset_result(c);
+    json_decref(c->args);
+}
+
+TEST(canonicalisation_decisions_are_remembered_per_proposal) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    char *db = fx_db_url();
+    store *st = fx_store_open(db);
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, st, err, sizeof err);
+    REQUIRE(p != NULL);
+    llm_call k;
+    canon_call(p, &k,
+               "{\"product_area\":\"reports\",\"existing\":[{\"signature\":\"csv_export_timeout\","
+               "\"product_area\":\"reports\"}],\"proposals\":[{\"proposed\":\"Export CSV Timeout\"},"
+               "{\"proposed\":\"pdf fonts garbled\"}]}");
+    CHECK_STR(decided(&k, 0), "csv_export_timeout");
+    CHECK_STR(decided(&k, 1), "pdf_fonts_garbled");
+    canon_free(&k);
+    llm_provider_destroy(p); /* writes what is buffered */
+    REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
+    p = llm_openai_new(&c, NULL, st, err, sizeof err);
+    REQUIRE(p != NULL);
+
+    /* batched the other way round, with more signatures known by now: other bytes, yet
+     * both decisions still stand, so no request */
+    canon_call(p, &k,
+               "{\"product_area\":\"reports\",\"existing\":[{\"signature\":\"chart_legend_missing\","
+               "\"product_area\":\"reports\"},{\"signature\":\"csv_export_timeout\","
+               "\"product_area\":\"reports\"}],\"proposals\":[{\"proposed\":\"pdf fonts garbled\"},"
+               "{\"proposed\":\"Export CSV Timeout\"}]}");
+    CHECK_INT(k.from_cache, 1);
+    CHECK_INT(k.attempts, 0);
+    CHECK_STR(decided(&k, 0), "pdf_fonts_garbled");
+    CHECK_STR(decided(&k, 1), "csv_export_timeout");
+    canon_free(&k);
+    json_t *s = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(s, "requests"), 0);
+    json_decref(s);
+
+    /* the signature it chose is no longer offered: the decision does not stand */
+    canon_call(p, &k,
+               "{\"product_area\":\"reports\",\"existing\":[],\"proposals\":["
+               "{\"proposed\":\"Export CSV Timeout\"}]}");
+    CHECK_INT(k.from_cache, 0);
+    CHECK_STR(decided(&k, 0), "export_csv_timeout");
+    canon_free(&k);
+    /* one proposal never decided: the whole request is asked */
+    canon_call(p, &k,
+               "{\"product_area\":\"reports\",\"existing\":[],\"proposals\":["
+               "{\"proposed\":\"pdf fonts garbled\"},{\"proposed\":\"chart legend missing\"}]}");
+    CHECK_INT(k.from_cache, 0);
+    CHECK_STR(decided(&k, 1), "chart_legend_missing");
+    canon_free(&k);
+    s = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(s, "requests"), 2);
+    CHECK_INT(stat_int(s, "canonicalize_proposals"), 3);
+    json_decref(s);
+    llm_provider_destroy(p);
+    store_close(st);
+    free(db);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
 TEST(rate_limited_answers_are_retried_after_retry_after) {
     const char *opts[] = {"--fault-429", "0.3", "--retry-after-ms", "150", "--seed", "5", NULL};
     fakeproc fp;
