@@ -438,17 +438,50 @@ static int validate_not_rejected(const json_t *a, char *msg, size_t len) {
     return 0;
 }
 
-TEST(identical_calls_are_answered_from_the_cache_after_validation) {
+/* A provider on the fake whose cache lives in a fresh database. */
+typedef struct cached {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
-    char *db = fx_db_url();
-    store *st = fx_store_open(db);
+    char *db;
+    store *st;
     llm_openai_config c;
     char url[128];
-    config_for(&c, &fp, url, sizeof url);
+    llm_provider *p;
+} cached;
+
+static int cached_start(cached *x) {
+    memset(x, 0, sizeof *x);
+    if (start_fake(&x->fp, NULL) != 0) return -1;
+    x->db = fx_db_url();
+    x->st = fx_store_open(x->db);
+    config_for(&x->c, &x->fp, x->url, sizeof x->url);
     char err[256];
-    llm_provider *p = llm_openai_new(&c, NULL, st, err, sizeof err);
-    REQUIRE(p != NULL);
+    x->p = llm_openai_new(&x->c, NULL, x->st, err, sizeof err);
+    if (!x->p) fprintf(stdout, "    provider: %s\n", err);
+    return x->p ? 0 : -1;
+}
+
+/* A new provider on the same cache (the old one writes what it buffered), and the
+ * fake's counters zeroed. */
+static int cached_restart(cached *x) {
+    llm_provider_destroy(x->p);
+    x->p = NULL;
+    if (fakeproc_post(&x->fp, "/_reset", NULL) != 200) return -1;
+    char err[256];
+    x->p = llm_openai_new(&x->c, NULL, x->st, err, sizeof err);
+    return x->p ? 0 : -1;
+}
+
+static void cached_stop(cached *x) {
+    llm_provider_destroy(x->p);
+    store_close(x->st);
+    free(x->db);
+    CHECK_INT(fakeproc_stop(&x->fp), 0);
+}
+
+TEST(identical_calls_are_answered_from_the_cache_after_validation) {
+    cached x;
+    REQUIRE(cached_start(&x) == 0);
+    llm_provider *p = x.p;
     llm_call calls[NTEXTS];
     memset(calls, 0, sizeof calls);
     for (size_t i = 0; i < NTEXTS; i++) {
@@ -469,10 +502,8 @@ TEST(identical_calls_are_answered_from_the_cache_after_validation) {
     int dim = emb.dim;
     free_calls(calls, NTEXTS);
     free_calls(&emb, 1);
-    llm_provider_destroy(p); /* writes what is buffered */
-    REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
-
-    p = llm_openai_new(&c, NULL, st, err, sizeof err);
+    REQUIRE(cached_restart(&x) == 0);
+    p = x.p;
     CHECK_INT(run_all(p, calls, NTEXTS, 10000), NTEXTS);
     CHECK_INT(run_all(p, &emb, 1, 10000), 1);
     for (size_t i = 0; i < NTEXTS; i++) {
@@ -485,7 +516,7 @@ TEST(identical_calls_are_answered_from_the_cache_after_validation) {
     CHECK_INT(emb.from_cache, 1);
     CHECK_INT(emb.dim, dim);
     CHECK(emb.vectors && !memcmp(emb.vectors, vec, NTEXTS * (size_t)dim * sizeof(float)));
-    json_t *s = fakeproc_stats(&fp);
+    json_t *s = fakeproc_stats(&x.fp);
     CHECK_INT(stat_int(s, "requests"), 0);
     json_decref(s);
     free_calls(calls, NTEXTS);
@@ -502,10 +533,7 @@ TEST(identical_calls_are_answered_from_the_cache_after_validation) {
     reject_type = NULL;
     for (size_t i = 0; i < NTEXTS; i++) json_decref(first[i]);
     free(vec);
-    llm_provider_destroy(p);
-    store_close(st);
-    free(db);
-    CHECK_INT(fakeproc_stop(&fp), 0);
+    cached_stop(&x);
 }
 
 /* One canonicalisation call of the given arguments, run to completion. */
@@ -529,16 +557,9 @@ static void canon_free(llm_call *c) {
 }
 
 TEST(canonicalisation_decisions_are_remembered_per_proposal) {
-    fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
-    char *db = fx_db_url();
-    store *st = fx_store_open(db);
-    llm_openai_config c;
-    char url[128];
-    config_for(&c, &fp, url, sizeof url);
-    char err[256];
-    llm_provider *p = llm_openai_new(&c, NULL, st, err, sizeof err);
-    REQUIRE(p != NULL);
+    cached x;
+    REQUIRE(cached_start(&x) == 0);
+    llm_provider *p = x.p;
     llm_call k;
     canon_call(p, &k,
                "{\"product_area\":\"reports\",\"existing\":[{\"signature\":\"csv_export_timeout\","
@@ -547,10 +568,8 @@ TEST(canonicalisation_decisions_are_remembered_per_proposal) {
     CHECK_STR(decided(&k, 0), "csv_export_timeout");
     CHECK_STR(decided(&k, 1), "pdf_fonts_garbled");
     canon_free(&k);
-    llm_provider_destroy(p); /* writes what is buffered */
-    REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
-    p = llm_openai_new(&c, NULL, st, err, sizeof err);
-    REQUIRE(p != NULL);
+    REQUIRE(cached_restart(&x) == 0);
+    p = x.p;
 
     /* batched the other way round, with more signatures known by now: other bytes, yet
      * both decisions still stand, so no request */
@@ -564,7 +583,7 @@ TEST(canonicalisation_decisions_are_remembered_per_proposal) {
     CHECK_STR(decided(&k, 0), "pdf_fonts_garbled");
     CHECK_STR(decided(&k, 1), "csv_export_timeout");
     canon_free(&k);
-    json_t *s = fakeproc_stats(&fp);
+    json_t *s = fakeproc_stats(&x.fp);
     CHECK_INT(stat_int(s, "requests"), 0);
     json_decref(s);
 
@@ -582,14 +601,11 @@ TEST(canonicalisation_decisions_are_remembered_per_proposal) {
     CHECK_INT(k.from_cache, 0);
     CHECK_STR(decided(&k, 1), "chart_legend_missing");
     canon_free(&k);
-    s = fakeproc_stats(&fp);
+    s = fakeproc_stats(&x.fp);
     CHECK_INT(stat_int(s, "requests"), 2);
     CHECK_INT(stat_int(s, "canonicalize_proposals"), 3);
     json_decref(s);
-    llm_provider_destroy(p);
-    store_close(st);
-    free(db);
-    CHECK_INT(fakeproc_stop(&fp), 0);
+    cached_stop(&x);
 }
 
 TEST(rate_limited_answers_are_retried_after_retry_after) {
