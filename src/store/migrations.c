@@ -222,9 +222,66 @@ static const char MIGRATION_3[] =
     " claims BIGINT NOT NULL DEFAULT 0,"
     " granted BIGINT NOT NULL DEFAULT 0);";
 
+
+/* Stories that product teams act on (issue 12): a story lives across runs (identity by
+ * signature: a later run's matching group adds evidence instead of a twin), has a state
+ * people set (open / exported / closed / rejected), a written title and description,
+ * the review decision that shaped it, and the tracker tickets it was exported to.
+ *  - story_runs: the history of a story, one row per run that created or grew it;
+ *  - story_reviews: the review decision of every candidate group of a run (keep,
+ *    split, merge, reject), with its reason, including the rejected ones (no story);
+ *  - story_exports: the ticket of a story in one tracker (idempotent re-export). */
+static const char MIGRATION_4[] =
+    "ALTER TABLE stories ADD COLUMN last_run_id BIGINT;"
+    "ALTER TABLE stories ADD COLUMN first_seen_at BIGINT;"
+    "ALTER TABLE stories ADD COLUMN last_seen_at BIGINT;"
+    "ALTER TABLE stories ADD COLUMN distinguisher TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE stories ADD COLUMN problem TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE stories ADD COLUMN affected TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE stories ADD COLUMN acceptance_criteria TEXT NOT NULL DEFAULT '[]';"
+    "ALTER TABLE stories ADD COLUMN story_kind TEXT NOT NULL DEFAULT 'bug';"
+    "ALTER TABLE stories ADD COLUMN review_decision TEXT NOT NULL DEFAULT 'keep';"
+    "ALTER TABLE stories ADD COLUMN review_reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE stories ADD COLUMN state_reason TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE stories ADD COLUMN state_changed_at BIGINT;"
+    "UPDATE stories SET status = 'open' WHERE status = 'candidate';"
+    "UPDATE stories SET last_run_id = run_id;"
+    "CREATE INDEX stories_signature ON stories(signature, status);"
+    "CREATE TABLE story_runs ("
+    " story_id BIGINT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,"
+    " run_id BIGINT NOT NULL,"
+    " created BIGINT NOT NULL DEFAULT 0,"
+    " conversations_added BIGINT NOT NULL DEFAULT 0,"
+    " at BIGINT NOT NULL,"
+    " PRIMARY KEY (story_id, run_id));"
+    "CREATE INDEX story_runs_run ON story_runs(run_id);"
+    "INSERT INTO story_runs (story_id, run_id, created, conversations_added, at)"
+    " SELECT id, run_id, 1, conversation_count, created_at FROM stories"
+    " WHERE run_id IS NOT NULL;"
+    "CREATE TABLE story_reviews ("
+    " id {{ID}},"
+    " run_id BIGINT NOT NULL REFERENCES pipeline_runs(id) ON DELETE CASCADE,"
+    " product_area TEXT NOT NULL, signature TEXT NOT NULL,"
+    " decision TEXT NOT NULL CHECK (decision IN ('keep','split','merge','reject')),"
+    " reason TEXT NOT NULL DEFAULT '',"
+    " conversation_count BIGINT NOT NULL DEFAULT 0,"
+    " merge_into TEXT,"
+    " parts TEXT NOT NULL DEFAULT '[]',"
+    " reviewer TEXT NOT NULL DEFAULT 'rules',"
+    " created_at BIGINT NOT NULL,"
+    " UNIQUE (run_id, product_area, signature));"
+    "CREATE TABLE story_exports ("
+    " story_id BIGINT NOT NULL REFERENCES stories(id) ON DELETE CASCADE,"
+    " tracker TEXT NOT NULL,"
+    " external_id TEXT NOT NULL, url TEXT NOT NULL DEFAULT '',"
+    " evidence_count BIGINT NOT NULL DEFAULT 0,"
+    " exported_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (story_id, tracker));";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
     {3, "shared rate budget", MIGRATION_3},
+    {4, "story lifecycle, reviews and exports", MIGRATION_4},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];
