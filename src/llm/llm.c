@@ -30,7 +30,7 @@ int llm_set_index(const char *const *set, const char *s) {
 
 const char *llm_task_name(enum llm_task t) {
     static const char *names[LLM_TASK_COUNT] = {"classify", "refine", "facets", "theme",
-                                                "canonicalize", "story", "embed"};
+                                                "canonicalize", "story", "review", "embed"};
     return (unsigned)t < LLM_TASK_COUNT ? names[t] : "unknown";
 }
 

@@ -56,10 +56,27 @@ enum llm_task {
      *                         "matched_existing": bool, "reasoning": str}]}
      * one decision per proposal (llm_canon_decision pairs them up). */
     LLM_CANONICALIZE,
-    /* Story title/summary. args: {"signature", "product_area", "component",
-     *  "action_type", "direction", "user_intents": [str], "symptoms": [str]}
-     * Answer: {"title": str (<= 80 chars), "summary": str} */
+    /* The written story of one group. args: {"signature", "product_area", "component",
+     *  "kind": "bug"|"feature"|"question", "distinguisher": str ("" unless a review
+     *  split the signature), "conversation_count": int, "first_seen", "last_seen":
+     *  "YYYY-MM-DD", "theme": {"description", "engineering_fix"} (vocabulary themes
+     *  only), "action_type", "direction", "user_intents": [str], "symptoms": [str],
+     *  "excerpts": [str] (the strongest evidence)}
+     * Answer: {"title": str (<= 90 chars, never a customer's words verbatim),
+     *  "problem": str, "affected": str, "acceptance_criteria": [str] (bugs: >= 1)} */
     LLM_STORY,
+    /* The review of one candidate group before it becomes a story. args:
+     *  {"signature", "product_area", "component", "conversation_count": int,
+     *   "theme": {"description", "engineering_fix"} (vocabulary themes only),
+     *   "parts": [{"part": 1-based int, "conversations": int, "action_type",
+     *              "direction", "user_intents": [str], "symptoms": [str]}],
+     *   "other_groups": [{"signature", "conversations", "user_intents": [str]}]}
+     *  (other_groups: the run's other candidates of the same product area)
+     * Answer: {"decision": "keep"|"split"|"merge"|"reject", "reason": str,
+     *  "merge_with": signature of other_groups (merge only),
+     *  "split": [{"name": str, "parts": [int]}] (split only: >= 2 named sub-groups,
+     *           every part in exactly one, each sub-group >= 3 conversations)} */
+    LLM_REVIEW,
     /* Embeddings of texts[0..ntexts). Result: vectors (ntexts * dim floats,
      * L2-normalised). */
     LLM_EMBED,
@@ -113,9 +130,11 @@ typedef struct llm_input {
 
 typedef struct llm_call llm_call;
 typedef void (*llm_done_fn)(llm_call *call);
-/* Checks an answer's schema; 0 = valid, else writes why into msg. Used by the
- * provider to decide on the one repair retry; the phase applies it again anyway. */
-typedef int (*llm_validate_fn)(const json_t *answer, char *msg, size_t msglen);
+/* Checks an answer against its schema and the call's arguments (args, may be NULL);
+ * 0 = valid, else writes why into msg. Used by the provider to decide on the one
+ * repair retry; the phase applies it again anyway. */
+typedef int (*llm_validate_fn)(const json_t *args, const json_t *answer, char *msg,
+                               size_t msglen);
 
 struct llm_call {
     /* --- request, set by the caller --- */

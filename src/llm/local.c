@@ -2,9 +2,8 @@
  * rules, vocabulary matching and feature-hashed TF-IDF, so the whole pipeline runs
  * with no network. This file owns the provider mechanics (a FIFO of submitted calls
  * that poll() works off, cancel_all, validation of answers), the task dispatch, and
- * the two small tasks that need no text analysis: signature canonicalisation and
- * story titles. The analysis itself lives in local_rules.c, local_theme.c and
- * local_embed.c (see local_internal.h). */
+ * signature canonicalisation. The analysis itself lives in local_rules.c,
+ * local_theme.c, local_story.c and local_embed.c (see local_internal.h). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,103 +139,6 @@ static json_t *task_canonicalize(const llm_call *call, char *err, size_t errlen)
     return json_pack("{s:o}", "decisions", decisions);
 }
 
-/* ------------------------------------------------------------ story */
-
-#define TITLE_MAX 80
-
-/* "bug_report" -> "Bug Report" */
-static char *title_case_words(const char *s) {
-    char *out = xstrdup(s ? s : "");
-    int start = 1;
-    for (char *p = out; *p; p++) {
-        if (*p == '_' || *p == '-') *p = ' ';
-        if (*p == ' ') {
-            start = 1;
-        } else {
-            if (start && *p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
-            start = 0;
-        }
-    }
-    return out;
-}
-
-static size_t trimmed_len(const char *s) {
-    while (*s == ' ' || *s == '\t' || *s == '\n') s++;
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n')) n--;
-    return n;
-}
-
-static char *story_title(const json_t *args) {
-    size_t i;
-    json_t *v;
-    json_array_foreach(jx_arr(args, "user_intents"), i, v) {
-        const char *s = json_string_value(v);
-        if (s && trimmed_len(s) > 10) return lt_cut_ellipsis(s, strlen(s), TITLE_MAX, "...");
-    }
-    const char *action = jx_str(args, "action_type");
-    json_t *symptoms = jx_arr(args, "symptoms");
-    const char *first = symptoms ? json_string_value(json_array_get(symptoms, 0)) : NULL;
-    if (action && *action && strcmp(action, "unknown") != 0 && first && trimmed_len(first) > 0) {
-        char *a = title_case_words(action);
-        char *t = xasprintf("%s: %s", a, first);
-        char *cut = lt_cut_ellipsis(t, strlen(t), TITLE_MAX, "...");
-        free(a);
-        free(t);
-        return cut;
-    }
-    const char *sig = jx_str(args, "signature");
-    char *norm = signature_normalize(sig);
-    char *h = title_case_words(norm);
-    char *cut = lt_cut_ellipsis(h, strlen(h), TITLE_MAX, "...");
-    free(norm);
-    free(h);
-    return cut;
-}
-
-/* Up to max strings of an array longer than min_len, each cut, joined by sep (quoted
- * when quote). Returns how many were written. */
-static size_t join_strings(buf_t *b, const json_t *arr, size_t max, size_t min_len, size_t each,
-                           const char *sep, int quote) {
-    size_t i, shown = 0;
-    json_t *v;
-    json_array_foreach(arr, i, v) {
-        const char *s = json_string_value(v);
-        if (!s || trimmed_len(s) <= min_len || shown >= max) continue;
-        char *cut = lt_cut_ellipsis(s, strlen(s), each, "...");
-        buf_printf(b, "%s%s%s%s", shown++ ? sep : "", quote ? "\"" : "", cut, quote ? "\"" : "");
-        free(cut);
-    }
-    return shown;
-}
-
-static json_t *task_story(const llm_call *call) {
-    const json_t *a = call->args;
-    char *title = story_title(a);
-    buf_t s = BUF_INIT;
-    json_t *intents = jx_arr(a, "user_intents"), *symptoms = jx_arr(a, "symptoms");
-    buf_t part = BUF_INIT;
-    if (intents && join_strings(&part, intents, 3, 10, 160, "; ", 1))
-        buf_printf(&s, "Customers say: %s. ", buf_cstr(&part));
-    buf_reset(&part);
-    if (symptoms && join_strings(&part, symptoms, 5, 0, 100, "; ", 0))
-        buf_printf(&s, "Symptoms: %s. ", buf_cstr(&part));
-    buf_free(&part);
-    /* only what was given: no "unknown" placeholders */
-    const char *area = jx_str(a, "product_area"), *comp = jx_str(a, "component");
-    if (area && *area) buf_printf(&s, "Area: %s%s%s. ", area, comp && *comp ? " / " : "", comp && *comp ? comp : "");
-    const char *action = jx_str(a, "action_type"), *dir = jx_str(a, "direction");
-    if (action && *action && dir && *dir) buf_printf(&s, "Pattern: %s, %s. ", action, dir);
-    else if (action && *action) buf_printf(&s, "Pattern: %s. ", action);
-    const char *sig = jx_str(a, "signature");
-    if (sig && *sig) buf_printf(&s, "Signature: %s.", sig);
-    while (s.len && s.data[s.len - 1] == ' ') buf_truncate(&s, s.len - 1);
-    json_t *ans = json_pack("{s:o, s:o}", "title", jx_string(title), "summary", jx_string(buf_cstr(&s)));
-    free(title);
-    buf_free(&s);
-    return ans;
-}
-
 /* ------------------------------------------------------------ embed */
 
 static int task_embed(local_provider *lp, llm_call *call) {
@@ -276,7 +178,8 @@ static void run_call(local_provider *lp, llm_call *call) {
     case LLM_FACETS: ans = local_facets(c, call, err, sizeof err); break;
     case LLM_THEME: ans = local_theme(c, call, err, sizeof err); break;
     case LLM_CANONICALIZE: ans = task_canonicalize(call, err, sizeof err); break;
-    case LLM_STORY: ans = task_story(call); break;
+    case LLM_STORY: ans = local_story(call, err, sizeof err); break;
+    case LLM_REVIEW: ans = local_review(call, err, sizeof err); break;
     case LLM_EMBED:
         if (task_embed(lp, call) != 0) fail(&lp->base, call, LLM_ERR_INPUT, call->error);
         return;
@@ -289,7 +192,7 @@ static void run_call(local_provider *lp, llm_call *call) {
     call->answer = ans;
     if (call->validate) {
         char msg[200] = "";
-        if (call->validate(ans, msg, sizeof msg) != 0) {
+        if (call->validate(call->args, ans, msg, sizeof msg) != 0) {
             /* our own answer failed the phase's schema: a bug, reported not hidden */
             char why[sizeof call->error];
             snprintf(why, sizeof why, "local answer rejected: %s", msg[0] ? msg : "invalid");

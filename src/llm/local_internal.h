@@ -1,6 +1,7 @@
 /* local_internal.h — private pieces of the offline analyzer (provider "local"),
  * shared between its files:
- *   local.c        provider mechanics (queue, poll, cancel), dispatch, story, canonicalize
+ *   local.c        provider mechanics (queue, poll, cancel), dispatch, canonicalize
+ *   local_story.c  story review rules and written stories
  *   local_text.c   tokenizer, light stemmer, stop words, phrase matcher, text helpers
  *   local_rules.c  classify / refine / facets rules
  *   local_theme.c  vocabulary theme matching and new-signature proposals
@@ -180,6 +181,9 @@ json_t *local_classify(local_ctx *c, const llm_call *call, char *err, size_t err
 json_t *local_refine(local_ctx *c, const llm_call *call, char *err, size_t errlen);
 json_t *local_facets(local_ctx *c, const llm_call *call, char *err, size_t errlen);
 json_t *local_theme(local_ctx *c, const llm_call *call, char *err, size_t errlen);
+/* local_story.c: review rules and the written story, from the task's arguments. */
+json_t *local_review(const llm_call *call, char *err, size_t errlen);
+json_t *local_story(const llm_call *call, char *err, size_t errlen);
 
 /* The vocabulary themes a text is about: those with evidence (a keyword phrase or a
  * half-covered example intent) scoring at least the matching minimum, with their score

@@ -341,7 +341,7 @@ static void set_chat_body(oa_job *j, const char *body) {
 /* a when it is an object that passes the phase's validation, else NULL (a released). */
 static json_t *valid_answer(const llm_call *c, json_t *a) {
     char why[200] = "";
-    if (!json_is_object(a) || (c->validate && c->validate(a, why, sizeof why) != 0)) {
+    if (!json_is_object(a) || (c->validate && c->validate(c->args, a, why, sizeof why) != 0)) {
         json_decref(a);
         return NULL;
     }
@@ -675,7 +675,7 @@ static void chat_answer(oa_provider *p, oa_job *j, const json_t *env) {
         return;
     }
     char why[200] = "";
-    if (c->validate && c->validate(a, why, sizeof why) != 0) {
+    if (c->validate && c->validate(c->args, a, why, sizeof why) != 0) {
         json_decref(a);
         chat_invalid(p, j, content, why[0] ? why : "a field had the wrong type or value");
         return;

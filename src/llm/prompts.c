@@ -191,7 +191,8 @@ prompts *prompts_new(const vocab *v) {
     static const char *const files[LLM_TASK_COUNT] = {
         [LLM_CLASSIFY] = "system_classify",         [LLM_REFINE] = "system_refine",
         [LLM_FACETS] = "system_facets",             [LLM_THEME] = "system_theme",
-        [LLM_CANONICALIZE] = "system_canonicalize", [LLM_STORY] = "system_story"};
+        [LLM_CANONICALIZE] = "system_canonicalize", [LLM_STORY] = "system_story",
+        [LLM_REVIEW] = "system_review"};
     prompts *p = xcalloc(1, sizeof *p);
     p->v = v;
     for (int t = 0; t < LLM_TASK_COUNT; t++)
@@ -219,7 +220,8 @@ int prompts_max_tokens(const llm_call *c) {
         size_t n = json_array_size(json_object_get(c->args, "proposals"));
         return 100 + 100 * (int)(n ? n : 1);
     }
-    case LLM_STORY: return 400;
+    case LLM_STORY: return 700;
+    case LLM_REVIEW: return 400;
     default: return 0;
     }
 }

@@ -23,7 +23,8 @@ typedef struct classify_state {
     char *support_insights; /* JSON */
 } classify_state;
 
-static int validate_stage(const json_t *a, char *msg, size_t len) {
+static int validate_stage(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
     if (!answer_enum(a, "conversation_type", LLM_CONVERSATION_TYPES, NULL))
         return answer_reject(msg, len, "conversation_type",
@@ -73,7 +74,7 @@ static int classify_complete(engine *e, call_group *g) {
             return 0;
         }
         char why[160];
-        if (validate_stage(c->answer, why, sizeof why)) {
+        if (validate_stage(c->args, c->answer, why, sizeof why)) {
             engine_item_fail(e, it, "stage 1 answer invalid: %s", why);
             return 0;
         }
@@ -97,7 +98,7 @@ static int classify_complete(engine *e, call_group *g) {
         return 0;
     }
     char why[160];
-    if (validate_stage(c->answer, why, sizeof why)) {
+    if (validate_stage(c->args, c->answer, why, sizeof why)) {
         snprintf(it->reason, sizeof it->reason, "stage 2 answer invalid: %s", why);
         engine_item_ok(e, it);
         return 0;

@@ -16,7 +16,8 @@ typedef struct facet_state {
     char *symptom, *user_goal;
 } facet_state;
 
-static int validate_facets(const json_t *a, char *msg, size_t len) {
+static int validate_facets(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
     if (!json_is_string(json_object_get(a, "action_type")))
         return answer_reject(msg, len, "action_type", "missing");
@@ -47,7 +48,7 @@ static int facets_complete(engine *e, call_group *g) {
                          c->error);
         return 0;
     }
-    if (validate_facets(c->answer, why, sizeof why)) {
+    if (validate_facets(c->args, c->answer, why, sizeof why)) {
         engine_item_fail(e, it, "facet answer invalid: %s", why);
         return 0;
     }

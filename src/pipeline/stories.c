@@ -1,26 +1,36 @@
-/* Story phase (original-phases.md §7–8, redesigned):
- *  1. Partition the run's passed themes so that no block exceeds CLUSTER_DIRECT_MAX:
- *     everything at once when small; else by product area, then by signature, then by
- *     2-means bisection. One partition is in memory at a time.
- *  2. Complete-linkage clustering on cosine distance (threshold 0.55) inside a block,
- *     then split each cluster by (action_type, direction). Themes without an embedding
- *     are grouped by signature instead of vanishing (the original dropped them).
- *  3. Groups of >= 3 become stories (evidence = every conversation, excerpt each);
- *     smaller groups feed orphans keyed by each conversation's theme signature, which
- *     accumulate across runs; an orphan from an earlier run that reaches 3
- *     conversations graduates into a story (with evidence, which the original lacked).
- *  4. Everything is written in one transaction with stories_done, so the phase is
- *     all-or-nothing and a conversation is evidence of at most one story per run.
- * Story titles come from the provider (LLM_STORY; offline: deterministic). */
+/* Story phase (original-phases.md §7–8, redesigned for issue 12):
+ *  1. Plan: partition the run's passed themes so that no block exceeds
+ *     CLUSTER_DIRECT_MAX (everything at once when small; else by product area, then by
+ *     signature, then by 2-means bisection), cluster each block (complete linkage on
+ *     cosine distance, threshold 0.55) and split each cluster by (action_type,
+ *     direction): the parts. Themes without an embedding are grouped by signature.
+ *  2. Candidates: every part of one signature forms one candidate group, so two
+ *     clusters of a signature never become twin stories unless a review splits them.
+ *     A candidate under 3 conversations feeds the orphan of its signature, unless an
+ *     orphan of an earlier run reaches 3 with it: then it graduates as a candidate.
+ *  3. Review (story_review.c): keep, split into named sub-groups, merge into another
+ *     candidate, or reject, with a reason; one LLM_REVIEW call per candidate
+ *     (offline: rules). Decisions are stored, rejected ones too.
+ *  4. Identity: each resulting story is matched to the stories of earlier runs (same
+ *     signature or a canonical equivalent, same distinguisher): an open or exported
+ *     match grows with the new evidence, a rejected one absorbs it and stays
+ *     rejected, a closed one is never reopened (a recurrence is a new story).
+ *  5. Written stories (story_write.c) for the new ones: title, problem, who is
+ *     affected, acceptance criteria; titles distinct within the run.
+ *  6. Everything is written in one transaction with stories_done, so the phase is
+ *     all-or-nothing and a resume simply runs it again. */
 #include "pipeline/stories.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pipeline/cluster.h"
 #include "pipeline/engine.h"
+#include "pipeline/story_plan.h"
+#include "store/store_report.h"
 #include "text/signature.h"
 #include "util/buf.h"
 #include "util/jsonx.h"
@@ -29,130 +39,159 @@
 #include "util/strmap.h"
 #include "util/timeutil.h"
 
-/* How often the title calls look for a stop in the database (the engine's rhythm). */
-#define TITLE_STOP_CHECK_MS 250
+/* How often long call loops look for a stop in the database (the engine's rhythm). */
+#define STORY_STOP_CHECK_MS 250
 
-/* A group of conversations decided in memory. */
-typedef struct group {
-    char **ids, **excerpts, **sigs, **intents;
-    json_t *symptoms; /* union of the members' symptoms, <= 10 */
-    size_t n;
-    char *signature, *area, *component, *action, *direction, *cluster_id, *method;
-    double mean_cos;    /* mean pairwise cosine (1 for singletons / unknown) */
-    double sig_share;   /* share of members with the majority signature */
-    char *title;
-} group;
+const char *review_decision_name(enum review_decision d) {
+    static const char *const names[] = {"keep", "split", "merge", "reject"};
+    return (unsigned)d < 4 ? names[d] : "keep";
+}
 
-typedef struct plan {
-    group *g;
-    size_t n, cap;
-} plan;
+/* ---- the plan ------------------------------------------------------------------- */
 
-static void group_free(group *g) {
-    for (size_t i = 0; i < g->n; i++) {
-        free(g->ids[i]);
-        free(g->excerpts[i]);
-        free(g->sigs[i]);
-        free(g->intents[i]);
+static void member_free(smember *m) {
+    free(m->id);
+    free(m->excerpt);
+    free(m->sig);
+    free(m->area);
+    free(m->component);
+    free(m->intent);
+    free(m->action);
+    free(m->direction);
+    json_decref(m->symptoms);
+}
+
+void splan_free(splan *p) {
+    for (size_t i = 0; i < p->nmem; i++) member_free(&p->mem[i]);
+    free(p->mem);
+    for (size_t i = 0; i < p->nparts; i++) {
+        spart *t = &p->parts[i];
+        free(t->m);
+        free(t->signature);
+        free(t->cluster_id);
+        free(t->method);
+        free(t->action);
+        free(t->direction);
     }
-    free(g->ids);
-    free(g->excerpts);
-    free(g->sigs);
-    free(g->intents);
-    json_decref(g->symptoms);
-    free(g->signature);
-    free(g->area);
-    free(g->component);
-    free(g->action);
-    free(g->direction);
-    free(g->cluster_id);
-    free(g->method);
-    free(g->title);
+    free(p->parts);
+    for (size_t i = 0; i < p->ncands; i++) {
+        scand *c = &p->cands[i];
+        free(c->signature);
+        free(c->area);
+        free(c->component);
+        free(c->parts);
+        free(c->reason);
+        free(c->reviewer);
+        free(c->merge_into);
+        json_decref(c->split);
+    }
+    free(p->cands);
+    for (size_t i = 0; i < p->nstories; i++) {
+        sstory *t = &p->stories[i];
+        free(t->distinguisher);
+        free(t->m);
+        free(t->action);
+        free(t->direction);
+        free(t->kind);
+        free(t->title);
+        free(t->problem);
+        free(t->affected);
+        json_decref(t->criteria);
+        free(t->match_status);
+    }
+    free(p->stories);
+    free(p->small);
 }
 
-static void plan_free(plan *p) {
-    for (size_t i = 0; i < p->n; i++) group_free(&p->g[i]);
-    free(p->g);
+void sstory_add_members_of_part(sstory *s, const splan *p, size_t part) {
+    const spart *t = &p->parts[part];
+    s->m = xrealloc(s->m, (s->n + t->n) * sizeof *s->m);
+    memcpy(s->m + s->n, t->m, t->n * sizeof *s->m);
+    s->n += t->n;
 }
 
-/* The most common string among members (ties: alphabetical). */
-static char *majority(story_input *in, const size_t *idx, size_t n,
-                      char *(*field)(story_input *), double *share) {
+/* The most common string among the members (ties: alphabetical). */
+static const char *majority_of(const splan *p, const size_t *m, size_t n, size_t field_off,
+                               double *share) {
     const char *best = NULL;
     size_t bestc = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *v = field(&in[idx[i]]);
+        const char *v = *(char *const *)((const char *)&p->mem[m[i]] + field_off);
         size_t c = 0;
-        for (size_t j = 0; j < n; j++) c += strcmp(field(&in[idx[j]]), v) == 0;
+        for (size_t j = 0; j < n; j++)
+            c += !strcmp(*(char *const *)((const char *)&p->mem[m[j]] + field_off), v);
         if (c > bestc || (c == bestc && best && strcmp(v, best) < 0)) {
             best = v;
             bestc = c;
         }
     }
     if (share) *share = n ? (double)bestc / (double)n : 0;
-    return xstrdup(best ? best : "unknown");
+    return best ? best : "unknown";
+}
+#define MAJORITY(p, m, n, field, share) majority_of(p, m, n, offsetof(smember, field), share)
+
+static smember *new_member(splan *p) {
+    XGROW(p->mem, p->capmem, p->nmem + 1);
+    smember *x = &p->mem[p->nmem++];
+    memset(x, 0, sizeof *x);
+    x->typicality = 1.0;
+    return x;
 }
 
-static char *f_sig(story_input *x) { return x->signature; }
-static char *f_area(story_input *x) { return x->product_area; }
-static char *f_comp(story_input *x) { return x->component; }
-
-static double mean_pairwise_cos(story_input *in, const size_t *idx, size_t n) {
-    if (n < 2) return 1.0;
+/* A part from the inputs idx[0..n) (one cluster after the facet split): its members
+ * join the plan with their typicality (cosine to the part's centroid), so the
+ * vectors can be freed with the partition. */
+static void add_part(splan *p, story_input *in, const size_t *idx, size_t n,
+                     const char *cluster_id, const char *method) {
+    XGROW(p->parts, p->capparts, p->nparts + 1);
+    spart *t = &p->parts[p->nparts++];
+    memset(t, 0, sizeof *t);
+    t->m = xcalloc(n ? n : 1, sizeof *t->m);
+    t->n = n;
+    int dim = 0;
+    for (size_t i = 0; i < n && !dim; i++) dim = in[idx[i]].vec ? in[idx[i]].dim : 0;
+    float *centroid = dim ? xcalloc((size_t)dim, sizeof *centroid) : NULL;
+    for (size_t i = 0; centroid && i < n; i++)
+        if (in[idx[i]].vec && in[idx[i]].dim == dim)
+            for (int d = 0; d < dim; d++) centroid[d] += in[idx[i]].vec[d];
     double sum = 0;
     size_t pairs = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = i + 1; j < n; j++) {
-            if (!in[idx[i]].vec || !in[idx[j]].vec) continue;
-            sum += cosine_similarity(in[idx[i]].vec, in[idx[j]].vec, (size_t)in[idx[i]].dim);
-            pairs++;
-        }
-    return pairs ? sum / (double)pairs : 1.0;
-}
-
-static void add_group(plan *p, story_input *in, const size_t *idx, size_t n,
-                      const char *cluster_id, const char *method) {
-    XGROW(p->g, p->cap, p->n + 1);
-    group *g = &p->g[p->n++];
-    memset(g, 0, sizeof *g);
-    g->n = n;
-    g->ids = xcalloc(n, sizeof(char *));
-    g->excerpts = xcalloc(n, sizeof(char *));
-    g->sigs = xcalloc(n, sizeof(char *));
-    g->intents = xcalloc(n, sizeof(char *));
-    g->symptoms = json_array();
     for (size_t i = 0; i < n; i++) {
         story_input *x = &in[idx[i]];
-        g->ids[i] = xstrdup(x->conversation_id);
-        g->excerpts[i] = xstrdup(x->excerpt ? x->excerpt : "");
-        g->sigs[i] = xstrdup(x->signature);
-        g->intents[i] = xstrdup(x->user_intent ? x->user_intent : "");
+        t->m[i] = p->nmem;
+        smember *m = new_member(p);
+        m->id = xstrdup(x->conversation_id);
+        m->excerpt = xstrdup(x->excerpt ? x->excerpt : "");
+        m->created_at = x->created_at;
+        m->sig = xstrdup(x->signature);
+        m->area = xstrdup(x->product_area);
+        m->component = xstrdup(x->component);
+        m->intent = xstrdup(x->user_intent ? x->user_intent : "");
+        m->action = xstrdup(x->action_type);
+        m->direction = xstrdup(x->direction);
         json_t *sym = json_loads(x->symptoms_json ? x->symptoms_json : "[]", 0, NULL);
-        size_t k;
-        json_t *v;
-        json_array_foreach(sym, k, v) {
-            if (json_array_size(g->symptoms) >= 10) break;
-            int dup = 0;
-            size_t m;
-            json_t *w;
-            json_array_foreach(g->symptoms, m, w) dup |= json_equal(v, w);
-            if (!dup && json_is_string(v)) json_array_append(g->symptoms, v);
+        m->symptoms = json_is_array(sym) ? sym : json_array();
+        if (!json_is_array(sym)) json_decref(sym);
+        if (centroid && x->vec && x->dim == dim)
+            m->typicality = cosine_similarity(x->vec, centroid, (size_t)dim);
+        for (size_t j = i + 1; j < n; j++) {
+            if (!x->vec || !in[idx[j]].vec || in[idx[j]].dim != x->dim) continue;
+            sum += cosine_similarity(x->vec, in[idx[j]].vec, (size_t)x->dim);
+            pairs++;
         }
-        json_decref(sym);
     }
-    g->signature = majority(in, idx, n, f_sig, &g->sig_share);
-    g->area = majority(in, idx, n, f_area, NULL);
-    g->component = majority(in, idx, n, f_comp, NULL);
-    g->action = xstrdup(in[idx[0]].action_type);
-    g->direction = xstrdup(in[idx[0]].direction);
-    g->cluster_id = xstrdup(cluster_id);
-    g->method = xstrdup(method);
-    g->mean_cos = mean_pairwise_cos(in, idx, n);
+    free(centroid);
+    t->mean_cos = pairs ? sum / (double)pairs : 1.0;
+    t->signature = xstrdup(MAJORITY(p, t->m, n, sig, &t->sig_share));
+    t->action = xstrdup(n ? in[idx[0]].action_type : "unknown");
+    t->direction = xstrdup(n ? in[idx[0]].direction : "neutral");
+    t->cluster_id = xstrdup(cluster_id);
+    t->method = xstrdup(method);
 }
 
 /* Splits the members idx[0..n) by (action_type, direction), in first-seen order, and
  * adds one group per pair. */
-static void split_by_facets(plan *p, story_input *in, size_t *idx, size_t n, const char *base,
+static void split_by_facets(splan *p, story_input *in, size_t *idx, size_t n, const char *base,
                             const char *method) {
     size_t *sub = xcalloc(n, sizeof *sub);
     char *taken = xcalloc(n, 1);
@@ -169,7 +208,7 @@ static void split_by_facets(plan *p, story_input *in, size_t *idx, size_t n, con
             }
         }
         char *cid = xasprintf("%s_facet_%s_%s", base, a->action_type, a->direction);
-        add_group(p, in, sub, k, cid, method);
+        add_part(p, in, sub, k, cid, method);
         free(cid);
     }
     free(sub);
@@ -177,7 +216,7 @@ static void split_by_facets(plan *p, story_input *in, size_t *idx, size_t n, con
 }
 
 /* Clusters one block (members idx[0..n) of in) and adds its groups to the plan. */
-static int cluster_block(plan *p, story_input *in, size_t *idx, size_t n, const char *block) {
+static int cluster_block(splan *p, story_input *in, size_t *idx, size_t n, const char *block) {
     size_t nv = 0;
     for (size_t i = 0; i < n; i++) nv += in[idx[i]].vec != NULL;
     size_t *with = xcalloc(n ? n : 1, sizeof *with), *without = xcalloc(n ? n : 1, sizeof *without);
@@ -240,7 +279,7 @@ static int cluster_block(plan *p, story_input *in, size_t *idx, size_t n, const 
 }
 
 /* Plans one partition (an area, or everything), splitting further when too large. */
-static int plan_partition(plan *p, story_input *in, size_t n, const char *name) {
+static int plan_partition(splan *p, story_input *in, size_t n, const char *name) {
     size_t *idx = xcalloc(n ? n : 1, sizeof *idx);
     int rc = 0;
     if (n <= CLUSTER_DIRECT_MAX) {
@@ -290,6 +329,9 @@ static int plan_partition(plan *p, story_input *in, size_t n, const char *name) 
     return rc;
 }
 
+
+
+
 /* Whether to give up building stories. A run's own story phase (status running) stops
  * with the run; stories created by hand on a finished run have no stop of their own in
  * the database (its status is completed or stopped, which must not read as "stop"), so
@@ -299,8 +341,8 @@ static int stories_stop_requested(const run_env *env, store *st, const run_recor
     return env->stop_flag && atomic_load(env->stop_flag);
 }
 
-static int build_plan(const run_env *env, store *st, const run_record *run, plan *p,
-                      char *err, size_t errlen) {
+static int cluster_run(const run_env *env, store *st, const run_record *run, splan *p,
+                       char *err, size_t errlen) {
     char **areas = NULL;
     int64_t *counts = NULL;
     size_t na = 0;
@@ -341,222 +383,383 @@ static int build_plan(const run_env *env, store *st, const run_record *run, plan
     return rc;
 }
 
-/* ---- titles ---------------------------------------------------------------------- */
+/* ---- candidates ------------------------------------------------------------------ */
 
-static char *humanize(const char *sig) {
-    char *s = xstrdup(sig);
-    int start = 1;
-    for (char *c = s; *c; c++) {
-        if (*c == '_') {
-            *c = ' ';
-            start = 1;
-        } else if (start) {
-            if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 'a' + 'A');
-            start = 0;
-        }
-    }
-    return s;
+static void cand_add_part(scand *c, const splan *p, size_t part) {
+    c->parts = xrealloc(c->parts, (c->nparts + 1) * sizeof *c->parts);
+    c->parts[c->nparts++] = part;
+    c->nconv += p->parts[part].n;
 }
 
-static void title_done(llm_call *c) {
-    group *g = c->user;
-    if (c->status == LLM_OK && jx_str(c->answer, "title") && jx_str(c->answer, "title")[0]) {
-        char *t = xstrdup(jx_str(c->answer, "title"));
-        if (strlen(t) > 200) t[200] = '\0';
-        g->title = t;
+static void cand_members(const splan *p, const scand *c, size_t **m, size_t *n) {
+    *n = 0;
+    *m = xcalloc(c->nconv ? c->nconv : 1, sizeof **m);
+    for (size_t k = 0; k < c->nparts; k++) {
+        const spart *t = &p->parts[c->parts[k]];
+        memcpy(*m + *n, t->m, t->n * sizeof **m);
+        *n += t->n;
     }
 }
 
-/* Asks the provider for a title per story group, up to `concurrency` at a time; a
- * group whose call fails gets the humanised signature. A stop cancels the calls not
- * answered yet (the caller then writes nothing). */
-static void make_titles(const run_env *env, llm_provider *llm, store *st, const run_record *run,
-                        plan *p) {
-    size_t nstories = 0;
-    for (size_t i = 0; i < p->n; i++) nstories += p->g[i].n >= STORY_MIN_GROUP;
-    llm_call *calls = xcalloc(nstories ? nstories : 1, sizeof *calls);
-    size_t next = 0, k = 0;
-    int conc = run->concurrency > 0 ? (int)run->concurrency : 1;
-    size_t *gi = xcalloc(nstories ? nstories : 1, sizeof *gi);
-    for (size_t i = 0; i < p->n; i++)
-        if (p->g[i].n >= STORY_MIN_GROUP) gi[k++] = i;
-    for (size_t i = 0; i < nstories; i++) {
-        group *g = &p->g[gi[i]];
-        json_t *intents = json_array();
-        for (size_t j = 0; j < g->n && json_array_size(intents) < 5; j++)
-            if (g->intents[j][0]) json_array_append_new(intents, jx_string(g->intents[j]));
-        calls[i].task = LLM_STORY;
-        calls[i].args = json_pack("{sssssssssssoso}", "signature", g->signature, "product_area",
-                                  g->area, "component", g->component, "action_type", g->action,
-                                  "direction", g->direction, "user_intents", intents,
-                                  "symptoms", json_copy(g->symptoms));
-        calls[i].in.conv_id = g->ids[0];
-        calls[i].in.body = calls[i].in.digest = calls[i].in.transcript = g->excerpts[0];
-        calls[i].in.support_text = "";
-        calls[i].done = title_done;
-        calls[i].user = g;
-    }
-    int64_t last_stop_check = mono_ms();
-    while (next < nstories || llm_pending(llm) > 0) {
-        if (mono_ms() - last_stop_check >= TITLE_STOP_CHECK_MS) {
-            last_stop_check = mono_ms();
-            if (stories_stop_requested(env, st, run)) {
-                next = nstories; /* the rest are never sent */
-                llm->ops->cancel_all(llm);
-                continue;
-            }
-        }
-        while (next < nstories && llm_pending(llm) < (size_t)conc) {
-            if (llm_submit(llm, &calls[next]) != 0) calls[next].status = LLM_ERR_HTTP;
-            next++;
-        }
-        if (llm_poll(llm, 50) < 0) break;
-    }
-    int64_t requests = 0, hits = 0, prompt = 0, completion = 0;
-    for (size_t i = 0; i < nstories; i++) {
-        requests += calls[i].attempts;
-        hits += calls[i].from_cache;
-        prompt += calls[i].prompt_tokens;
-        completion += calls[i].completion_tokens;
-        json_decref(calls[i].args);
-        llm_call_reset_result(&calls[i]);
-    }
-    if ((requests || hits) &&
-        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, completion,
-                            llm_cost_usd(llm, prompt, completion)) != STORE_OK)
-        log_warn("run %lld: recording story-title usage: %s", (long long)run->id, store_errmsg(st));
-    for (size_t i = 0; i < p->n; i++)
-        if (!p->g[i].title) p->g[i].title = humanize(p->g[i].signature);
-    free(calls);
-    free(gi);
-}
-
-/* ---- writing ---------------------------------------------------------------------- */
-
-static char *describe(const group *g) {
-    buf_t b = BUF_INIT;
-    buf_printf(&b, "**Action Type**: %s\n\n**Direction**: %s\n\n", g->action, g->direction);
-    for (size_t i = 0; i < g->n; i++)
-        if (g->intents[i][0]) {
-            buf_printf(&b, "**User Intent**: %s\n\n", g->intents[i]);
-            break;
-        }
-    if (json_array_size(g->symptoms)) {
-        buf_puts(&b, "**Symptoms**:\n");
-        size_t i;
-        json_t *v;
-        json_array_foreach(g->symptoms, i, v) {
-            if (i >= 5) break;
-            buf_printf(&b, "- %s\n", json_string_value(v));
-        }
-        buf_putc(&b, '\n');
-    }
-    buf_printf(&b, "**Product Area**: %s\n\n**Component**: %s\n\n*Signature*: `%s`\n\n"
-                   "*Cluster ID*: %s\n\n*Grouping Method*: %s\n",
-               g->area, g->component, g->signature, g->cluster_id, g->method);
-    return buf_detach(&b);
-}
-
-static int write_story(store *st, const run_record *run, const group *g, int64_t now) {
-    char *desc = describe(g);
-    story_new sn = {0};
-    sn.run_id = run->id;
-    sn.title = g->title;
-    sn.description = desc;
-    sn.signature = g->signature;
-    sn.product_area = g->area;
-    sn.component = g->component;
-    sn.action_type = g->action;
-    sn.direction = g->direction;
-    sn.grouping_method = g->method;
-    sn.cluster_id = g->cluster_id;
-    sn.origin = "cluster";
-    /* Confidence 0–100: how much the members agree on the signature, weighted by how
-     * close they are in embedding space. */
-    sn.confidence = round(1000.0 * g->sig_share * (0.5 + 0.5 * g->mean_cos)) / 10.0;
-    sn.conversation_ids = g->ids;
-    sn.excerpts = g->excerpts;
-    sn.signatures = g->sigs;
-    sn.n = g->n;
-    int64_t id;
-    int rc = store_story_insert(st, &sn, now, &id);
-    free(desc);
-    for (size_t i = 0; rc == STORE_OK && i < g->n; i++)
-        rc = store_orphan_remove_conversation(st, g->ids[i]);
-    return rc;
-}
-
-static int graduate(store *st, const run_record *run, int64_t orphan_id, const char *sig,
-                    const orphan_key *k, int64_t now) {
+/* An orphan of an earlier run that reaches STORY_MIN_GROUP with this run's small
+ * candidate graduates: its earlier members join the candidate as one more part. */
+static int graduate_orphan(store *st, const run_record *run, splan *p, size_t ci) {
+    scand *c = &p->cands[ci];
+    int64_t oid, first_run, count;
+    int rc = store_orphan_find(st, c->signature, &oid, &first_run, &count);
+    if (rc == STORE_NOTFOUND) return STORE_OK;
+    if (rc != STORE_FOUND) return rc;
+    if (first_run == run->id || count + (int64_t)c->nconv < STORY_MIN_GROUP) return STORE_OK;
     char **ids = NULL, **ex = NULL;
     size_t n = 0;
-    int rc = store_orphan_members(st, orphan_id, &ids, &ex, &n);
-    if (rc) return rc;
-    char *title = humanize(sig);
-    char *desc = xasprintf("**Product Area**: %s\n\n**Component**: %s\n\n*Signature*: `%s`\n\n"
-                           "*Graduated from orphan with %zu conversations across runs*\n",
-                           k->product_area, k->component, sig, n);
-    story_new sn = {0};
-    sn.run_id = run->id;
-    sn.title = title;
-    sn.description = desc;
-    sn.signature = sig;
-    sn.product_area = k->product_area;
-    sn.component = k->component;
-    sn.action_type = k->action_type;
-    sn.direction = k->direction;
-    sn.grouping_method = "orphan_graduation";
-    sn.origin = "graduated";
-    sn.confidence = 50.0;
-    sn.conversation_ids = ids;
-    sn.excerpts = ex;
-    sn.n = n;
-    int64_t story_id;
-    rc = store_story_insert(st, &sn, now, &story_id);
-    if (rc == STORE_OK) rc = store_orphan_graduate(st, orphan_id, story_id, now);
+    if ((rc = store_orphan_members(st, oid, &ids, &ex, &n)) != STORE_OK) return rc;
+    size_t *cm, cn;
+    cand_members(p, c, &cm, &cn);
+    size_t *fresh = xcalloc(n ? n : 1, sizeof *fresh), nf = 0;
+    for (size_t i = 0; i < n; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < cn && !dup; j++) dup = !strcmp(p->mem[cm[j]].id, ids[i]);
+        if (dup) continue;
+        smember *m = new_member(p);
+        m->id = xstrdup(ids[i]);
+        m->excerpt = xstrdup(ex[i] ? ex[i] : "");
+        m->sig = xstrdup(c->signature);
+        m->area = xstrdup(c->area);
+        m->component = xstrdup(c->component);
+        m->intent = xstrdup("");
+        m->action = xstrdup("unknown");
+        m->direction = xstrdup("neutral");
+        m->symptoms = json_array();
+        m->from_orphan = 1;
+        fresh[nf++] = p->nmem - 1;
+    }
+    free(cm);
     for (size_t i = 0; i < n; i++) {
         free(ids[i]);
         free(ex[i]);
     }
     free(ids);
     free(ex);
-    free(title);
-    free(desc);
-    return rc;
-}
-
-/* Small groups: each conversation joins the orphan of its own theme signature. */
-static int write_orphans(store *st, const run_record *run, const group *g, int64_t now) {
-    for (size_t i = 0; i < g->n; i++) {
-        orphan_key k = {g->sigs[i], g->area, g->component, g->action, g->direction, g->intents[i]};
-        int64_t oid;
-        int created, added;
-        int rc = store_orphan_get_or_create(st, &k, run->id, now, &oid, &created);
-        if (rc == STORE_OK)
-            rc = store_orphan_add_member(st, oid, g->ids[i], run->id, g->excerpts[i], now, &added);
-        if (rc) return rc;
-        /* Orphans graduate across runs: an orphan born in this run waits for a later
-         * run, so one run never turns its own leftovers into duplicate stories. */
-        int64_t members = store_orphan_member_count(st, oid);
-        int64_t born = store_orphan_first_run(st, oid);
-        if (members < 0 || born < 0) return STORE_ERR;
-        if (members >= STORY_MIN_GROUP && born != run->id) {
-            rc = graduate(st, run, oid, g->sigs[i], &k, now);
-            if (rc) return rc;
-        }
+    if (nf + cn >= STORY_MIN_GROUP) {
+        XGROW(p->parts, p->capparts, p->nparts + 1);
+        spart *t = &p->parts[p->nparts++];
+        memset(t, 0, sizeof *t);
+        t->m = fresh;
+        t->n = nf;
+        t->signature = xstrdup(c->signature);
+        t->cluster_id = xasprintf("orphan_%lld", (long long)oid);
+        t->method = xstrdup("orphan_graduation");
+        t->action = xstrdup("unknown");
+        t->direction = xstrdup("neutral");
+        t->mean_cos = 1.0;
+        t->sig_share = 1.0;
+        c = &p->cands[ci];
+        cand_add_part(c, p, p->nparts - 1);
+        c->orphan_id = oid;
+    } else {
+        free(fresh);
     }
     return STORE_OK;
 }
 
-static int write_plan(store *st, const run_record *run, const plan *p) {
+/* Every part of one signature forms one candidate; candidates under STORY_MIN_GROUP
+ * (after any orphan graduation) keep their parts for the orphans. */
+static int form_candidates(store *st, const run_record *run, splan *p) {
+    strmap_t by_sig = STRMAP_INIT;
+    size_t nparts = p->nparts; /* graduations append parts */
+    for (size_t i = 0; i < nparts; i++) {
+        const char *sig = p->parts[i].signature;
+        uintptr_t k = (uintptr_t)strmap_get(&by_sig, sig);
+        if (!k) {
+            XGROW(p->cands, p->capcands, p->ncands + 1);
+            scand *c = &p->cands[p->ncands++];
+            memset(c, 0, sizeof *c);
+            c->signature = xstrdup(sig);
+            k = p->ncands;
+            strmap_put(&by_sig, sig, (void *)k);
+        }
+        cand_add_part(&p->cands[k - 1], p, i);
+    }
+    strmap_free(&by_sig, NULL);
+    int rc = STORE_OK;
+    for (size_t i = 0; i < p->ncands && rc == STORE_OK; i++) {
+        scand *c = &p->cands[i];
+        size_t *m, n;
+        cand_members(p, c, &m, &n);
+        c->area = xstrdup(MAJORITY(p, m, n, area, NULL));
+        c->component = xstrdup(MAJORITY(p, m, n, component, NULL));
+        free(m);
+        if (c->nconv < STORY_MIN_GROUP) rc = graduate_orphan(st, run, p, i);
+    }
+    return rc;
+}
+
+/* ---- identity across runs --------------------------------------------------------- */
+
+/* The canonical form of a signature: normalised, following the vocabulary's merges. */
+static char *canonical_signature(const vocab *v, const char *sig) {
+    const vocab_theme *t = v ? vocab_find(v, sig) : NULL;
+    return signature_normalize(t ? t->signature : sig);
+}
+
+/* The stored story a planned one continues: same canonical signature (or a
+ * near-duplicate in the same product area) and the same distinguisher; open and
+ * exported stories first, then rejected ones. A closed one only sets recurs_after. */
+static void match_story(const vocab *v, story_ref *refs, size_t nrefs, char *used,
+                        const char *sig, const char *area, const char *dist, sstory *s) {
+    char *want = canonical_signature(v, sig);
+    char *want_area = product_area_normalize(area);
+    int best_rank = 0;
+    size_t best = 0;
+    for (size_t i = 0; i < nrefs; i++) {
+        if (used[i] || strcmp(refs[i].distinguisher, dist ? dist : "")) continue;
+        char *have = canonical_signature(v, refs[i].signature);
+        char *have_area = product_area_normalize(refs[i].product_area);
+        int same = !strcmp(have, want);
+        int near = !same && !strcmp(have_area, want_area) && signature_near_duplicate(have, want);
+        free(have);
+        free(have_area);
+        if (!same && !near) continue;
+        const char *stt = refs[i].status;
+        if (!strcmp(stt, "closed")) {
+            if (refs[i].id > s->recurs_after) s->recurs_after = refs[i].id;
+            continue;
+        }
+        /* exact before near, open/exported before rejected, newest last wins ties */
+        int rank = (same ? 4 : 2) + (strcmp(stt, "rejected") ? 1 : 0);
+        if (rank >= best_rank) {
+            best_rank = rank;
+            best = i;
+        }
+    }
+    if (best_rank) {
+        used[best] = 1;
+        s->match_id = refs[best].id;
+        s->match_status = xstrdup(refs[best].status);
+        free(s->title);
+        s->title = xstrdup(refs[best].title);
+    }
+    free(want);
+    free(want_area);
+}
+
+static const char *kind_of_action(const char *action) {
+    if (!strcmp(action, "feature_request")) return "feature";
+    if (!strcmp(action, "how_to_question") || !strcmp(action, "inquiry")) return "question";
+    return "bug";
+}
+
+static int by_typicality_desc(const void *a, const void *b, void *ctx) {
+    const splan *p = ctx;
+    double x = p->mem[*(const size_t *)a].typicality, y = p->mem[*(const size_t *)b].typicality;
+    if (x != y) return x > y ? -1 : 1;
+    return strcmp(p->mem[*(const size_t *)a].id, p->mem[*(const size_t *)b].id);
+}
+
+/* Facets, kind and confidence of a planned story from its members and parts. */
+static void finish_story(splan *p, sstory *s) {
+    qsort_r(s->m, s->n, sizeof *s->m, by_typicality_desc, p);
+    s->action = xstrdup(MAJORITY(p, s->m, s->n, action, NULL));
+    s->direction = xstrdup(MAJORITY(p, s->m, s->n, direction, NULL));
+    s->kind = xstrdup(kind_of_action(s->action));
+    double share;
+    (void)MAJORITY(p, s->m, s->n, sig, &share);
+    /* Confidence 0–100: how much the members agree on the signature, weighted by how
+     * close they are in embedding space (mean typicality). */
+    double typ = 0;
+    for (size_t i = 0; i < s->n; i++) typ += p->mem[s->m[i]].typicality;
+    typ = s->n ? typ / (double)s->n : 1;
+    s->confidence = round(1000.0 * share * (0.5 + 0.5 * typ)) / 10.0;
+}
+
+static int match_all(const run_env *env, store *st, splan *p) {
+    story_ref *refs = NULL;
+    size_t nrefs = 0;
+    int rc = store_story_refs(st, &refs, &nrefs);
+    if (rc != STORE_OK) return rc;
+    char *used = xcalloc(nrefs ? nrefs : 1, 1);
+    for (size_t i = 0; i < p->nstories; i++) {
+        sstory *s = &p->stories[i];
+        const scand *c = &p->cands[s->cand];
+        finish_story(p, s);
+        match_story(env->vocab, refs, nrefs, used, c->signature, c->area, s->distinguisher, s);
+    }
+    /* A candidate under STORY_MIN_GROUP (never reviewed) whose signature has a live
+     * story grows it; otherwise its parts feed the orphans. */
+    for (size_t ci = 0; ci < p->ncands; ci++) {
+        const scand *c = &p->cands[ci];
+        if (c->reason) continue;
+        sstory probe = {0};
+        match_story(env->vocab, refs, nrefs, used, c->signature, c->area, "", &probe);
+        if (probe.match_id > 0) {
+            XGROW(p->stories, p->capstories, p->nstories + 1);
+            sstory *s = &p->stories[p->nstories++];
+            *s = probe;
+            s->cand = ci;
+            s->distinguisher = xstrdup("");
+            for (size_t k = 0; k < c->nparts; k++) sstory_add_members_of_part(s, p, c->parts[k]);
+            finish_story(p, s);
+            continue;
+        }
+        free(probe.title);
+        for (size_t k = 0; k < c->nparts; k++) {
+            XGROW(p->small, p->capsmall, p->nsmall + 1);
+            p->small[p->nsmall++] = c->parts[k];
+        }
+    }
+    free(used);
+    story_refs_free(refs, nrefs);
+    return STORE_OK;
+}
+
+/* ---- calls ------------------------------------------------------------------------ */
+
+int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
+                    llm_call *calls, size_t n) {
+    size_t next = 0;
+    int conc = run->concurrency > 0 ? (int)run->concurrency : 1;
+    int stopped = 0;
+    int64_t last_stop_check = mono_ms();
+    while (next < n || llm_pending(llm) > 0) {
+        if (mono_ms() - last_stop_check >= STORY_STOP_CHECK_MS) {
+            last_stop_check = mono_ms();
+            if (stories_stop_requested(env, st, run)) {
+                stopped = 1;
+                next = n; /* the rest are never sent */
+                llm->ops->cancel_all(llm);
+                continue;
+            }
+        }
+        while (next < n && llm_pending(llm) < (size_t)conc) {
+            if (llm_submit(llm, &calls[next]) != 0) calls[next].status = LLM_ERR_HTTP;
+            next++;
+        }
+        if (llm_poll(llm, 50) < 0) break;
+    }
+    int64_t requests = 0, hits = 0, prompt = 0, completion = 0;
+    for (size_t i = 0; i < n; i++) {
+        requests += calls[i].attempts;
+        hits += calls[i].from_cache;
+        prompt += calls[i].prompt_tokens;
+        completion += calls[i].completion_tokens;
+    }
+    if ((requests || hits) &&
+        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, completion,
+                            llm_cost_usd(llm, prompt, completion)) != STORE_OK)
+        log_warn("run %lld: recording story usage: %s", (long long)run->id, store_errmsg(st));
+    return stopped || stories_stop_requested(env, st, run);
+}
+
+/* ---- writing ---------------------------------------------------------------------- */
+
+static int render_and_set(store *st, int64_t story_id, const char *title, int64_t now) {
+    json_t *story = NULL;
+    int rc = store_story_detail_json(st, story_id, &story);
+    if (rc != STORE_FOUND) return rc < 0 ? rc : STORE_ERR;
+    char *desc = story_render_description(story);
+    json_decref(story);
+    rc = store_story_set_text(st, story_id, title, desc, now);
+    free(desc);
+    return rc;
+}
+
+static int write_story(store *st, const run_record *run, const splan *p, const sstory *s,
+                       int64_t now) {
+    char **ids = xcalloc(s->n ? s->n : 1, sizeof *ids);
+    char **ex = xcalloc(s->n ? s->n : 1, sizeof *ex);
+    char **sigs = xcalloc(s->n ? s->n : 1, sizeof *sigs);
+    for (size_t i = 0; i < s->n; i++) {
+        ids[i] = p->mem[s->m[i]].id;
+        ex[i] = p->mem[s->m[i]].excerpt;
+        sigs[i] = p->mem[s->m[i]].sig;
+    }
+    const scand *c = &p->cands[s->cand];
+    int rc;
+    int64_t story_id = s->match_id;
+    if (story_id > 0) {
+        int64_t added = 0;
+        rc = store_story_add_evidence(st, story_id, run->id, ids, ex, sigs, s->n, now, &added);
+        if (rc == STORE_OK) rc = render_and_set(st, story_id, NULL, now);
+    } else {
+        const spart *first = &p->parts[c->parts[0]];
+        char *criteria = jx_dump(s->criteria);
+        story_new sn = {0};
+        sn.run_id = run->id;
+        sn.title = s->title;
+        sn.signature = c->signature;
+        sn.product_area = c->area;
+        sn.component = c->component;
+        sn.action_type = s->action;
+        sn.direction = s->direction;
+        sn.grouping_method = c->orphan_id > 0 ? "orphan_graduation" : first->method;
+        sn.cluster_id = first->cluster_id;
+        sn.origin = c->orphan_id > 0 ? "graduated" : "cluster";
+        sn.distinguisher = s->distinguisher;
+        sn.problem = s->problem;
+        sn.affected = s->affected;
+        sn.criteria_json = criteria;
+        sn.kind = s->kind;
+        sn.review_decision = review_decision_name(c->decision);
+        sn.review_reason = c->reason;
+        sn.confidence = s->confidence;
+        sn.conversation_ids = ids;
+        sn.excerpts = ex;
+        sn.signatures = sigs;
+        sn.n = s->n;
+        rc = store_story_insert(st, &sn, now, &story_id);
+        free(criteria);
+        if (rc == STORE_OK) rc = render_and_set(st, story_id, NULL, now);
+    }
+    for (size_t i = 0; rc == STORE_OK && i < s->n; i++)
+        rc = store_orphan_remove_conversation(st, ids[i]);
+    if (rc == STORE_OK && c->orphan_id > 0)
+        rc = store_orphan_graduate(st, c->orphan_id, story_id, now);
+    free(ids);
+    free(ex);
+    free(sigs);
+    return rc;
+}
+
+/* A small part: each conversation joins the orphan of its own theme signature. */
+static int write_orphans(store *st, const run_record *run, const splan *p, const spart *t,
+                         int64_t now) {
+    for (size_t i = 0; i < t->n; i++) {
+        const smember *m = &p->mem[t->m[i]];
+        orphan_key k = {m->sig, m->area, m->component, t->action, t->direction, m->intent};
+        int64_t oid;
+        int created, added;
+        int rc = store_orphan_get_or_create(st, &k, run->id, now, &oid, &created);
+        if (rc == STORE_OK)
+            rc = store_orphan_add_member(st, oid, m->id, run->id, m->excerpt, now, &added);
+        if (rc) return rc;
+    }
+    return STORE_OK;
+}
+
+static int write_reviews(store *st, const run_record *run, const splan *p, int64_t now) {
+    for (size_t i = 0; i < p->ncands; i++) {
+        const scand *c = &p->cands[i];
+        if (!c->reason) continue; /* not reviewed: under STORY_MIN_GROUP */
+        char *parts = c->split ? jx_dump(c->split) : NULL;
+        review_row r = {run->id,  c->area,        c->signature, review_decision_name(c->decision),
+                        c->reason, (int64_t)c->nconv, c->merge_into, parts,
+                        c->reviewer};
+        int rc = store_review_put(st, &r, now);
+        free(parts);
+        if (rc) return rc;
+    }
+    return STORE_OK;
+}
+
+static int write_plan(store *st, const run_record *run, const splan *p) {
     int64_t now = wall_unix();
     int rc = store_begin(st);
-    /* Stories first: their conversations leave the active orphans before any orphan
-     * can graduate with them. */
-    for (size_t i = 0; rc == STORE_OK && i < p->n; i++)
-        if (p->g[i].n >= STORY_MIN_GROUP) rc = write_story(st, run, &p->g[i], now);
-    for (size_t i = 0; rc == STORE_OK && i < p->n; i++)
-        if (p->g[i].n < STORY_MIN_GROUP) rc = write_orphans(st, run, &p->g[i], now);
+    if (rc == STORE_OK) rc = write_reviews(st, run, p, now);
+    /* Stories first: their conversations leave the active orphans. */
+    for (size_t i = 0; rc == STORE_OK && i < p->nstories; i++)
+        rc = write_story(st, run, p, &p->stories[i], now);
+    for (size_t i = 0; rc == STORE_OK && i < p->nsmall; i++)
+        rc = write_orphans(st, run, p, &p->parts[p->small[i]], now);
     if (rc == STORE_OK) rc = store_run_set_stories_done(st, run->id);
     if (rc == STORE_OK) return store_commit(st);
     store_rollback(st);
@@ -566,18 +769,24 @@ static int write_plan(store *st, const run_record *run, const plan *p) {
 int stories_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
                 char *err, size_t errlen) {
     if (run->stories_done) return 0;
-    plan p = {0};
-    int rc = build_plan(env, st, run, &p, err, errlen);
-    if (rc == 0) {
-        make_titles(env, llm, st, run, &p);
-        if (stories_stop_requested(env, st, run)) {
-            rc = 1;
-        } else if (write_plan(st, run, &p) != STORE_OK) {
-            snprintf(err, errlen, "writing stories: %s", store_errmsg(st));
-            rc = -1;
-        }
+    splan p = {0};
+    int rc = cluster_run(env, st, run, &p, err, errlen);
+    if (rc == 0 && form_candidates(st, run, &p) != STORE_OK) {
+        snprintf(err, errlen, "planning stories: %s", store_errmsg(st));
+        rc = -1;
     }
-    plan_free(&p);
+    if (rc == 0) rc = story_review(env, st, llm, run, &p);
+    if (rc == 0 && match_all(env, st, &p) != STORE_OK) {
+        snprintf(err, errlen, "matching stories: %s", store_errmsg(st));
+        rc = -1;
+    }
+    if (rc == 0) rc = story_write(env, st, llm, run, &p);
+    if (rc == 0 && stories_stop_requested(env, st, run)) rc = 1;
+    if (rc == 0 && write_plan(st, run, &p) != STORE_OK) {
+        snprintf(err, errlen, "writing stories: %s", store_errmsg(st));
+        rc = -1;
+    }
+    splan_free(&p);
     if (store_run_refresh_counters(st, run->id))
         log_warn("run %lld: refreshing counters: %s", (long long)run->id, store_errmsg(st));
     return rc;

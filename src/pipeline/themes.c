@@ -72,7 +72,8 @@ typedef struct themes_ctx {
     preview_tally *tally; /* dry runs */
 } themes_ctx;
 
-static int validate_theme(const json_t *a, char *msg, size_t len) {
+static int validate_theme(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
     json_t *sig = json_object_get(a, "issue_signature");
     if (!json_is_string(sig) || !json_string_value(sig)[0])
@@ -88,7 +89,8 @@ static int validate_theme(const json_t *a, char *msg, size_t len) {
     return 0;
 }
 
-static int validate_canon(const json_t *a, char *msg, size_t len) {
+static int validate_canon(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     if (!json_is_object(a)) return answer_reject(msg, len, "answer", "expected a JSON object");
     json_t *ds = json_object_get(a, "decisions");
     if (!json_is_array(ds) || json_array_size(ds) == 0)
@@ -489,7 +491,7 @@ static int complete_extraction(engine *e, call_group *g) {
                          c->error);
         return 0;
     }
-    if (validate_theme(c->answer, why, sizeof why)) {
+    if (validate_theme(c->args, c->answer, why, sizeof why)) {
         engine_item_fail(e, it, "theme answer invalid: %s", why);
         return 0;
     }
@@ -532,7 +534,7 @@ static int complete_canonicalization(engine *e, call_group *g) {
     themes_ctx *tc = e->phase_ctx;
     const llm_call *c = &g->call;
     char why[160] = "";
-    int ok = c->status == LLM_OK && validate_canon(c->answer, why, sizeof why) == 0;
+    int ok = c->status == LLM_OK && validate_canon(c->args, c->answer, why, sizeof why) == 0;
     if (!ok)
         log_info("run %lld: canonicalisation of %zu proposals failed, keeping them: %s",
                  (long long)e->run->id, json_array_size(jx_arr(g->args, "proposals")),

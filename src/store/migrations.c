@@ -232,6 +232,7 @@ static const char MIGRATION_3[] =
  *    split, merge, reject), with its reason, including the rejected ones (no story);
  *  - story_exports: the ticket of a story in one tracker (idempotent re-export). */
 static const char MIGRATION_4[] =
+    "ALTER TABLE pipeline_runs ADD COLUMN stories_updated BIGINT NOT NULL DEFAULT 0;"
     "ALTER TABLE stories ADD COLUMN last_run_id BIGINT;"
     "ALTER TABLE stories ADD COLUMN first_seen_at BIGINT;"
     "ALTER TABLE stories ADD COLUMN last_seen_at BIGINT;"

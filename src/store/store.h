@@ -75,7 +75,7 @@ int run_phase_from_name(const char *name); /* -1 if unknown */
     X(conversations_stored) X(classification_failed) X(embeddings_generated)            \
     X(embeddings_failed) X(facets_extracted) X(facets_failed) X(themes_extracted)       \
     X(themes_new) X(themes_filtered) X(themes_failed) X(stories_created)                \
-    X(orphans_created) X(orphans_graduated)
+    X(stories_updated) X(orphans_created) X(orphans_graduated)
 
 typedef struct run_params {
     int days;                  /* 0 = every stored conversation; else created in the last N days */
@@ -304,6 +304,7 @@ typedef struct story_input {
     char *user_intent, *symptoms_json, *excerpt;
     float *vec; /* NULL when the embedding is missing */
     int dim;
+    int64_t created_at; /* the conversation's */
 } story_input;
 void story_inputs_free(story_input *v, size_t n);
 /* The product areas with passed themes in a run, with their sizes. */
@@ -313,17 +314,66 @@ int store_story_partitions(store *s, int64_t run_id, char ***areas, int64_t **co
 int store_story_inputs(store *s, int64_t run_id, const char *area, story_input **out,
                        size_t *n);
 
+/* Story states, set by people (CLI, API) and by exports. A new run's group that
+ * matches an open or exported story grows it; a rejected story absorbs its matches
+ * silently (it stays rejected); a closed story is never grown (a recurrence is a new
+ * story). */
+#define STORY_STATES "open, exported, closed, rejected"
+int story_state_valid(const char *state);
+
 typedef struct story_new {
     int64_t run_id;
     const char *title, *description, *signature, *product_area, *component;
     const char *action_type, *direction, *grouping_method, *cluster_id, *origin;
+    const char *distinguisher;     /* what sets a split story apart ("" or NULL: none) */
+    const char *problem, *affected; /* the written story (may be NULL) */
+    const char *criteria_json;     /* JSON array of acceptance criteria (NULL: []) */
+    const char *kind;              /* "bug" | "feature" | "question" (NULL: bug) */
+    const char *review_decision, *review_reason; /* NULL: keep, "" */
     double confidence;
     char *const *conversation_ids;
     char *const *excerpts;   /* may be NULL */
     char *const *signatures; /* per conversation theme signature */
     size_t n;
 } story_new;
+/* Inserts an open story with its evidence and its first history row (story_runs);
+ * counts and first/last seen come from the evidence. */
 int store_story_insert(store *s, const story_new *st, int64_t now, int64_t *story_id);
+/* Adds evidence to an existing story in a run: conversations already evidence of the
+ * story (or of another story in this run) are skipped; *added = how many were new.
+ * Records the run in the story's history and refreshes its counts and dates. */
+int store_story_add_evidence(store *s, int64_t story_id, int64_t run_id,
+                             char *const *conversation_ids, char *const *excerpts,
+                             char *const *signatures, size_t n, int64_t now, int64_t *added);
+/* Replaces a story's title and description (a grown story's description is re-rendered
+ * with its new evidence). title NULL keeps the title. */
+int store_story_set_text(store *s, int64_t story_id, const char *title,
+                         const char *description, int64_t now);
+/* Sets a story's state (STORY_STATES) with an optional reason. NOTFOUND, or
+ * STORE_CONFLICT when the state is not one of STORY_STATES. */
+int store_story_set_state(store *s, int64_t story_id, const char *state, const char *reason,
+                          int64_t now);
+/* Every story, for matching a run's groups to existing stories (small: one row per
+ * story ever made). */
+typedef struct story_ref {
+    int64_t id;
+    char *signature, *product_area, *distinguisher, *status, *title;
+} story_ref;
+int store_story_refs(store *s, story_ref **out, size_t *n);
+void story_refs_free(story_ref *v, size_t n);
+
+/* The review decision of one candidate group of a run. */
+typedef struct review_row {
+    int64_t run_id;
+    const char *product_area, *signature;
+    const char *decision;   /* keep | split | merge | reject */
+    const char *reason;
+    int64_t conversation_count;
+    const char *merge_into; /* merge: the signature it joined; else NULL */
+    const char *parts_json; /* split: [{"name", "conversations"}]; NULL: [] */
+    const char *reviewer;   /* "rules" (offline) or the model */
+} review_row;
+int store_review_put(store *s, const review_row *r, int64_t now);
 
 /* Orphans. */
 typedef struct orphan_key {
@@ -331,6 +381,10 @@ typedef struct orphan_key {
 } orphan_key;
 /* Finds the active orphan of the signature or creates it (first_run_id = run);
  * *created = 1 if created. */
+/* The active orphan of a signature: FOUND with its id, the run that created it and
+ * its member count, or NOTFOUND. */
+int store_orphan_find(store *s, const char *signature, int64_t *orphan_id, int64_t *first_run,
+                      int64_t *members);
 int store_orphan_get_or_create(store *s, const orphan_key *k, int64_t run_id, int64_t now,
                                int64_t *orphan_id, int *created);
 /* Adds a member if absent; *added = 1 if it was new. */

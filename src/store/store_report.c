@@ -15,10 +15,20 @@
 #define STORY_COLUMNS                                                                   \
     "s.id, s.run_id, s.title, s.description, s.signature, s.product_area, s.component,"   \
     " s.action_type, s.direction, s.status, s.confidence_score, s.conversation_count,"   \
-    " s.grouping_method, s.cluster_id, s.origin, s.created_at, s.updated_at"
+    " s.grouping_method, s.cluster_id, s.origin, s.created_at, s.updated_at,"            \
+    " s.last_run_id, s.first_seen_at, s.last_seen_at, s.distinguisher, s.problem,"       \
+    " s.affected, s.acceptance_criteria, s.story_kind, s.review_decision,"               \
+    " s.review_reason, s.state_reason, s.state_changed_at"
 
+static json_t *json_list(const char *text);
+
+static json_t *int_or_null(db_stmt *st, int col) {
+    return db_col_null(st, col) ? json_null() : json_integer(db_col_int(st, col));
+}
+
+/* Times are unix seconds here; the API turns them into ISO-8601 (its iso_dates). */
 static json_t *story_json(db_stmt *st) {
-    return json_pack("{sIsIsososososososososfsIsosososIsI}",
+    json_t *o = json_pack("{sIsIsososososososososfsIsosososIsI}",
                      "id", (json_int_t)db_col_int(st, 0),
                      "run_id", (json_int_t)db_col_int(st, 1),
                      "title", jx_string(db_col_text(st, 2)),
@@ -36,6 +46,19 @@ static json_t *story_json(db_stmt *st) {
                      "origin", jx_string(db_col_text(st, 14)),
                      "created_at", (json_int_t)db_col_int(st, 15),
                      "updated_at", (json_int_t)db_col_int(st, 16));
+    json_object_set_new(o, "last_run_id", int_or_null(st, 17));
+    json_object_set_new(o, "first_seen_at", int_or_null(st, 18));
+    json_object_set_new(o, "last_seen_at", int_or_null(st, 19));
+    json_object_set_new(o, "distinguisher", jx_string(db_col_text(st, 20)));
+    json_object_set_new(o, "problem", jx_string(db_col_text(st, 21)));
+    json_object_set_new(o, "affected", jx_string(db_col_text(st, 22)));
+    json_object_set_new(o, "acceptance_criteria", json_list(db_col_text(st, 23)));
+    json_object_set_new(o, "kind", jx_string(db_col_text(st, 24)));
+    json_object_set_new(o, "review", json_pack("{soso}", "decision", jx_string(db_col_text(st, 25)),
+                                               "reason", jx_string(db_col_text(st, 26))));
+    json_object_set_new(o, "state_reason", jx_string(db_col_text(st, 27)));
+    json_object_set_new(o, "state_changed_at", int_or_null(st, 28));
+    return o;
 }
 
 static int add_evidence_ids(store *s, json_t *story) {
@@ -61,25 +84,25 @@ int store_latest_story_run(store *s, int64_t *run_id) {
     return rc;
 }
 
+/* A run's stories are those it created or grew (story_runs). Parameters: run twice,
+ * area twice, status twice, signature twice, created since. */
+#define STORY_FILTER                                                                    \
+    "(? = 0 OR s.id IN (SELECT story_id FROM story_runs WHERE run_id = ?))"             \
+    " AND (CAST(? AS TEXT) IS NULL OR s.product_area = ?)"                              \
+    " AND (CAST(? AS TEXT) IS NULL OR s.status = ?)"                                    \
+    " AND (CAST(? AS TEXT) IS NULL OR s.signature = ?)"                                 \
+    " AND s.created_at >= ?"
+
 int store_stories_json(store *s, const story_filter *f, json_t **out, int64_t *total) {
     *out = NULL;
     /* Each optional filter is bound twice: "(? IS NULL OR col = ?)" keeps one SQL
      * text for every combination without assembling SQL. */
     static const char sql[] =
         "SELECT " STORY_COLUMNS " FROM stories s"
-        " WHERE (? = 0 OR s.run_id = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.product_area = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.status = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.signature = ?)"
-        " AND s.created_at >= ?"
+        " WHERE " STORY_FILTER
         " ORDER BY s.conversation_count DESC, s.confidence_score DESC, s.id LIMIT ? OFFSET ?";
     static const char count_sql[] =
-        "SELECT COUNT(*) FROM stories s"
-        " WHERE (? = 0 OR s.run_id = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.product_area = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.status = ?)"
-        " AND (CAST(? AS TEXT) IS NULL OR s.signature = ?)"
-        " AND s.created_at >= ?";
+        "SELECT COUNT(*) FROM stories s WHERE " STORY_FILTER;
     db_stmt *st = store_stmt(s, sql);
     db_stmt *ct = store_stmt(s, count_sql);
     if (!st || !ct) return STORE_ERR;
@@ -189,6 +212,72 @@ static int add_story_evidence(store *s, json_t *story, int64_t story_id) {
     return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "reading story evidence");
 }
 
+/* The runs that created or grew the story, and the tracker tickets it was exported to. */
+static int add_story_history(store *s, json_t *story, int64_t story_id) {
+    db_stmt *st = store_stmt(s,
+        "SELECT run_id, created, conversations_added, at FROM story_runs WHERE story_id = ?"
+        " ORDER BY run_id");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, story_id);
+    json_t *runs = json_array();
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW)
+        json_array_append_new(runs, json_pack("{sIsbsIso}", "run_id", (json_int_t)db_col_int(st, 0),
+                                              "created", (int)db_col_int(st, 1),
+                                              "conversations_added",
+                                              (json_int_t)db_col_int(st, 2), "at",
+                                              iso_json(db_col_int(st, 3))));
+    db_reset(st);
+    json_object_set_new(story, "runs", runs);
+    if (rc != DB_DONE) return store_fail(s, rc, "reading story history");
+    st = store_stmt(s,
+        "SELECT tracker, external_id, url, evidence_count, exported_at, updated_at"
+        " FROM story_exports WHERE story_id = ? ORDER BY tracker");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, story_id);
+    json_t *exports = json_array();
+    while ((rc = db_step(st)) == DB_ROW)
+        json_array_append_new(exports,
+            json_pack("{sososos Isoso}", "tracker", jx_string(db_col_text(st, 0)),
+                      "external_id", jx_string(db_col_text(st, 1)),
+                      "url", jx_string(db_col_text(st, 2)),
+                      "evidence_count", (json_int_t)db_col_int(st, 3),
+                      "exported_at", iso_json(db_col_int(st, 4)),
+                      "updated_at", iso_json(db_col_int(st, 5))));
+    db_reset(st);
+    json_object_set_new(story, "exports", exports);
+    return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "reading story exports");
+}
+
+int store_reviews_json(store *s, int64_t run_id, json_t **out) {
+    *out = NULL;
+    db_stmt *st = store_stmt(s,
+        "SELECT product_area, signature, decision, reason, conversation_count, merge_into,"
+        " parts, reviewer FROM story_reviews WHERE run_id = ?"
+        " ORDER BY conversation_count DESC, signature");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, run_id);
+    json_t *arr = json_array();
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW)
+        json_array_append_new(arr,
+            json_pack("{sosososososIsososo}", "product_area", jx_string(db_col_text(st, 0)),
+                      "signature", jx_string(db_col_text(st, 1)),
+                      "decision", jx_string(db_col_text(st, 2)),
+                      "reason", jx_string(db_col_text(st, 3)),
+                      "conversation_count", (json_int_t)db_col_int(st, 4),
+                      "merge_into", jx_string_or_null(db_col_text(st, 5)),
+                      "parts", json_list(db_col_text(st, 6)),
+                      "reviewer", jx_string(db_col_text(st, 7))));
+    db_reset(st);
+    if (rc != DB_DONE) {
+        json_decref(arr);
+        return store_fail(s, rc, "listing review decisions");
+    }
+    *out = arr;
+    return STORE_OK;
+}
+
 int store_story_detail_json(store *s, int64_t story_id, json_t **out) {
     *out = NULL;
     db_stmt *st = store_stmt(s, "SELECT " STORY_COLUMNS " FROM stories s WHERE s.id = ?");
@@ -202,6 +291,7 @@ int store_story_detail_json(store *s, int64_t story_id, json_t **out) {
     json_t *story = story_json(st);
     db_reset(st);
     rc = add_story_evidence(s, story, story_id);
+    if (rc == STORE_OK) rc = add_story_history(s, story, story_id);
     if (rc != STORE_OK) {
         json_decref(story);
         return rc;

@@ -27,6 +27,10 @@ int store_stories_json(store *s, const story_filter *f, json_t **out, int64_t *t
  * "conversation_ids" and "evidence": [{conversation_id, signature, excerpt, digest,
  * source_url, subject, created_at}] joined to the conversations. FOUND/NOTFOUND. */
 int store_story_detail_json(store *s, int64_t story_id, json_t **out);
+/* The review decisions of a run's candidate groups, largest first: [{"product_area",
+ * "signature", "decision", "reason", "conversation_count", "merge_into", "parts",
+ * "reviewer"}]. */
+int store_reviews_json(store *s, int64_t run_id, json_t **out);
 
 /* Theme aggregates, computed from the passed rows of the themes table grouped by
  * issue_signature (the original read a theme_aggregates table its pipeline never

@@ -314,6 +314,7 @@ int store_run_refresh_counters(store *s, int64_t id) {
         " themes_new = CASE WHEN dry_run = 1 THEN themes_new ELSE"
         "  (SELECT COUNT(*) FROM signatures WHERE first_run_id = ?) END,"
         " stories_created = (SELECT COUNT(*) FROM stories WHERE run_id = ? AND origin = 'cluster'),"
+        " stories_updated = (SELECT COUNT(*) FROM story_runs WHERE run_id = ? AND created = 0),"
         " orphans_graduated = (SELECT COUNT(*) FROM stories"
         "  WHERE run_id = ? AND origin = 'graduated'),"
         " orphans_created = (SELECT COUNT(*) FROM orphans WHERE first_run_id = ?),"

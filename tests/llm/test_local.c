@@ -1131,13 +1131,15 @@ TEST(done_callback_may_resubmit) {
     llm_provider_destroy(p);
 }
 
-static int reject_all(const json_t *answer, char *msg, size_t msglen) {
+static int reject_all(const json_t *args, const json_t *answer, char *msg, size_t msglen) {
+    (void)args;
     (void)answer;
     snprintf(msg, msglen, "missing field \"x\"");
     return 1;
 }
 
-static int accept_all(const json_t *answer, char *msg, size_t msglen) {
+static int accept_all(const json_t *args, const json_t *answer, char *msg, size_t msglen) {
+    (void)args;
     (void)msg;
     (void)msglen;
     return json_is_object(answer) ? 0 : 1;

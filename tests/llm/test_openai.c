@@ -80,7 +80,8 @@ static int64_t fault_count(json_t *stats, const char *kind) {
     return jx_int(jx_obj(stats, "faults"), kind, -1);
 }
 
-static int validate_type(const json_t *a, char *msg, size_t len) {
+static int validate_type(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     if (!json_is_string(json_object_get(a, "conversation_type"))) {
         snprintf(msg, len, "conversation_type: missing or not a string");
         return -1;
@@ -429,7 +430,8 @@ TEST(cancel_all_completes_queued_and_in_flight_calls_at_once) {
 }
 
 static const char *reject_type = NULL;
-static int validate_not_rejected(const json_t *a, char *msg, size_t len) {
+static int validate_not_rejected(const json_t *args, const json_t *a, char *msg, size_t len) {
+    (void)args;
     const char *t = jx_str(a, "conversation_type");
     if (!t || (reject_type && !strcmp(t, reject_type))) {
         snprintf(msg, len, "conversation_type: rejected");
