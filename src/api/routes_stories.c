@@ -31,6 +31,13 @@ static const api_param P_OFFSET = {"offset", "query", API_T_INT, API_P_MIN | API
 static const api_param P_STORY_ID = {"story_id", "path", API_T_INT, 0, 0, 0, 0, NULL, NULL,
                                      "Story id"};
 
+static const char *const STATES[] = {"open", "exported", "closed", "rejected", NULL};
+static const api_param B_STATE = {"state", "body", API_T_ENUM, 0, 0, 0, 0, STATES, NULL,
+                                  "The story's new state"};
+static const api_param B_REASON = {"reason", "body", API_T_STR, API_P_MAX | API_P_NULLABLE, 0,
+                                   2000, 0, NULL, NULL, "Why (shown with the story)"};
+static const api_param *const STATE_BODY[] = {&B_STATE, &B_REASON, NULL};
+
 static const api_param *const LIST_PARAMS[] = {&P_STATUS, &P_AREA,  &P_RUN,    &P_SIGNATURE,
                                                &P_SINCE,  &P_LIMIT, &P_OFFSET, NULL};
 static const api_param *const DETAIL_PARAMS[] = {&P_STORY_ID, NULL};
@@ -38,7 +45,8 @@ static const api_param *const DETAIL_PARAMS[] = {&P_STORY_ID, NULL};
 
 /* The store reports unix seconds; the API speaks ISO-8601 like the run endpoints. */
 static void iso_dates(json_t *story) {
-    static const char *const fields[] = {"created_at", "updated_at"};
+    static const char *const fields[] = {"created_at", "updated_at", "first_seen_at",
+                                         "last_seen_at", "state_changed_at"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         json_t *v = json_object_get(story, fields[i]);
         if (!json_is_integer(v)) continue;
@@ -113,11 +121,52 @@ static void h_detail(api_req *r) {
     api_reply_json(r, 200, story);
 }
 
+/* Sets a story's state; answers with the story as it now is. */
+static void h_state(api_req *r) {
+    api_value v[API_MAX_PARAMS], b[API_MAX_PARAMS];
+    if (api_parse_or_reply(r, v)) return;
+    json_t *errors = json_array();
+    json_t *doc = api_parse_body(r, b, errors);
+    if (json_array_size(errors)) {
+        json_decref(doc);
+        api_reply_validation(r, errors);
+        return;
+    }
+    json_decref(errors);
+    store *st = api_store(r);
+    if (!st) {
+        json_decref(doc);
+        return;
+    }
+    int rc = store_story_set_state(st, v[0].i, b[0].s, b[1].is_null ? NULL : b[1].s, wall_unix());
+    json_decref(doc);
+    if (rc == STORE_NOTFOUND) {
+        api_reply_error(r, 404, "Story %lld not found", (long long)v[0].i);
+        return;
+    }
+    if (rc != STORE_OK) {
+        api_reply_store_error(r, st, rc);
+        return;
+    }
+    json_t *story = NULL;
+    rc = store_story_detail_json(st, v[0].i, &story);
+    if (rc != STORE_FOUND) {
+        api_reply_store_error(r, st, rc < 0 ? rc : STORE_ERR);
+        return;
+    }
+    iso_dates(story);
+    link_conversations(r, story);
+    api_reply_json(r, 200, story);
+}
+
 const api_route API_STORIES_ROUTES[] = {
     {"GET", "/api/stories", h_list, 0, LIST_PARAMS, NULL, "Stories with filters and paging",
      "stories", "200 422", "StoryList", NULL, API_CACHE_DB},
     {"GET", "/api/stories/{story_id}", h_detail, 0, DETAIL_PARAMS, NULL,
      "One story with its evidence conversations", "stories", "200 404 422", "StoryDetail", NULL,
      API_CACHE_DB},
+    {"POST", "/api/stories/{story_id}/state", h_state, 1, DETAIL_PARAMS, STATE_BODY,
+     "Set a story's state (open, exported, closed, rejected) with an optional reason",
+     "stories", "200 401 404 413 422", "StoryDetail", NULL},
 };
 const size_t API_STORIES_ROUTE_COUNT = sizeof API_STORIES_ROUTES / sizeof API_STORIES_ROUTES[0];

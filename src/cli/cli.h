@@ -25,6 +25,7 @@ int cmd_run(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_stories(int argc, char **argv);
+int cmd_story(int argc, char **argv);
 int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
@@ -57,6 +58,8 @@ void cli_trap_stop(atomic_int *flag);
 void cli_print_json(const json_t *v);
 /* Prints a run summary table (human) for a finished run. */
 void cli_print_run_summary(store *st, int64_t run_id);
+/* The review line of a run and every decision other than keep, with its reason. */
+void cli_print_review(store *st, int64_t run_id);
 /* Drives a run (after pipeline_start/resume) to its end with progress; shared by run,
  * resume and demo. Returns the process exit code. */
 int cli_finish_run(store *st, int64_t run_id, int rc, int json);

@@ -80,17 +80,20 @@ static char *joined_ids(const json_t *story, const char *sep) {
 }
 
 static void print_table(const json_t *stories) {
-    printf("%-4s %5s %5s  %-22s %-40s %s\n", "#", "CONVS", "CONF", "PRODUCT AREA", "SIGNATURE",
-           "TITLE");
+    printf("%-4s %5s %-8s %5s  %-22s %s\n", "#", "ID", "STATE", "CONVS", "PRODUCT AREA", "TITLE");
     size_t i;
     json_t *s;
     json_array_foreach(stories, i, s) {
-        printf("%-4zu %5lld %5.1f  %-22.22s %-40.40s %s\n", i + 1,
-               (long long)jx_int(s, "conversation_count", 0), jx_num(s, "confidence_score", 0),
-               jx_str(s, "product_area"), jx_str(s, "signature"), jx_str(s, "title"));
+        printf("%-4zu %5lld %-8s %5lld  %-22.22s %s\n", i + 1, (long long)jx_int(s, "id", 0),
+               jx_str(s, "status"), (long long)jx_int(s, "conversation_count", 0),
+               jx_str(s, "product_area"), jx_str(s, "title"));
+        const json_t *rv = jx_obj(s, "review");
+        const char *dist = jx_str(s, "distinguisher");
+        printf("     %s `%s`%s%s%s | %s | review: %s\n", jx_str(s, "kind"), jx_str(s, "signature"),
+               dist && dist[0] ? " (split: " : "", dist && dist[0] ? dist : "",
+               dist && dist[0] ? ")" : "", jx_str(s, "origin"), jx_str(rv, "decision"));
         char *ids = joined_ids(s, ", ");
-        printf("     %s%s | conversations: %s\n", jx_str(s, "origin"),
-               strcmp(jx_str(s, "origin"), "graduated") ? "" : " (from orphans)", ids ? ids : "");
+        printf("     conversations: %s\n", ids ? ids : "");
         free(ids);
     }
 }
@@ -117,21 +120,22 @@ static void print_csv(const json_t *stories) {
     }
 }
 
+/* One story as markdown: its title, state and identity, then its description (which
+ * already holds the problem, who is affected, evidence, criteria and review). */
+static void print_story_markdown(const json_t *s, const char *heading) {
+    printf("%s %s\n\n", heading, jx_str(s, "title"));
+    printf("*Story %lld · %s · %s · `%s` · %lld conversations*\n\n", (long long)jx_int(s, "id", 0),
+           jx_str(s, "status"), jx_str(s, "kind"), jx_str(s, "signature"),
+           (long long)jx_int(s, "conversation_count", 0));
+    const char *d = jx_str(s, "description");
+    printf("%s\n", d && d[0] ? d : "");
+}
+
 static void print_markdown(const json_t *stories, int64_t run_id) {
     printf("# Stories of run %lld\n\n", (long long)run_id);
     size_t i;
     json_t *s;
-    json_array_foreach(stories, i, s) {
-        printf("## %zu. %s\n\n", i + 1, jx_str(s, "title"));
-        printf("- **Signature**: `%s`\n- **Product area**: %s / %s\n", jx_str(s, "signature"),
-               jx_str(s, "product_area"), jx_str(s, "component"));
-        printf("- **Facets**: %s, %s\n", jx_str(s, "action_type"), jx_str(s, "direction"));
-        printf("- **Conversations** (%lld): ", (long long)jx_int(s, "conversation_count", 0));
-        char *ids = joined_ids(s, ", ");
-        printf("%s\n- **Confidence**: %.1f (%s)\n\n", ids ? ids : "",
-               jx_num(s, "confidence_score", 0), jx_str(s, "origin"));
-        free(ids);
-    }
+    json_array_foreach(stories, i, s) print_story_markdown(s, "##");
 }
 
 int cmd_stories(int argc, char **argv) {
@@ -206,10 +210,96 @@ int cmd_stories(int argc, char **argv) {
     } else {
         printf("Stories of run %lld: %lld\n\n", (long long)run_id, (long long)total);
         print_table(stories);
+        putchar('\n');
+        cli_print_review(st, run_id);
     }
     json_decref(stories);
     store_close(st);
     return EXIT_OK;
+}
+
+int cmd_story(int argc, char **argv) {
+    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                         {"state", required_argument, NULL, 's'},
+                                         {"reason", required_argument, NULL, 'r'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
+    static const char help[] =
+        "usage: feedline story [--db DB] [--json] STORY_ID\n"
+        "       feedline story [--db DB] --state open|exported|closed|rejected [--reason TEXT] "
+        "STORY_ID\n"
+        "\n"
+        "Shows one story (title, state, description with evidence, history of runs, tracker\n"
+        "tickets), or sets its state. A later run's matching conversations grow an open or\n"
+        "exported story; a rejected story absorbs them and stays rejected; a closed story\n"
+        "is never grown (a recurrence becomes a new story).\n";
+    const char *db = NULL, *state = NULL, *reason = NULL;
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'd') db = optarg;
+        else if (c == 's') state = optarg;
+        else if (c == 'r') reason = optarg;
+        else if (c == 'j') json = 1;
+        else if (c == 'h') {
+            fputs(help, stdout);
+            return EXIT_OK;
+        } else {
+            fputs(help, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fputs(help, stderr);
+        return EXIT_USAGE;
+    }
+    long long id;
+    if (cli_parse_int("STORY_ID", argv[optind], 1, INT64_MAX, &id)) return EXIT_USAGE;
+    if (state && !story_state_valid(state)) {
+        fprintf(stderr, "feedline story: --state must be one of %s (got \"%s\")\n", STORY_STATES,
+                state);
+        return EXIT_USAGE;
+    }
+    store *st = cli_open_store(cli_db(db));
+    if (!st) return EXIT_FAILURE_;
+    int code = EXIT_OK;
+    if (state) {
+        int rc = store_story_set_state(st, id, state, reason, wall_unix());
+        if (rc == STORE_OK) printf("story %lld is now %s\n", id, state);
+        else {
+            fprintf(stderr, "feedline story: %s\n",
+                    rc == STORE_NOTFOUND ? "no such story" : store_errmsg(st));
+            code = EXIT_FAILURE_;
+        }
+        store_close(st);
+        return code;
+    }
+    json_t *story = NULL;
+    int rc = store_story_detail_json(st, id, &story);
+    if (rc != STORE_FOUND) {
+        fprintf(stderr, "feedline story: %s\n",
+                rc == STORE_NOTFOUND ? "no such story" : store_errmsg(st));
+        store_close(st);
+        return EXIT_FAILURE_;
+    }
+    if (json) {
+        cli_print_json(story);
+    } else {
+        print_story_markdown(story, "#");
+        size_t i;
+        json_t *r;
+        printf("\n## History\n\n");
+        json_array_foreach(jx_arr(story, "runs"), i, r)
+            printf("- run %lld: %s, %lld conversations\n", (long long)jx_int(r, "run_id", 0),
+                   jx_bool(r, "created", 0) ? "created" : "grew", (long long)jx_int(r, "conversations_added", 0));
+        json_array_foreach(jx_arr(story, "exports"), i, r)
+            printf("- exported to %s: %s %s\n", jx_str(r, "tracker"), jx_str(r, "external_id"),
+                   jx_str(r, "url"));
+    }
+    json_decref(story);
+    store_close(st);
+    return code;
 }
 
 int cmd_runs(int argc, char **argv) {

@@ -196,10 +196,13 @@ void cli_print_run_summary(store *st, int64_t run_id) {
     printf("  themes         %lld passed, %lld filtered, %lld new signatures (%lld failed)\n",
            (long long)r.themes_extracted, (long long)r.themes_filtered, (long long)r.themes_new,
            (long long)r.themes_failed);
-    if (r.stories_done)
-        printf("  stories        %lld created, %lld orphans created, %lld graduated\n",
-               (long long)r.stories_created, (long long)r.orphans_created,
-               (long long)r.orphans_graduated);
+    if (r.stories_done) {
+        printf("  stories        %lld created, %lld grown with new evidence, %lld orphans created, "
+               "%lld graduated\n",
+               (long long)r.stories_created, (long long)r.stories_updated,
+               (long long)r.orphans_created, (long long)r.orphans_graduated);
+        cli_print_review(st, r.id);
+    }
     printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n",
            r.llm, (long long)r.llm_requests, (long long)r.llm_cache_hits,
            (long long)r.prompt_tokens, (long long)r.completion_tokens, r.cost_usd);
@@ -207,6 +210,26 @@ void cli_print_run_summary(store *st, int64_t run_id) {
     printf("  duration       %llds\n",
            (long long)((r.completed_at ? r.completed_at : wall_unix()) - r.started_at));
     run_record_free(&r);
+}
+
+void cli_print_review(store *st, int64_t run_id) {
+    json_t *rv = run_review_json(st, run_id);
+    if (!rv) {
+        fprintf(stderr, "reading the review: %s\n", store_errmsg(st));
+        return;
+    }
+    printf("  review         %lld kept, %lld split, %lld merged, %lld rejected\n",
+           (long long)jx_int(rv, "kept", 0), (long long)jx_int(rv, "split", 0),
+           (long long)jx_int(rv, "merged", 0), (long long)jx_int(rv, "rejected", 0));
+    size_t i;
+    json_t *d;
+    json_array_foreach(jx_arr(rv, "decisions"), i, d) {
+        const char *dec = jx_str(d, "decision");
+        if (!strcmp(dec, "keep")) continue;
+        printf("    %-7s %s (%lld conversations): %s\n", dec, jx_str(d, "signature"),
+               (long long)jx_int(d, "conversation_count", 0), jx_str(d, "reason"));
+    }
+    json_decref(rv);
 }
 
 void cli_print_json(const json_t *v) {

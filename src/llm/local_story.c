@@ -252,8 +252,9 @@ static char *story_title(const json_t *a) {
     }
     /* lower-case the headline's first letter after the area prefix, unless it is an
      * acronym or a product name ("SmartLoop", "M4U") */
+    const char *second = strchr(body, ' ');
     if (body[0] >= 'A' && body[0] <= 'Z' && !(body[1] >= 'A' && body[1] <= 'Z') &&
-        !strchr(body, ':'))
+        !(second && second[1] >= 'A' && second[1] <= 'Z') && !strchr(body, ':'))
         body[0] = (char)tolower((unsigned char)body[0]);
     size_t room = TITLE_MAX - (dist && *dist ? strlen(dist) + 3 : 0);
     cut_headline(body, room > 30 ? room : 30);

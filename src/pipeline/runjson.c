@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_report.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -67,6 +68,15 @@ static json_t *status_without_warnings(store *s, const run_record *r, int64_t no
     json_object_set_new(o, "errors", errors);
     json_object_set_new(o, "error_count", json_integer(store_run_error_count(s, r->id)));
 
+    if (r->stories_done) {
+        json_t *review = run_review_json(s, r->id);
+        if (!review) {
+            json_decref(o);
+            free(usage);
+            return NULL;
+        }
+        json_object_set_new(o, "review", review);
+    }
     json_t *by_phase = json_loads(usage, 0, NULL);
     free(usage);
     json_object_set_new(o, "llm",
@@ -80,6 +90,19 @@ static json_t *status_without_warnings(store *s, const run_record *r, int64_t no
                                   round(r->cost_usd * 1e6) / 1e6, "by_phase",
                                   by_phase ? by_phase : json_object()));
     return o;
+}
+
+json_t *run_review_json(store *s, int64_t run_id) {
+    json_t *decisions = NULL;
+    if (store_reviews_json(s, run_id, &decisions) != STORE_OK) return NULL;
+    json_int_t counts[4] = {0};
+    static const char *const names[] = {"keep", "split", "merge", "reject"};
+    size_t i;
+    json_t *d;
+    json_array_foreach(decisions, i, d)
+        for (int k = 0; k < 4; k++) counts[k] += !strcmp(jx_str(d, "decision"), names[k]);
+    return json_pack("{sIsIsIsIso}", "kept", counts[0], "split", counts[1], "merged", counts[2],
+                     "rejected", counts[3], "decisions", decisions);
 }
 
 json_t *run_status_json(store *s, const run_record *r, int64_t now) {

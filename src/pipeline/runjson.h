@@ -11,6 +11,9 @@
 #include "store/store.h"
 
 /* Full status (errors, usage per phase). NULL on a store error. */
+/* The review decisions of a run's story phase: {"kept", "split", "merged",
+ * "rejected": counts, "decisions": [...]} (store_reviews_json). NULL on a store error. */
+json_t *run_review_json(store *s, int64_t run_id);
 json_t *run_status_json(store *s, const run_record *r, int64_t now);
 /* The same document serialised (json_dumps flags), built without parsing the stored
  * warnings back (the HTTP API's hot path). Caller frees; NULL on a store error. */

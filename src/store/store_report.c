@@ -238,7 +238,7 @@ static int add_story_history(store *s, json_t *story, int64_t story_id) {
     json_t *exports = json_array();
     while ((rc = db_step(st)) == DB_ROW)
         json_array_append_new(exports,
-            json_pack("{sososos Isoso}", "tracker", jx_string(db_col_text(st, 0)),
+            json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "tracker", jx_string(db_col_text(st, 0)),
                       "external_id", jx_string(db_col_text(st, 1)),
                       "url", jx_string(db_col_text(st, 2)),
                       "evidence_count", (json_int_t)db_col_int(st, 3),
@@ -261,7 +261,7 @@ int store_reviews_json(store *s, int64_t run_id, json_t **out) {
     int rc;
     while ((rc = db_step(st)) == DB_ROW)
         json_array_append_new(arr,
-            json_pack("{sosososososIsososo}", "product_area", jx_string(db_col_text(st, 0)),
+            json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "product_area", jx_string(db_col_text(st, 0)),
                       "signature", jx_string(db_col_text(st, 1)),
                       "decision", jx_string(db_col_text(st, 2)),
                       "reason", jx_string(db_col_text(st, 3)),
