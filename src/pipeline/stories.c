@@ -412,18 +412,19 @@ static void make_titles(const run_env *env, llm_provider *llm, store *st, const 
         }
         if (llm_poll(llm, 50) < 0) break;
     }
-    int64_t requests = 0, hits = 0, prompt = 0, completion = 0;
+    int64_t requests = 0, hits = 0, prompt = 0, cached = 0, completion = 0;
     for (size_t i = 0; i < nstories; i++) {
         requests += calls[i].attempts;
         hits += calls[i].from_cache;
         prompt += calls[i].prompt_tokens;
+        cached += calls[i].cached_tokens;
         completion += calls[i].completion_tokens;
         json_decref(calls[i].args);
         llm_call_reset_result(&calls[i]);
     }
     if ((requests || hits) &&
-        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, completion,
-                            llm_cost_usd(llm, prompt, completion)) != STORE_OK)
+        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, cached,
+                            completion, llm_cost_usd(llm, prompt, cached, completion)) != STORE_OK)
         log_warn("run %lld: recording story-title usage: %s", (long long)run->id, store_errmsg(st));
     for (size_t i = 0; i < p->n; i++)
         if (!p->g[i].title) p->g[i].title = humanize(p->g[i].signature);

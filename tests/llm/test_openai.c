@@ -47,7 +47,7 @@ static void config_for(llm_openai_config *c, const fakeproc *fp, char *url, size
     c->timeout_ms = 5000;
     c->backoff_base_ms = 10;
     c->seed = 7;
-    c->usd_prompt = c->usd_completion = c->usd_embed = -1;
+    c->usd_prompt = c->usd_cached = c->usd_completion = c->usd_embed = -1;
 }
 
 static void count_done(llm_call *c) { (*(int *)c->user)++; }
