@@ -21,8 +21,9 @@
  *    reports it (see "prompt-prefix cache" below);
  *  - GET /_stats: counters (JSON); POST /_reset zeroes them (the prompt-prefix cache
  *    stays, as a real endpoint's would); POST /_config changes
- *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms and the fault_* rates
- *    at run time (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
+ *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms, the fault_* rates and
+ *    prompt_cache (0: no prompt_tokens_details, as servers without them) at run time
+ *    (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
  *    e.g. story_latency_ms) sets a fixed latency for that task's answers alone.
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
@@ -82,6 +83,7 @@ typedef struct fake_config {
     double fault[F_COUNT];
     uint64_t seed;
     char *require_key;
+    int no_prompt_cache; /* answer as a server without usage details (no cache) */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -406,16 +408,18 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
     return out;
 }
 
+/* The chat completion object; cached < 0 leaves out prompt_tokens_details. */
 static json_t *chat_envelope(const char *model, const char *content, int64_t pt, int64_t cached,
                              int64_t ct, uint64_t id) {
     char cid[40];
     snprintf(cid, sizeof cid, "chatcmpl-fake-%llu", (unsigned long long)id);
     json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", jx_string(content));
     json_t *choice = json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", "stop");
-    json_t *usage = json_pack("{s:I, s:I, s:I, s:{s:I}}", "prompt_tokens", (json_int_t)pt,
-                              "completion_tokens", (json_int_t)ct, "total_tokens",
-                              (json_int_t)(pt + ct), "prompt_tokens_details", "cached_tokens",
-                              (json_int_t)cached);
+    json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)pt,
+                              "completion_tokens", (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
+    if (cached >= 0)
+        json_object_set_new(usage, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)cached));
     return json_pack("{s:s, s:s, s:I, s:o, s:[o], s:o}", "id", cid, "object", "chat.completion",
                      "created", (json_int_t)wall_unix(), "model", jx_string(model), "choices",
                      choice, "usage", usage);
@@ -530,11 +534,14 @@ static char *chat_text(fake *f, fh_request *req, const json_t *body, size_t body
     }
     int64_t pt = (int64_t)body_len / BYTES_PER_TOKEN + 1;
     int64_t ct = (int64_t)strlen(content) / BYTES_PER_TOKEN + 1;
-    int64_t cached = prefix_cached_tokens(f, body);
+    /* -1: not reported at all */
+    int64_t cached = f->cfg.no_prompt_cache ? -1 : prefix_cached_tokens(f, body);
     if (cached > pt) cached = pt;
     f->c.prompt_tokens += pt;
-    f->c.cached_tokens += cached;
-    if (*task >= 0 && *task < LLM_TASK_COUNT) f->c.tasks[*task].cached_tokens += cached;
+    if (cached > 0) {
+        f->c.cached_tokens += cached;
+        if (*task >= 0 && *task < LLM_TASK_COUNT) f->c.tasks[*task].cached_tokens += cached;
+    }
     f->c.completion_tokens += ct;
     const char *model = jx_str(body, "model");
     json_t *env = chat_envelope(model ? model : "fake", content, pt, cached, ct, fh_req_id(req));
@@ -700,6 +707,7 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else if (!strcmp(k, "rpm")) c.rpm = d;
         else if (!strcmp(k, "window_ms") && d >= 1) c.window_ms = (int64_t)d;
         else if (!strcmp(k, "retry_after_ms")) c.retry_after_ms = (int64_t)d;
+        else if (!strcmp(k, "prompt_cache")) c.no_prompt_cache = d == 0;
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
@@ -709,6 +717,7 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.window_ms = c.window_ms;
     f->cfg.retry_after_ms = c.retry_after_ms;
     memcpy(f->cfg.fault, c.fault, sizeof c.fault);
+    f->cfg.no_prompt_cache = c.no_prompt_cache;
     return 0;
 }
 
