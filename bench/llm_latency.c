@@ -174,6 +174,11 @@ static void report(const options *o, json_t *stats, const run_record *r, const i
            (double)end / ideal_sum);
     printf("  fake: %lld requests, max in flight %lld\n", (long long)jx_int(stats, "requests", 0),
            (long long)jx_int(stats, "max_in_flight", 0));
+    if (r) /* the endpoint's prompt-prefix cache (the run's usage, chat and embeddings) */
+        printf("  prompt tokens %lld, %lld served from the endpoint's prefix cache (%.1f%%), "
+               "cost $%.4f\n", (long long)r->prompt_tokens, (long long)r->cached_tokens,
+               r->prompt_tokens ? 100.0 * (double)r->cached_tokens / (double)r->prompt_tokens : 0.0,
+               r->cost_usd);
 }
 
 static const char USAGE[] =

@@ -237,7 +237,7 @@ void api_runs_free(api_runs *m);
 /* LLM counters of this process's providers, live ones included. */
 typedef struct api_llm_totals {
     int64_t requests, retries, rate_limited, failures, cache_hits, in_flight;
-    int64_t prompt_tokens, completion_tokens;
+    int64_t prompt_tokens, cached_tokens, completion_tokens; /* cached: part of prompt */
     int jobs_active;
 } api_llm_totals;
 void api_runs_llm_totals(api_runs *m, api_llm_totals *out);

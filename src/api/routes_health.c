@@ -96,11 +96,14 @@ static void render_llm(api_req *r, buf_t *b) {
     metric(b, "feedline_llm_cache_hits_total", "counter", "LLM calls answered from the cache.",
            t.cache_hits);
     metric(b, "feedline_llm_in_flight", "gauge", "LLM requests on the wire now.", t.in_flight);
-    buf_printf(b, "# HELP feedline_llm_tokens_total LLM tokens used by runs of this process.\n"
+    buf_printf(b, "# HELP feedline_llm_tokens_total LLM tokens used by runs of this process"
+                  " (cached: the prompt tokens the endpoint's prefix cache served).\n"
                   "# TYPE feedline_llm_tokens_total counter\n"
                   "feedline_llm_tokens_total{kind=\"prompt\"} %lld\n"
+                  "feedline_llm_tokens_total{kind=\"cached\"} %lld\n"
                   "feedline_llm_tokens_total{kind=\"completion\"} %lld\n",
-               (long long)t.prompt_tokens, (long long)t.completion_tokens);
+               (long long)t.prompt_tokens, (long long)t.cached_tokens,
+               (long long)t.completion_tokens);
     metric(b, "feedline_jobs_active", "gauge",
            "Pipeline runs and story jobs this process is driving.", t.jobs_active);
 }

@@ -78,6 +78,7 @@ static void add_stats(api_llm_totals *t, const llm_stats *s) {
     t->failures += atomic_load(&s->failures);
     t->cache_hits += atomic_load(&s->cache_hits);
     t->prompt_tokens += atomic_load(&s->prompt_tokens);
+    t->cached_tokens += atomic_load(&s->cached_tokens);
     t->completion_tokens += atomic_load(&s->completion_tokens);
 }
 

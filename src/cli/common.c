@@ -161,7 +161,13 @@ void cli_trap_stop(atomic_int *flag) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* One line per phase that used the LLM: requests, cache hits, tokens, cost. */
+/* The part of the prompt tokens the endpoint's prefix cache served, in percent. */
+static double cached_share(int64_t cached, int64_t prompt) {
+    return prompt > 0 ? 100.0 * (double)cached / (double)prompt : 0;
+}
+
+/* One line per phase that used the LLM: requests, cache hits (answers from llm_cache),
+ * tokens with the share of prompt tokens served by the endpoint's prefix cache, cost. */
 static void print_usage_by_phase(store *st, int64_t run_id) {
     char *usage = NULL;
     if (store_run_usage_json(st, run_id, &usage) != STORE_OK) return;
@@ -170,10 +176,12 @@ static void print_usage_by_phase(store *st, int64_t run_id) {
     const char *phase;
     json_t *v;
     json_object_foreach(u, phase, v) {
-        printf("    %-22s %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n", phase,
-               (long long)jx_int(v, "requests", 0), (long long)jx_int(v, "cache_hits", 0),
-               (long long)jx_int(v, "prompt_tokens", 0),
-               (long long)jx_int(v, "completion_tokens", 0), jx_num(v, "cost_usd", 0));
+        int64_t prompt = jx_int(v, "prompt_tokens", 0), cached = jx_int(v, "cached_tokens", 0);
+        printf("    %-22s %lld requests, %lld cache hits, %lld+%lld tokens"
+               " (%lld cached, %.1f%% of prompt), $%.4f\n",
+               phase, (long long)jx_int(v, "requests", 0), (long long)jx_int(v, "cache_hits", 0),
+               (long long)prompt, (long long)jx_int(v, "completion_tokens", 0),
+               (long long)cached, cached_share(cached, prompt), jx_num(v, "cost_usd", 0));
     }
     json_decref(u);
 }
@@ -203,9 +211,11 @@ void cli_print_run_summary(store *st, int64_t run_id) {
                (long long)r.orphans_created, (long long)r.orphans_graduated);
         cli_print_review(st, r.id);
     }
-    printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens, $%.4f\n",
+    printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens"
+           " (%lld cached, %.1f%% of prompt), $%.4f\n",
            r.llm, (long long)r.llm_requests, (long long)r.llm_cache_hits,
-           (long long)r.prompt_tokens, (long long)r.completion_tokens, r.cost_usd);
+           (long long)r.prompt_tokens, (long long)r.completion_tokens,
+           (long long)r.cached_tokens, cached_share(r.cached_tokens, r.prompt_tokens), r.cost_usd);
     print_usage_by_phase(st, r.id);
     printf("  duration       %llds\n",
            (long long)((r.completed_at ? r.completed_at : wall_unix()) - r.started_at));

@@ -71,15 +71,21 @@ void llm_call_reset_result(llm_call *c) {
     c->error[0] = '\0';
     c->from_cache = 0;
     c->attempts = 0;
-    c->prompt_tokens = c->completion_tokens = 0;
+    c->prompt_tokens = c->cached_tokens = c->completion_tokens = 0;
 }
 
 void llm_provider_destroy(llm_provider *p) {
     if (p) p->ops->destroy(p);
 }
 
-double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t completion_tokens) {
-    return ((double)prompt_tokens * p->usd_per_mtok_prompt +
+double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t cached_tokens,
+                    int64_t completion_tokens) {
+    /* A cached count the endpoint reported beyond the prompt is clamped, so the
+     * estimate never goes below the all-cached price. */
+    if (cached_tokens < 0) cached_tokens = 0;
+    if (cached_tokens > prompt_tokens) cached_tokens = prompt_tokens;
+    return ((double)(prompt_tokens - cached_tokens) * p->usd_per_mtok_prompt +
+            (double)cached_tokens * p->usd_per_mtok_cached +
             (double)completion_tokens * p->usd_per_mtok_completion) / 1e6;
 }
 

@@ -157,6 +157,9 @@ struct llm_call {
     int from_cache;             /* answered from llm_cache without an HTTP request */
     int attempts;               /* HTTP attempts made (0 offline / cached) */
     int64_t prompt_tokens;
+    /* Of prompt_tokens, those the endpoint served from its prompt-prefix cache
+     * (usage.prompt_tokens_details.cached_tokens; 0 when not reported). */
+    int64_t cached_tokens;
     int64_t completion_tokens;
 
     void *priv;                 /* provider-private */
@@ -179,6 +182,7 @@ typedef struct llm_stats {
     _Atomic int64_t in_flight;       /* HTTP requests currently on the wire */
     _Atomic int64_t max_in_flight;
     _Atomic int64_t prompt_tokens;
+    _Atomic int64_t cached_tokens;   /* of prompt_tokens, from the endpoint's prefix cache */
     _Atomic int64_t completion_tokens;
 } llm_stats;
 
@@ -210,6 +214,7 @@ struct llm_provider {
     int max_embed_batch;  /* texts per LLM_EMBED call the provider accepts */
     /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
     double usd_per_mtok_prompt;
+    double usd_per_mtok_cached;  /* prompt tokens the endpoint's prefix cache served */
     double usd_per_mtok_completion;
     double usd_per_mtok_embed;  /* embedding input tokens */
     /* Why poll() returned -1: a provider-level fatal error (e.g. the endpoint refused
@@ -219,8 +224,11 @@ struct llm_provider {
     char error[256];
 };
 
-/* Estimated cost of the given chat token counts at the provider's prices. */
-double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t completion_tokens);
+/* Estimated cost of the given chat token counts at the provider's prices:
+ * cached_tokens (part of prompt_tokens) at the cached-input price, the rest of the
+ * prompt at the prompt price. */
+double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t cached_tokens,
+                    int64_t completion_tokens);
 /* Estimated cost of embedding input tokens. */
 double llm_embed_cost_usd(const llm_provider *p, int64_t tokens);
 
@@ -256,8 +264,10 @@ typedef struct llm_openai_config {
     int embed_max_inputs;       /* per embeddings request; 0 = 2048 */
     int64_t embed_max_tokens;   /* estimated tokens per embeddings request; 0 = 200000 */
     uint64_t seed;              /* jitter; 0 = from the clock */
-    /* USD per million tokens; < 0 = the known price of the model (else 0). */
-    double usd_prompt, usd_completion, usd_embed;
+    /* USD per million tokens; < 0 = the known price of the model (else 0). A cached
+     * price < 0 is the model's known cached-input price when the prompt price is the
+     * model's too, else half the prompt price. */
+    double usd_prompt, usd_cached, usd_completion, usd_embed;
     /* Requests/min shared with the other processes using the same PostgreSQL database
      * (feedline workers): with a limit known (rpm or x-ratelimit headers) and the
      * provider's store on PostgreSQL, sends follow a schedule kept in the database
@@ -271,7 +281,8 @@ typedef struct llm_openai_config {
  * OPENAI_API_VERSION, FEEDLINE_CHAT_MODEL (gpt-4o-mini), FEEDLINE_EMBED_MODEL
  * (text-embedding-3-small), FEEDLINE_EMBED_DIMENSIONS, FEEDLINE_RPM, FEEDLINE_TPM,
  * FEEDLINE_LLM_TIMEOUT_MS, FEEDLINE_LLM_MAX_ATTEMPTS, FEEDLINE_LLM_BACKOFF_MS,
- * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_COMPLETION, FEEDLINE_PRICE_EMBED,
+ * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_CACHED, FEEDLINE_PRICE_COMPLETION,
+ * FEEDLINE_PRICE_EMBED,
  * FEEDLINE_SHARED_BUDGET (0 = own_budget). The strings
  * point into the environment (valid while it is unchanged). */
 void llm_openai_config_from_env(llm_openai_config *c);

@@ -325,13 +325,6 @@ static char *chat_body(const oa_provider *p, const llm_call *c, json_t *messages
     return s;
 }
 
-static json_t *message(const char *role, const char *content) {
-    json_t *m = json_object();
-    json_object_set_new(m, "role", json_string(role));
-    json_object_set_new(m, "content", jx_string(content));
-    return m;
-}
-
 static void set_chat_body(oa_job *j, const char *body) {
     size_t len = strlen(body);
     httpc_request_body(j->req, body, len);
@@ -438,17 +431,12 @@ static int chat_from_cache(oa_provider *p, oa_call *oc) {
 
 static void start_chat(oa_provider *p, oa_call *oc) {
     llm_call *c = oc->call;
-    const char *sys = prompts_system(p->prompts, c->task);
-    if (!sys) {
+    json_t *messages = prompts_messages(p->prompts, c);
+    if (!messages) {
         call_error(c, LLM_ERR_INPUT, "unknown task %d", (int)c->task);
         finish_call(p, oc);
         return;
     }
-    char *user = prompts_user(p->prompts, c);
-    json_t *messages = json_array();
-    json_array_append_new(messages, message("system", sys));
-    json_array_append_new(messages, message("user", user));
-    free(user);
     char *body = chat_body(p, c, messages);
     oa_cache_key(p->base.chat_model, body, strlen(body), oc->key);
     if (chat_from_cache(p, oc)) {
@@ -623,9 +611,16 @@ static void add_usage(oa_provider *p, oa_job *j, const json_t *env) {
         ct = 0;
     }
     if (ct < 0) ct = 0;
+    /* The part of the prompt the endpoint's prefix cache served (OpenAI, vLLM with
+     * usage details); absent means none. Never more than the prompt. */
+    int64_t cached = jx_int(jx_obj(u, "prompt_tokens_details"), "cached_tokens", 0);
+    if (cached < 0) cached = 0;
+    if (cached > pt) cached = pt;
     c->prompt_tokens += pt;
+    c->cached_tokens += cached;
     c->completion_tokens += ct;
     stat_add(&p->base.stats.prompt_tokens, pt);
+    stat_add(&p->base.stats.cached_tokens, cached);
     stat_add(&p->base.stats.completion_tokens, ct);
     rl_on_usage(&p->rl, j->est_tokens, pt + ct, mono_ms());
 }
@@ -641,10 +636,10 @@ static void chat_invalid(oa_provider *p, oa_job *j, const char *content, const c
     char *echo = xstrndup(content ? content : "", utf8_cut(content ? content : "",
                                                            content ? strlen(content) : 0,
                                                            REPAIR_ECHO_BYTES));
-    json_array_append_new(j->messages, message("assistant", echo));
+    json_array_append_new(j->messages, prompts_message("assistant", echo));
     free(echo);
     char *fix = prompts_repair(why);
-    json_array_append_new(j->messages, message("user", fix));
+    json_array_append_new(j->messages, prompts_message("user", fix));
     free(fix);
     char *body = chat_body(p, j->owner->call, j->messages);
     set_chat_body(j, body);
@@ -1059,14 +1054,17 @@ static const llm_provider_ops OPENAI_OPS = {
 
 /* ------------------------------------------------------------ configuration */
 
-/* Published prices, USD per million tokens (OpenAI pricing page, 2025). Longest
- * prefixes first. Other models cost 0 unless FEEDLINE_PRICE_* says otherwise. */
+/* Published prices, USD per million tokens (OpenAI pricing page, 2025): prompt,
+ * cached prompt (the prefix-cache discount: 50% for the 4o family, 75% for 4.1;
+ * none for 3.5), completion. Longest prefixes first. Other models cost 0 unless
+ * FEEDLINE_PRICE_* says otherwise. */
 static const struct {
     const char *prefix;
-    double prompt, completion;
+    double prompt, cached, completion;
 } CHAT_PRICES[] = {
-    {"gpt-4o-mini", 0.15, 0.60},  {"gpt-4o", 2.50, 10.00},     {"gpt-4.1-nano", 0.10, 0.40},
-    {"gpt-4.1-mini", 0.40, 1.60}, {"gpt-4.1", 2.00, 8.00},     {"gpt-3.5-turbo", 0.50, 1.50},
+    {"gpt-4o-mini", 0.15, 0.075, 0.60},  {"gpt-4o", 2.50, 1.25, 10.00},
+    {"gpt-4.1-nano", 0.10, 0.025, 0.40}, {"gpt-4.1-mini", 0.40, 0.10, 1.60},
+    {"gpt-4.1", 2.00, 0.50, 8.00},       {"gpt-3.5-turbo", 0.50, 0.50, 1.50},
 };
 static const struct {
     const char *prefix;
@@ -1079,10 +1077,11 @@ static const struct {
 };
 
 static void set_prices(oa_provider *p, const llm_openai_config *c) {
-    double pp = 0, cp = 0, ep = 0;
+    double pp = 0, cached = -1, cp = 0, ep = 0;
     for (size_t i = 0; i < sizeof CHAT_PRICES / sizeof CHAT_PRICES[0]; i++)
         if (!strncmp(p->base.chat_model, CHAT_PRICES[i].prefix, strlen(CHAT_PRICES[i].prefix))) {
             pp = CHAT_PRICES[i].prompt;
+            cached = CHAT_PRICES[i].cached;
             cp = CHAT_PRICES[i].completion;
             break;
         }
@@ -1092,6 +1091,11 @@ static void set_prices(oa_provider *p, const llm_openai_config *c) {
             if (!p->embed_dimensions) p->base.embed_dim = EMBED_MODELS[i].dim;
         }
     p->base.usd_per_mtok_prompt = c->usd_prompt >= 0 ? c->usd_prompt : pp;
+    /* A configured prompt price makes the model's published cached price meaningless
+     * (another deployment, another price list): half of it, OpenAI's usual discount. */
+    if (c->usd_cached >= 0) p->base.usd_per_mtok_cached = c->usd_cached;
+    else if (c->usd_prompt < 0 && cached >= 0) p->base.usd_per_mtok_cached = cached;
+    else p->base.usd_per_mtok_cached = p->base.usd_per_mtok_prompt / 2;
     p->base.usd_per_mtok_completion = c->usd_completion >= 0 ? c->usd_completion : cp;
     p->base.usd_per_mtok_embed = c->usd_embed >= 0 ? c->usd_embed : ep;
 }
@@ -1145,6 +1149,7 @@ void llm_openai_config_from_env(llm_openai_config *c) {
     c->max_attempts = (int)env_num("FEEDLINE_LLM_MAX_ATTEMPTS", 0);
     c->backoff_base_ms = (int)env_num("FEEDLINE_LLM_BACKOFF_MS", 0);
     c->usd_prompt = env_num("FEEDLINE_PRICE_PROMPT", -1);
+    c->usd_cached = env_num("FEEDLINE_PRICE_CACHED", -1);
     c->usd_completion = env_num("FEEDLINE_PRICE_COMPLETION", -1);
     c->usd_embed = env_num("FEEDLINE_PRICE_EMBED", -1);
     const char *shared = env_str("FEEDLINE_SHARED_BUDGET");

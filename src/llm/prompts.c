@@ -10,6 +10,7 @@
 #include "text/signature.h"
 #include "text/text.h"
 #include "util/buf.h"
+#include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/utf8.h"
 
@@ -339,6 +340,24 @@ char *prompts_user(const prompts *p, const llm_call *c) {
         buf_puts(&b, "</conversation>");
     }
     return buf_detach(&b);
+}
+
+json_t *prompts_message(const char *role, const char *content) {
+    json_t *m = json_object();
+    json_object_set_new(m, "role", json_string(role));
+    json_object_set_new(m, "content", jx_string(content));
+    return m;
+}
+
+json_t *prompts_messages(const prompts *p, const llm_call *c) {
+    const char *sys = prompts_system(p, c->task);
+    if (!sys) return NULL;
+    char *user = prompts_user(p, c);
+    json_t *messages = json_array();
+    json_array_append_new(messages, prompts_message("system", sys));
+    json_array_append_new(messages, prompts_message("user", user));
+    free(user);
+    return messages;
 }
 
 /* ------------------------------------------------------------ parsing */

@@ -28,6 +28,7 @@
 #ifndef FEEDLINE_PROMPTS_H
 #define FEEDLINE_PROMPTS_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "llm/llm.h"
@@ -50,6 +51,11 @@ void prompts_free(prompts *p);
 const char *prompts_system(const prompts *p, enum llm_task t);
 /* The user message of a call. Caller frees. */
 char *prompts_user(const prompts *p, const llm_call *c);
+/* The chat messages of a call as sent: [{"role":"system",...}, {"role":"user",...}],
+ * static part first so the endpoint's prefix cache applies; NULL for LLM_EMBED. */
+json_t *prompts_messages(const prompts *p, const llm_call *c);
+/* One chat message {"role": role, "content": content}. */
+json_t *prompts_message(const char *role, const char *content);
 /* The follow-up message of the repair retry, naming what was wrong. Caller frees. */
 char *prompts_repair(const char *reason);
 /* Completion tokens a call's answer may use (max_tokens of the request). */

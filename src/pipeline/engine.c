@@ -91,6 +91,7 @@ static void account_usage(engine *e, const llm_call *c) {
     e->u_requests += c->attempts;
     e->u_cache_hits += c->from_cache;
     e->u_prompt += c->prompt_tokens;
+    e->u_cached += c->cached_tokens;
     e->u_completion += c->completion_tokens;
 }
 
@@ -301,10 +302,11 @@ static int flush(engine *e) {
     forget_warnings(e);
     if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
         rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
-                                 e->u_cache_hits, e->u_prompt, e->u_completion,
+                                 e->u_cache_hits, e->u_prompt, e->u_cached, e->u_completion,
                                  e->ops->phase == PHASE_EMBEDDINGS
                                      ? llm_embed_cost_usd(e->llm, e->u_prompt)
-                                     : llm_cost_usd(e->llm, e->u_prompt, e->u_completion));
+                                     : llm_cost_usd(e->llm, e->u_prompt, e->u_cached,
+                                                    e->u_completion));
     if (rc == STORE_OK) rc = store_commit(e->st);
     if (rc != STORE_OK) {
         log_warn("run %lld: writing %s results failed (will retry): %s", (long long)e->run->id,
@@ -320,7 +322,7 @@ static int flush(engine *e) {
     /* Usage alone (no item finished yet) may be flushed before the array exists. */
     if (n > 0) memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
     e->nfinished -= n;
-    e->u_requests = e->u_cache_hits = e->u_prompt = e->u_completion = 0;
+    e->u_requests = e->u_cache_hits = e->u_prompt = e->u_cached = e->u_completion = 0;
     return 0;
 }
 

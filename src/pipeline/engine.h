@@ -101,7 +101,7 @@ struct engine {
     char **warnings;
     size_t nwarnings, warnings_cap;
     /* Usage not yet written. */
-    int64_t u_requests, u_cache_hits, u_prompt, u_completion;
+    int64_t u_requests, u_cache_hits, u_prompt, u_cached, u_completion;
     /* Totals for progress. */
     int64_t total, done, failed;
 };

@@ -80,12 +80,13 @@ static json_t *status_without_warnings(store *s, const run_record *r, int64_t no
     json_t *by_phase = json_loads(usage, 0, NULL);
     free(usage);
     json_object_set_new(o, "llm",
-                        json_pack("{sssososIsIsIsIsfso}", "provider", r->llm, "chat_model",
+                        json_pack("{sssososIsIsIsIsIsfso}", "provider", r->llm, "chat_model",
                                   jx_string_or_null(r->chat_model), "embed_model",
                                   jx_string_or_null(r->embed_model), "requests",
                                   (json_int_t)r->llm_requests, "cache_hits",
                                   (json_int_t)r->llm_cache_hits, "prompt_tokens",
-                                  (json_int_t)r->prompt_tokens, "completion_tokens",
+                                  (json_int_t)r->prompt_tokens, "cached_tokens",
+                                  (json_int_t)r->cached_tokens, "completion_tokens",
                                   (json_int_t)r->completion_tokens, "cost_usd",
                                   round(r->cost_usd * 1e6) / 1e6, "by_phase",
                                   by_phase ? by_phase : json_object()));

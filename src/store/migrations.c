@@ -279,10 +279,16 @@ static const char MIGRATION_4[] =
     " exported_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
     " PRIMARY KEY (story_id, tracker));";
 
+/* Version 5: the prompt tokens the endpoint's prefix cache served, per run and phase
+ * (part of prompt_tokens, priced at the cached-input rate). */
+static const char MIGRATION_5[] =
+    "ALTER TABLE run_usage ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0;";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
     {3, "shared rate budget", MIGRATION_3},
     {4, "story lifecycle, reviews and exports", MIGRATION_4},
+    {5, "cached prompt tokens", MIGRATION_5},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

@@ -106,9 +106,11 @@ typedef struct run_record {
 #undef RUN_FIELD
     char *warnings_json; /* JSON array of strings */
     char *preview_json;  /* dry-run preview or NULL */
-    /* LLM usage totals over all phases (from run_usage). */
+    /* LLM usage totals over all phases (from run_usage); cached_tokens is the part of
+     * prompt_tokens the endpoint's prefix cache served. */
     int64_t llm_requests, llm_cache_hits, prompt_tokens, completion_tokens;
     double cost_usd;
+    int64_t cached_tokens;
 } run_record;
 void run_record_free(run_record *r);
 
@@ -154,10 +156,11 @@ int store_run_set_dry_theme_counts(store *s, int64_t id, int64_t extracted,
 int store_run_add_warning(store *s, int64_t id, const char *warning);
 int store_run_set_preview(store *s, int64_t id, const char *preview_json);
 int store_run_set_stories_done(store *s, int64_t id);
-/* Adds LLM usage for a phase of a run. */
+/* Adds LLM usage for a phase of a run (cached_tokens: the part of prompt_tokens the
+ * endpoint's prefix cache served). */
 int store_run_add_usage(store *s, int64_t id, enum run_phase phase, int64_t requests,
-                        int64_t cache_hits, int64_t prompt_tokens, int64_t completion_tokens,
-                        double cost_usd);
+                        int64_t cache_hits, int64_t prompt_tokens, int64_t cached_tokens,
+                        int64_t completion_tokens, double cost_usd);
 /* Usage per phase as a JSON object {"classification": {...}, ...}. Caller frees. */
 int store_run_usage_json(store *s, int64_t id, char **json);
 /* Failures of a run grouped by phase and reason, as a JSON array of

@@ -44,11 +44,13 @@ void run_record_free(run_record *r) {
     " r.llm, r.chat_model, r.embed_model, r.owner, r.heartbeat_at, r.warnings,"         \
     " r.preview,"                                                                       \
     " COALESCE(u.requests, 0), COALESCE(u.cache_hits, 0), COALESCE(u.prompt_tokens, 0)," \
-    " COALESCE(u.completion_tokens, 0), COALESCE(u.cost_usd, 0)"                        \
+    " COALESCE(u.completion_tokens, 0), COALESCE(u.cost_usd, 0),"                       \
+    " COALESCE(u.cached_tokens, 0)"                                                     \
     RUN_COUNTERS(COUNTER_COL)                                                           \
     " FROM pipeline_runs r LEFT JOIN (SELECT run_id, SUM(requests) AS requests,"        \
     " SUM(cache_hits) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"              \
-    " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd"           \
+    " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd,"          \
+    " SUM(cached_tokens) AS cached_tokens"                                              \
     " FROM run_usage GROUP BY run_id) u ON u.run_id = r.id"
 
 static void read_run(db_stmt *st, run_record *r) {
@@ -81,6 +83,7 @@ static void read_run(db_stmt *st, run_record *r) {
     r->prompt_tokens = db_col_int(st, i++);
     r->completion_tokens = db_col_int(st, i++);
     r->cost_usd = db_col_double(st, i++);
+    r->cached_tokens = db_col_int(st, i++);
 #define READ_COUNTER(n) r->n = db_col_int(st, i++);
     RUN_COUNTERS(READ_COUNTER)
 #undef READ_COUNTER
@@ -414,15 +417,16 @@ int store_run_set_stories_done(store *s, int64_t id) {
 }
 
 int store_run_add_usage(store *s, int64_t id, enum run_phase phase, int64_t requests,
-                        int64_t cache_hits, int64_t prompt_tokens, int64_t completion_tokens,
-                        double cost_usd) {
+                        int64_t cache_hits, int64_t prompt_tokens, int64_t cached_tokens,
+                        int64_t completion_tokens, double cost_usd) {
     db_stmt *st = store_stmt(s,
         "INSERT INTO run_usage (run_id, phase, requests, cache_hits, prompt_tokens,"
-        " completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " cached_tokens, completion_tokens, cost_usd) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (run_id, phase) DO UPDATE SET"
         " requests = run_usage.requests + excluded.requests,"
         " cache_hits = run_usage.cache_hits + excluded.cache_hits,"
         " prompt_tokens = run_usage.prompt_tokens + excluded.prompt_tokens,"
+        " cached_tokens = run_usage.cached_tokens + excluded.cached_tokens,"
         " completion_tokens = run_usage.completion_tokens + excluded.completion_tokens,"
         " cost_usd = run_usage.cost_usd + excluded.cost_usd");
     if (!st) return STORE_ERR;
@@ -431,25 +435,27 @@ int store_run_add_usage(store *s, int64_t id, enum run_phase phase, int64_t requ
     db_bind_int(st, 3, requests);
     db_bind_int(st, 4, cache_hits);
     db_bind_int(st, 5, prompt_tokens);
-    db_bind_int(st, 6, completion_tokens);
-    db_bind_double(st, 7, cost_usd);
+    db_bind_int(st, 6, cached_tokens);
+    db_bind_int(st, 7, completion_tokens);
+    db_bind_double(st, 8, cost_usd);
     return store_exec_stmt(s, st, "recording usage");
 }
 
 int store_run_usage_json(store *s, int64_t id, char **json) {
     *json = NULL;
     db_stmt *st = store_stmt(s,
-        "SELECT phase, requests, cache_hits, prompt_tokens, completion_tokens, cost_usd"
-        " FROM run_usage WHERE run_id = ? ORDER BY phase");
+        "SELECT phase, requests, cache_hits, prompt_tokens, completion_tokens, cost_usd,"
+        " cached_tokens FROM run_usage WHERE run_id = ? ORDER BY phase");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, id);
     json_t *obj = json_object();
     int rc;
     while ((rc = db_step(st)) == DB_ROW) {
         json_object_set_new(obj, db_col_text(st, 0),
-                            json_pack("{sIsIsIsIsf}", "requests", (json_int_t)db_col_int(st, 1),
+                            json_pack("{sIsIsIsIsIsf}", "requests", (json_int_t)db_col_int(st, 1),
                                       "cache_hits", (json_int_t)db_col_int(st, 2),
                                       "prompt_tokens", (json_int_t)db_col_int(st, 3),
+                                      "cached_tokens", (json_int_t)db_col_int(st, 6),
                                       "completion_tokens", (json_int_t)db_col_int(st, 4),
                                       "cost_usd", db_col_double(st, 5)));
     }

@@ -94,14 +94,17 @@ void sha256_hex(const void *data, size_t len, char out[65]) {
     for (int i = 0; i < 32; i++) snprintf(out + i * 2, 3, "%02x", d[i]);
 }
 
-uint64_t fnv1a64(const void *data, size_t len) {
+uint64_t fnv1a64_more(uint64_t h, const void *data, size_t len) {
     const uint8_t *p = data;
-    uint64_t h = 1469598103934665603ULL;
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+uint64_t fnv1a64(const void *data, size_t len) {
+    return fnv1a64_more(FNV1A64_BASIS, data, len);
 }
 
 uint64_t fnv1a64_str(const char *s) { return fnv1a64(s, strlen(s)); }

@@ -21,6 +21,10 @@ void sha256_hex(const void *data, size_t len, char out[65]);
 
 uint64_t fnv1a64(const void *data, size_t len);
 uint64_t fnv1a64_str(const char *s);
+/* FNV-1a continued from state h over more bytes: fnv1a64(a+b) ==
+ * fnv1a64_more(fnv1a64(a), b), so the hashes of every prefix of a text cost one pass. */
+#define FNV1A64_BASIS 1469598103934665603ULL
+uint64_t fnv1a64_more(uint64_t h, const void *data, size_t len);
 /* A strong 64-bit finalizer (splitmix64's), to spread FNV output or combine hashes. */
 uint64_t hash_mix64(uint64_t x);
 

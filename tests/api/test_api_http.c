@@ -479,6 +479,7 @@ TEST(metrics_in_prometheus_text) {
     CHECK(metric_value(t, "feedline_llm_rate_limited_total") >= 0);
     CHECK(metric_value(t, "feedline_llm_in_flight") >= 0);
     CHECK(metric_value(t, "feedline_llm_tokens_total{kind=\"prompt\"}") >= 0);
+    CHECK(metric_value(t, "feedline_llm_tokens_total{kind=\"cached\"}") >= 0);
     CHECK_NEAR(metric_value(t, "feedline_event_streams"), 0, 0);
     /* Buckets are cumulative. */
     double prev = 0;

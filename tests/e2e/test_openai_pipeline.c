@@ -25,7 +25,7 @@ static char *bin(void) {
 }
 
 typedef struct env_set {
-    char *e[8];
+    char *e[12]; /* NULL-terminated */
 } env_set;
 
 /* The environment a run against the fake needs. */
@@ -225,6 +225,70 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     free(err);
     json_decref(r1);
     json_decref(r2);
+    env_free(&env);
+    free(db);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+/* Every chat phase's static prompt prefix is the same on each request, so the endpoint's
+ * prefix cache serves it (the fake emulates OpenAI's: from 1024 tokens on, which of
+ * the phases' static parts only the theme prompt with its vocabulary reaches); the
+ * run records the cached tokens per phase, prices them at the cached rate, and
+ * status shows their share. */
+TEST(prompt_prefix_cache_hits_are_recorded_per_phase_and_priced_at_the_cached_rate) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    char *db = dataset(60, 14);
+    REQUIRE(db != NULL);
+    env_set env;
+    env_for(&env, &fp, NULL);
+    /* prices (USD per million tokens) chosen here, so the costs are checked against
+     * them and the recorded tokens */
+    const double prompt_usd = 2.0, cached_usd = 0.5, completion_usd = 8.0;
+    env.e[5] = xasprintf("FEEDLINE_PRICE_PROMPT=%g", prompt_usd);
+    env.e[6] = xasprintf("FEEDLINE_PRICE_CACHED=%g", cached_usd);
+    env.e[7] = xasprintf("FEEDLINE_PRICE_COMPLETION=%g", completion_usd);
+    char *out = NULL, *err = NULL;
+    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
+    json_t *run = parse(out);
+    free(out);
+    free(err);
+    REQUIRE(run != NULL);
+    json_t *llm = jx_obj(run, "llm"), *by = jx_obj(llm, "by_phase");
+    const char *chat[] = {"classification", "facet_extraction", "theme_extraction",
+                          "story_creation"};
+    int64_t total = 0;
+    for (size_t i = 0; i < 4; i++) {
+        json_t *u = jx_obj(by, chat[i]);
+        int64_t prompt = num(u, "prompt_tokens"), served = num(u, "cached_tokens");
+        int64_t completion = num(u, "completion_tokens");
+        CHECK(prompt > 0 && served >= 0 && served < prompt);
+        /* the recorded cost is the cached tokens at the cached rate, the rest at the
+         * prompt rate: cheaper than uncached by exactly the discount on them */
+        double uncached = ((double)prompt * prompt_usd + (double)completion * completion_usd) / 1e6;
+        double expect = uncached - (double)served * (prompt_usd - cached_usd) / 1e6;
+        CHECK_NEAR(jx_num(u, "cost_usd", -1), expect, 1e-9);
+        total += served;
+    }
+    int64_t theme_prompt = num(jx_obj(by, "theme_extraction"), "prompt_tokens");
+    int64_t theme_cached = num(jx_obj(by, "theme_extraction"), "cached_tokens");
+    CHECK(theme_cached > theme_prompt / 2); /* the vocabulary dominates the theme prompt */
+    CHECK_INT(num(jx_obj(by, "embedding_generation"), "cached_tokens"), 0);
+    CHECK_INT(num(llm, "cached_tokens"), total);
+    CHECK_INT(stat_int(&fp, "cached_tokens"), total);
+    /* the human status shows the cached tokens and their share of the prompt */
+    char id[32], share[160];
+    snprintf(id, sizeof id, "%lld", (long long)num(run, "id"));
+    snprintf(share, sizeof share, "(%lld cached, %.1f%% of prompt)", (long long)theme_cached,
+             100.0 * (double)theme_cached / (double)theme_prompt);
+    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, id, NULL), 0);
+    const char *line = out ? strstr(out, "theme_extraction") : NULL;
+    CHECK(line && strstr(line, share) && strstr(line, share) < strchr(line, '\n'));
+    if (!line || !strstr(line, share)) fprintf(stdout, "    expected %s in:\n%s", share, out);
+    else fprintf(stdout, "    %.*s\n", (int)(strchr(line, '\n') - line), line);
+    free(out);
+    free(err);
+    json_decref(run);
     env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);

@@ -17,9 +17,13 @@
  *  - POST .../embeddings: the offline embedder's vectors of each input (no corpus
  *    statistics), "dimensions" honoured;
  *  - usage tokens ~ bytes / 4; x-ratelimit-* headers on every answer when --rpm is set;
- *  - GET /_stats: counters (JSON); POST /_reset zeroes them; POST /_config changes
- *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms and the fault_* rates
- *    at run time (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
+ *  - usage.prompt_tokens_details.cached_tokens as OpenAI's automatic prompt caching
+ *    reports it (see "prompt-prefix cache" below);
+ *  - GET /_stats: counters (JSON); POST /_reset zeroes them (the prompt-prefix cache
+ *    stays, as a real endpoint's would); POST /_config changes
+ *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms, the fault_* rates and
+ *    prompt_cache (0: no prompt_tokens_details, as servers without them) at run time
+ *    (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
  *    e.g. story_latency_ms) sets a fixed latency for that task's answers alone.
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
@@ -34,6 +38,15 @@
  * answered), truncated (Content-Length promises more than is sent), nonjson (the
  * message content is prose), types (every string field of the answer becomes a
  * number, every list a string; for embeddings the vector becomes a string).
+ *
+ * Prompt-prefix cache: OpenAI caches prompts in 128-token blocks once a prompt has
+ * 1024 tokens, and reports how many prompt tokens of a request the cache served (the
+ * longest prefix of the request seen before). Emulated on the chat messages (roles
+ * and contents, in order, after the model name) with the fake's token estimate of
+ * bytes / 4: the hashes of every prefix ending on a 128-token boundary at or past 1024
+ * tokens are remembered in a bounded set (least recently used forgotten first), and a
+ * request's cached_tokens is the longest of its boundary prefixes already there, 0
+ * when none. Counted per task in /_stats (cached_tokens).
  *
  * Single-threaded: the handler runs on the server loop, so its state needs no lock. */
 #include <getopt.h>
@@ -70,6 +83,7 @@ typedef struct fake_config {
     double fault[F_COUNT];
     uint64_t seed;
     char *require_key;
+    int no_prompt_cache; /* answer as a server without usage details (no cache) */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -81,6 +95,7 @@ typedef struct tsq {
 typedef struct task_stat {
     uint64_t n;
     int64_t first_ms, last_ms; /* first arrival, last answer release (fake's clock) */
+    int64_t cached_tokens;     /* reported as served from the prompt-prefix cache */
 } task_stat;
 
 typedef struct counters {
@@ -89,7 +104,7 @@ typedef struct counters {
     uint64_t faults[F_COUNT];
     int64_t max_in_flight;
     uint64_t max_window_arrivals;
-    int64_t prompt_tokens, completion_tokens;
+    int64_t prompt_tokens, completion_tokens, cached_tokens;
     task_stat tasks[LLM_TASK_COUNT];
     uint64_t canon_proposals, canon_max_proposals; /* proposals per canonicalisation */
 } counters;
@@ -101,6 +116,11 @@ typedef struct fake {
     llm_provider *local;
     rng_t rng;
     strmap_t seen; /* body hash -> times seen (uintptr_t) */
+    /* The prompt-prefix cache: prefix hashes in two generations, the current one
+     * (prefixes[0]) taking every insertion and lookup hit; when it is full the older
+     * generation is dropped, so what was used within the last PREFIX_CACHE_ENTRIES/2
+     * insertions is always kept and the set never exceeds PREFIX_CACHE_ENTRIES. */
+    strmap_t prefixes[2];
     tsq accepted, arrivals;
     counters c;
     int64_t t0_ms;
@@ -218,6 +238,64 @@ static void respond_429(fake *f, fh_request *req, int64_t after_ms, int64_t now,
     respond_error(req, 429, "requests", "rate_limit_exceeded", msg);
 }
 
+/* ------------------------------------------------------------ prompt-prefix cache */
+
+#define PREFIX_CACHE_ENTRIES 4096
+#define CACHE_MIN_TOKENS 1024
+#define CACHE_BLOCK_TOKENS 128
+#define BYTES_PER_TOKEN 4 /* the fake's token estimate everywhere */
+
+static void prefix_key(uint64_t h, char key[24]) {
+    snprintf(key, 24, "%016llx", (unsigned long long)h);
+}
+
+static int prefix_seen(fake *f, const char *key) {
+    return strmap_has(&f->prefixes[0], key) || strmap_has(&f->prefixes[1], key);
+}
+
+/* Inserts or refreshes a prefix hash (moves it into the current generation). */
+static void prefix_remember(fake *f, const char *key) {
+    if (strmap_has(&f->prefixes[0], key)) return;
+    if (f->prefixes[0].count >= PREFIX_CACHE_ENTRIES / 2) {
+        strmap_free(&f->prefixes[1], NULL);
+        f->prefixes[1] = f->prefixes[0];
+        f->prefixes[0] = (strmap_t)STRMAP_INIT;
+    }
+    strmap_put(&f->prefixes[0], key, NULL);
+}
+
+/* The tokens of the request's messages served from the prompt-prefix cache (see the
+ * top of the file), remembering its own prefixes for the next requests. */
+static int64_t prefix_cached_tokens(fake *f, const json_t *body) {
+    buf_t text = BUF_INIT;
+    const char *model = jx_str(body, "model");
+    buf_printf(&text, "%s\n", model ? model : "");
+    size_t i;
+    json_t *m;
+    json_array_foreach(jx_arr(body, "messages"), i, m) {
+        const char *role = jx_str(m, "role"), *content = jx_str(m, "content");
+        /* The record separator keeps "ab"+"c" and "a"+"bc" apart. */
+        buf_printf(&text, "%s:%s\x1e", role ? role : "", content ? content : "");
+    }
+    const size_t block = CACHE_BLOCK_TOKENS * BYTES_PER_TOKEN;
+    const size_t first = CACHE_MIN_TOKENS * BYTES_PER_TOKEN;
+    size_t nb = text.len >= first ? (text.len - first) / block + 1 : 0;
+    char (*keys)[24] = nb ? xcalloc(nb, sizeof *keys) : NULL;
+    uint64_t h = FNV1A64_BASIS;
+    size_t done = 0, hit = 0;
+    for (size_t k = 0; k < nb; k++) {
+        size_t end = first + k * block;
+        h = fnv1a64_more(h, text.data + done, end - done);
+        done = end;
+        prefix_key(h, keys[k]);
+        if (prefix_seen(f, keys[k])) hit = end;
+    }
+    for (size_t k = 0; k < nb; k++) prefix_remember(f, keys[k]);
+    free(keys);
+    buf_free(&text);
+    return (int64_t)(hit / BYTES_PER_TOKEN);
+}
+
 /* ------------------------------------------------------------ answers */
 
 static void on_local_done(llm_call *c) { *(int *)c->user = 1; }
@@ -330,14 +408,18 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
     return out;
 }
 
-static json_t *chat_envelope(const char *model, const char *content, int64_t pt, int64_t ct,
-                             uint64_t id) {
+/* The chat completion object; cached < 0 leaves out prompt_tokens_details. */
+static json_t *chat_envelope(const char *model, const char *content, int64_t pt, int64_t cached,
+                             int64_t ct, uint64_t id) {
     char cid[40];
     snprintf(cid, sizeof cid, "chatcmpl-fake-%llu", (unsigned long long)id);
     json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", jx_string(content));
     json_t *choice = json_pack("{s:i, s:o, s:s}", "index", 0, "message", msg, "finish_reason", "stop");
     json_t *usage = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)pt,
                               "completion_tokens", (json_int_t)ct, "total_tokens", (json_int_t)(pt + ct));
+    if (cached >= 0)
+        json_object_set_new(usage, "prompt_tokens_details",
+                            json_pack("{s:I}", "cached_tokens", (json_int_t)cached));
     return json_pack("{s:s, s:s, s:I, s:o, s:[o], s:o}", "id", cid, "object", "chat.completion",
                      "created", (json_int_t)wall_unix(), "model", jx_string(model), "choices",
                      choice, "usage", usage);
@@ -450,11 +532,19 @@ static char *chat_text(fake *f, fh_request *req, const json_t *body, size_t body
         json_decref(a);
         json_decref(w);
     }
-    int64_t pt = (int64_t)body_len / 4 + 1, ct = (int64_t)strlen(content) / 4 + 1;
+    int64_t pt = (int64_t)body_len / BYTES_PER_TOKEN + 1;
+    int64_t ct = (int64_t)strlen(content) / BYTES_PER_TOKEN + 1;
+    /* -1: not reported at all */
+    int64_t cached = f->cfg.no_prompt_cache ? -1 : prefix_cached_tokens(f, body);
+    if (cached > pt) cached = pt;
     f->c.prompt_tokens += pt;
+    if (cached > 0) {
+        f->c.cached_tokens += cached;
+        if (*task >= 0 && *task < LLM_TASK_COUNT) f->c.tasks[*task].cached_tokens += cached;
+    }
     f->c.completion_tokens += ct;
     const char *model = jx_str(body, "model");
-    json_t *env = chat_envelope(model ? model : "fake", content, pt, ct, fh_req_id(req));
+    json_t *env = chat_envelope(model ? model : "fake", content, pt, cached, ct, fh_req_id(req));
     char *text = jx_dump(env);
     json_decref(env);
     free(content);
@@ -541,8 +631,9 @@ static json_t *stats_json(fake *f) {
         const task_stat *ts = &f->c.tasks[t];
         if (!ts->n) continue;
         json_object_set_new(tasks, llm_task_name((enum llm_task)t),
-                            json_pack("{sIsIsI}", "requests", (json_int_t)ts->n, "first_ms",
-                                      (json_int_t)ts->first_ms, "last_ms", (json_int_t)ts->last_ms));
+                            json_pack("{sIsIsIsI}", "requests", (json_int_t)ts->n, "first_ms",
+                                      (json_int_t)ts->first_ms, "last_ms", (json_int_t)ts->last_ms,
+                                      "cached_tokens", (json_int_t)ts->cached_tokens));
     }
     json_t *o = json_object();
     json_object_set_new(o, "requests", json_integer((json_int_t)f->c.requests));
@@ -565,6 +656,7 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "canonicalize_max_proposals",
                         json_integer((json_int_t)f->c.canon_max_proposals));
     json_object_set_new(o, "prompt_tokens", json_integer(f->c.prompt_tokens));
+    json_object_set_new(o, "cached_tokens", json_integer(f->c.cached_tokens));
     json_object_set_new(o, "completion_tokens", json_integer(f->c.completion_tokens));
     json_object_set_new(o, "conns_accepted", json_integer((json_int_t)s.conns_accepted));
     json_object_set_new(o, "conns_refused", json_integer((json_int_t)s.conns_refused));
@@ -615,6 +707,7 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else if (!strcmp(k, "rpm")) c.rpm = d;
         else if (!strcmp(k, "window_ms") && d >= 1) c.window_ms = (int64_t)d;
         else if (!strcmp(k, "retry_after_ms")) c.retry_after_ms = (int64_t)d;
+        else if (!strcmp(k, "prompt_cache")) c.no_prompt_cache = d == 0;
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
@@ -624,6 +717,7 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.window_ms = c.window_ms;
     f->cfg.retry_after_ms = c.retry_after_ms;
     memcpy(f->cfg.fault, c.fault, sizeof c.fault);
+    f->cfg.no_prompt_cache = c.no_prompt_cache;
     return 0;
 }
 
@@ -787,6 +881,8 @@ int main(int argc, char **argv) {
     llm_provider_destroy(f.local);
     vocab_free(f.v);
     strmap_free(&f.seen, NULL);
+    strmap_free(&f.prefixes[0], NULL);
+    strmap_free(&f.prefixes[1], NULL);
     free(f.accepted.t);
     free(f.arrivals.t);
     return rc == 0 ? 0 : 1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "llm/llm.h"
+#include "llm/prompts.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
@@ -47,7 +48,7 @@ static void config_for(llm_openai_config *c, const fakeproc *fp, char *url, size
     c->timeout_ms = 5000;
     c->backoff_base_ms = 10;
     c->seed = 7;
-    c->usd_prompt = c->usd_completion = c->usd_embed = -1;
+    c->usd_prompt = c->usd_cached = c->usd_completion = c->usd_embed = -1;
 }
 
 static void count_done(llm_call *c) { (*(int *)c->user)++; }
@@ -724,5 +725,123 @@ TEST(an_endpoint_that_rejects_every_request_fails_the_provider_once) {
     config_for(&c, &fp, url, sizeof url);
     c.key_header = "api-key: x";
     CHECK(llm_openai_new(&c, NULL, NULL, err, sizeof err) == NULL);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+/* One chat call of a task on a text, run to completion. */
+static void chat_call(llm_provider *p, llm_call *c, enum llm_task t, const char *text) {
+    memset(c, 0, sizeof *c);
+    c->task = t;
+    c->in.digest = c->in.transcript = text;
+    if (t == LLM_THEME) c->args = json_pack("{ss}", "conversation_type", "product_issue");
+    CHECK_INT(run_all(p, c, 1, 10000), 1);
+    CHECK_INT(c->status, LLM_OK);
+    json_decref(c->args);
+    c->args = NULL;
+}
+
+/* OpenAI serves the longest prefix of a prompt it has seen, in 128-token blocks from
+ * 1024 tokens on; the fake does the same with its bytes/4 token estimate, and the
+ * provider records and prices what the endpoint reports. */
+TEST(the_endpoint_prefix_cache_is_reported_per_call_and_priced_at_the_cached_rate) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp, NULL) == 0);
+    vocab *v = load_vocab();
+    llm_openai_config c;
+    char url[128];
+    config_for(&c, &fp, url, sizeof url);
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_NEAR(p->usd_per_mtok_cached, 0.075, 1e-12); /* gpt-4o-mini: half of 0.15 */
+    prompts *pr = prompts_new(v);
+    size_t sys = strlen(prompts_system(pr, LLM_THEME));
+    REQUIRE(sys > 4096 + 512); /* over 1024 tokens: cacheable */
+
+    /* the first request has nothing cached; the next ones the whole static prefix
+     * (system message and Task line, at least) in 128-token blocks */
+    llm_call calls[NTEXTS];
+    chat_call(p, &calls[0], LLM_THEME, TEXTS[0]);
+    CHECK_INT(calls[0].cached_tokens, 0);
+    int64_t served = 0, prompt = calls[0].prompt_tokens, completion = calls[0].completion_tokens;
+    for (size_t i = 1; i < NTEXTS; i++) {
+        chat_call(p, &calls[i], LLM_THEME, TEXTS[i]);
+        CHECK(calls[i].cached_tokens >= (int64_t)(sys / 512) * 128);
+        CHECK(calls[i].cached_tokens < calls[i].prompt_tokens);
+        CHECK_INT(calls[i].cached_tokens % 128, 0);
+        served += calls[i].cached_tokens;
+        prompt += calls[i].prompt_tokens;
+        completion += calls[i].completion_tokens;
+    }
+    /* the same request again: all of its messages but the last partial block */
+    llm_call again;
+    chat_call(p, &again, LLM_THEME, TEXTS[0]);
+    CHECK_INT(again.from_cache, 0); /* no llm_cache here: the request was sent */
+    again.args = json_pack("{ss}", "conversation_type", "product_issue");
+    char *user = prompts_user(pr, &again);
+    CHECK(again.cached_tokens > (int64_t)(sys + strlen(user)) / 4 - 128);
+    CHECK(again.cached_tokens >= calls[1].cached_tokens);
+    CHECK_INT(again.cached_tokens % 128, 0);
+    free(user);
+    json_decref(again.args);
+    again.args = NULL;
+    prompts_free(pr);
+    served += again.cached_tokens;
+    prompt += again.prompt_tokens;
+    completion += again.completion_tokens;
+    CHECK_INT(atomic_load(&p->stats.cached_tokens), served);
+    json_t *s = fakeproc_stats(&fp);
+    CHECK_INT(stat_int(s, "cached_tokens"), served);
+    CHECK_INT(jx_int(jx_obj(jx_obj(s, "tasks"), "theme"), "cached_tokens", -1), served);
+    json_decref(s);
+    /* cost: the cached tokens at the cached rate, the rest at the prompt rate */
+    double full = llm_cost_usd(p, prompt, 0, completion);
+    double with = llm_cost_usd(p, prompt, served, completion);
+    CHECK_NEAR(full - with, (double)served * (0.15 - 0.075) / 1e6, 1e-12);
+    CHECK_NEAR(llm_cost_usd(p, 100, 500, 0), 100 * 0.075 / 1e6, 1e-15); /* clamped */
+    free_calls(calls, NTEXTS);
+    free_calls(&again, 1);
+
+    /* classification's static part is under 1024 tokens: never cached */
+    llm_call cl[2];
+    chat_call(p, &cl[0], LLM_CLASSIFY, TEXTS[0]);
+    chat_call(p, &cl[1], LLM_CLASSIFY, TEXTS[0]);
+    CHECK(cl[1].prompt_tokens < 1024);
+    CHECK_INT(cl[0].cached_tokens + cl[1].cached_tokens, 0);
+    free_calls(cl, 2);
+
+    /* a server that reports no usage details: nothing cached */
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"prompt_cache\": 0}") == 200);
+    chat_call(p, &cl[0], LLM_THEME, TEXTS[1]);
+    CHECK(cl[0].prompt_tokens > 1024);
+    CHECK_INT(cl[0].cached_tokens, 0);
+    free_calls(cl, 1);
+    llm_provider_destroy(p);
+
+    /* the cached price: configured; else half a configured prompt price; else the
+     * model's published one; else half the prompt price (0 for unknown models) */
+    c.usd_cached = 0.01;
+    p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_NEAR(p->usd_per_mtok_cached, 0.01, 1e-12);
+    llm_provider_destroy(p);
+    c.usd_cached = -1;
+    c.usd_prompt = 1.0;
+    p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_NEAR(p->usd_per_mtok_cached, 0.5, 1e-12);
+    llm_provider_destroy(p);
+    c.usd_prompt = -1;
+    c.chat_model = "gpt-4.1-mini";
+    p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_NEAR(p->usd_per_mtok_cached, 0.10, 1e-12);
+    llm_provider_destroy(p);
+    c.chat_model = "llama-3.1-8b";
+    p = llm_openai_new(&c, v, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    CHECK_NEAR(p->usd_per_mtok_cached, 0, 1e-12);
+    llm_provider_destroy(p);
+    vocab_free(v);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }

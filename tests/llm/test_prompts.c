@@ -5,6 +5,7 @@
 
 #include "llm/prompts.h"
 #include "support/fixtures.h"
+#include "util/jsonx.h"
 #include "util/mem.h"
 
 /* A vocabulary of another product: the prompts must come from the file, not from
@@ -182,6 +183,123 @@ TEST(url_hint_names_the_area_and_its_themes) {
     CHECK(prompts_max_tokens(&one) > 0);
     json_decref(one.args);
     json_decref(three.args);
+    prompts_free(p);
+    vocab_free(v);
+}
+
+/* One conversation's call of a task: everything per-conversation differs by `which`. */
+static void cache_call(llm_call *c, enum llm_task t, int which) {
+    memset(c, 0, sizeof *c);
+    c->task = t;
+    c->in.conv_id = which ? "conv-idB-20250102" : "conv-idA-20250101";
+    c->in.subject = which ? "Anvil arrived late" : "Countdown stops";
+    c->in.body = which ? "My anvil is a week late." : "The countdown stops at T-10.";
+    c->in.digest = which ? "My anvil is a week late, again." : "The countdown stops at T-10 daily.";
+    c->in.transcript = which ? "[Customer]: My anvil is a week late, again."
+                             : "[Customer]: The countdown stops at T-10 daily.";
+    c->in.support_text = which ? "[Support 1]: Courier delay." : "[Support 1]: Fuel sensor.";
+    c->in.source_url = which ? "https://acme.example/shop/anvils" : "https://acme.example/launch/7";
+    switch (t) {
+    case LLM_REFINE:
+        c->args = json_pack("{ss}", "stage1_type", which ? "billing_question" : "product_issue");
+        break;
+    case LLM_THEME:
+        c->args = json_pack("{ss}", "conversation_type", which ? "how_to_question" : "product_issue");
+        break;
+    case LLM_CANONICALIZE: /* same area, same known signatures, other proposals */
+        c->args = json_pack("{s:s, s:[{s:s, s:s, s:s}], s:[{s:s, s:s, s:s, s:[s]}]}",
+                            "product_area", "shipping", "existing", "signature",
+                            "anvil_delivery_late", "product_area", "shipping", "component",
+                            "courier", "proposals", "proposed",
+                            which ? "anvil_crate_damaged" : "anvil_tracking_missing",
+                            "component", "courier", "user_intent", which ? "crate" : "track",
+                            "symptoms", which ? "dented crate" : "no tracking number");
+        break;
+    case LLM_STORY:
+        c->args = json_pack("{ss ss ss ss ss s[s] s[s]}", "signature",
+                            which ? "anvil_delivery_late" : "rocket_launch_abort", "product_area",
+                            which ? "shipping" : "launch_pad", "component",
+                            which ? "courier" : "countdown", "action_type", "bug_report",
+                            "direction", "deficit", "user_intents", which ? "get anvil" : "launch",
+                            "symptoms", which ? "late" : "abort");
+        break;
+    default: break;
+    }
+}
+
+static size_t common_prefix(const char *a, const char *b) {
+    size_t n = 0;
+    while (a[n] && a[n] == b[n]) n++;
+    return n;
+}
+
+/* Provider-side prompt caching (OpenAI, vLLM) serves the longest prefix of a request
+ * seen before, so whatever is the same for every request of a task must come first,
+ * byte for byte, and what belongs to one conversation last. */
+TEST(every_request_of_a_task_starts_with_the_same_bytes_and_ends_with_its_conversation) {
+    vocab *v = acme();
+    REQUIRE(v != NULL);
+    prompts *p = prompts_new(v);
+    for (int t = 0; t < LLM_EMBED; t++) {
+        llm_call a, b;
+        cache_call(&a, (enum llm_task)t, 0);
+        cache_call(&b, (enum llm_task)t, 1);
+        json_t *ma = prompts_messages(p, &a), *mb = prompts_messages(p, &b);
+        REQUIRE(ma != NULL && mb != NULL);
+        /* the request bodies carry the messages as compact JSON */
+        char *ja = json_dumps(ma, JSON_COMPACT), *jb = json_dumps(mb, JSON_COMPACT);
+        /* the static part: the whole system message, then the user message's Task line */
+        char *task_line = xasprintf("Task: %s\n", llm_task_name((enum llm_task)t));
+        json_t *stat = json_pack("[{ssss}{ssss}]", "role", "system", "content",
+                                 prompts_system(p, (enum llm_task)t), "role", "user",
+                                 "content", task_line);
+        char *js = json_dumps(stat, JSON_COMPACT);
+        size_t static_len = strlen(js) - 3; /* up to the end of the Task line: drop "}] */
+        CHECK(strlen(prompts_system(p, (enum llm_task)t)) > 200);
+        CHECK(!strncmp(ja, js, static_len));
+        CHECK(!strncmp(jb, js, static_len));
+        size_t common = common_prefix(ja, jb);
+        CHECK(common >= static_len);
+        /* nothing that identifies the conversation is sent at all */
+        CHECK(strstr(ja, "conv-idA") == NULL && strstr(ja, "20250101") == NULL);
+        /* the user message: Task line, then only the blocks the task reads (arguments,
+         * url and its hint, support), the conversation last */
+        const char *ua = jx_str(json_array_get(ma, 1), "content");
+        REQUIRE(ua != NULL);
+        CHECK(!strncmp(ua, task_line, strlen(task_line)));
+        const char *rest = ua + strlen(task_line);
+        static const char *const openers[] = {"<arguments>", "<url>", "<support>", "<conversation>"};
+        int ok = rest[0] == '\0';
+        for (size_t k = 0; k < 4; k++) ok |= !strncmp(rest, openers[k], strlen(openers[k]));
+        CHECK(ok); /* the first per-conversation byte opens a block */
+        size_t len = strlen(ua);
+        if (t == LLM_CANONICALIZE || t == LLM_STORY) {
+            CHECK(len > 13 && !strcmp(ua + len - 13, "</arguments>\n"));
+        } else {
+            CHECK(len > 15 && !strcmp(ua + len - 15, "</conversation>"));
+            const char *conv = strstr(ua, "<conversation>");
+            REQUIRE(conv != NULL);
+            /* the texts that must come before it are the blocks of what the task reads */
+            CHECK(strstr(conv, "<url>") == NULL && strstr(conv, "</arguments>") == NULL);
+        }
+        if (t == LLM_CANONICALIZE) /* the area's known signatures are shared too */
+            CHECK(common > (size_t)(strstr(ja, "anvil_delivery_late") - ja));
+        free(js);
+        json_decref(stat);
+        free(task_line);
+        free(ja);
+        free(jb);
+        json_decref(ma);
+        json_decref(mb);
+        json_decref(a.args);
+        json_decref(b.args);
+    }
+    /* byte-identical system messages across prompt sets built from the same vocabulary
+     * (a worker process, a resumed run) */
+    prompts *q = prompts_new(v);
+    for (int t = 0; t < LLM_EMBED; t++)
+        CHECK_STR(prompts_system(q, (enum llm_task)t), prompts_system(p, (enum llm_task)t));
+    prompts_free(q);
     prompts_free(p);
     vocab_free(v);
 }

@@ -410,10 +410,10 @@ TEST(usage_totals_filtered_count_and_orphan_members_read_back) {
     CHECK_INT(store_run_create(s, &p, 1, &run, NULL), STORE_OK);
     /* Usage adds up per phase; the run's totals are sums over phases (numeric on
      * PostgreSQL, read back as integers and doubles). */
-    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 2, 1, 3000000000, 20, 0.25),
+    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 2, 1, 3000000000, 1000, 20, 0.25),
               STORE_OK);
-    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 1, 0, 100, 10, 0.5), STORE_OK);
-    CHECK_INT(store_run_add_usage(s, run, PHASE_THEMES, 4, 2, 50, 5, 0.125), STORE_OK);
+    CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 1, 0, 100, 24, 10, 0.5), STORE_OK);
+    CHECK_INT(store_run_add_usage(s, run, PHASE_THEMES, 4, 2, 50, 0, 5, 0.125), STORE_OK);
     CHECK_INT(store_run_set_filtered(s, run, 7), STORE_OK);
     run_record r;
     REQUIRE(store_run_get(s, run, &r) == STORE_FOUND);
@@ -421,6 +421,7 @@ TEST(usage_totals_filtered_count_and_orphan_members_read_back) {
     CHECK_INT(r.llm_cache_hits, 3);
     CHECK_INT(r.prompt_tokens, 3000000150);
     CHECK_INT(r.completion_tokens, 35);
+    CHECK_INT(r.cached_tokens, 1024);
     CHECK_NEAR(r.cost_usd, 0.875, 1e-12);
     CHECK_INT(r.conversations_filtered, 7);
     run_record_free(&r);
@@ -428,6 +429,7 @@ TEST(usage_totals_filtered_count_and_orphan_members_read_back) {
     CHECK_INT(store_run_usage_json(s, run, &usage), STORE_OK);
     REQUIRE(usage);
     CHECK(strstr(usage, "\"classification\":{\"requests\":3,\"cache_hits\":1,") != NULL);
+    CHECK(strstr(usage, "\"prompt_tokens\":3000000100,\"cached_tokens\":1024,") != NULL);
     CHECK(strstr(usage, "\"theme_extraction\":{\"requests\":4,") != NULL);
     CHECK(strstr(usage, "\"cost_usd\":0.75") != NULL);
     free(usage);
