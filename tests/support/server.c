@@ -66,8 +66,15 @@ static int read_port(int fd, pid_t pid) {
             ssize_t n = read(fd, chunk, sizeof chunk);
             if (n <= 0) break; /* the server exited */
             buf_append(&b, chunk, (size_t)n);
-            const char *line = strstr(buf_cstr(&b), "listening on 127.0.0.1:");
-            if (line && strchr(line, '\n')) port = atoi(line + strlen("listening on 127.0.0.1:"));
+            /* "listening on ADDR:PORT": any address (a test may bind 0.0.0.0, which
+             * 127.0.0.1 reaches too); the port follows the line's last colon. */
+            const char *line = strstr(buf_cstr(&b), "listening on ");
+            const char *nl = line ? strchr(line, '\n') : NULL;
+            if (nl) {
+                const char *colon = nl;
+                while (colon > line && *colon != ':') colon--;
+                if (*colon == ':') port = atoi(colon + 1);
+            }
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) break;
     }

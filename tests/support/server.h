@@ -16,8 +16,9 @@ typedef struct test_server {
 } test_server;
 
 /* Starts FEEDLINE_BIN (the sanitizer build) `serve --db db --listen 127.0.0.1:0` plus
- * extra arguments (NULL-terminated, may be NULL) and environment additions ("K=V",
- * NULL-terminated, may be NULL). Waits up to 60 s for the listening line. 0 or -1. */
+ * extra arguments (NULL-terminated, may be NULL; a later --listen ADDR:0 wins, base
+ * still names 127.0.0.1) and environment additions ("K=V", NULL-terminated, may be
+ * NULL). Waits up to 60 s for the listening line. 0 or -1. */
 int ts_start(test_server *s, const char *db, const char *const extra[], const char *const env[]);
 /* SIGTERM, then waits up to timeout_ms for the exit. Returns the exit status (0 for a
  * clean, leak-free shutdown), or -1 if it did not exit in time (it is then killed) or
