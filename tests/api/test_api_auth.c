@@ -118,21 +118,6 @@ TEST(token_files_hold_role_token_lines_and_errors_name_file_and_line) {
 
 /* ------------------------------------------------------------------ over HTTP */
 
-static test_server start_server(char **db, const char *const extra[], const char *const env[]) {
-    *db = fx_db_url();
-    store *st = fx_store_open(*db);
-    store_close(st);
-    test_server s;
-    if (ts_start(&s, *db, extra, env) != 0) s.pid = 0;
-    return s;
-}
-
-static void finish(test_server *s, char *db) {
-    CHECK_INT(ts_stop(s, 30000), 0); /* clean shutdown, no leaks under the sanitizers */
-    ts_remove_db(db);
-    free(db);
-}
-
 /* One request with an optional bearer token; the status, and WWW-Authenticate. */
 static long call(const test_server *s, const char *method, const char *path, const char *token,
                  char **www, char **body) {
@@ -181,7 +166,7 @@ static const char *const DATA_ENV[] = {"FEEDLINE_API_TOKENS=read:" READ_TOK ",op
 
 TEST(every_route_but_the_open_ones_needs_a_token_with_its_role) {
     char *db;
-    test_server s = start_server(&db, NULL, DATA_ENV);
+    test_server s = ts_start_empty(&db, NULL, DATA_ENV);
     REQUIRE(s.pid > 0);
     http_resp doc;
     REQUIRE(ts_get(&s, "/openapi.json", &doc) == 0); /* open */
@@ -264,7 +249,7 @@ TEST(every_route_but_the_open_ones_needs_a_token_with_its_role) {
     CHECK_INT(r.status, 200);
     http_resp_free(&r);
     free(url);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 /* One HTTP worker, so its response cache holds what an authorised client was just
@@ -274,7 +259,7 @@ TEST(cached_answers_and_the_log_do_not_leak_past_the_token_check) {
     char *db;
     const char *const extra[] = {"--threads", "1", NULL};
     const char *const env[] = {DATA_ENV[0], DATA_ENV[1], "FEEDLINE_LOG=debug", NULL};
-    test_server s = start_server(&db, extra, env);
+    test_server s = ts_start_empty(&db, extra, env);
     REQUIRE(s.pid > 0);
     static const char *const CACHED[] = {"/api/pipeline/history", "/api/themes", "/api/stories"};
     for (size_t i = 0; i < sizeof CACHED / sizeof CACHED[0]; i++) {
@@ -310,7 +295,7 @@ TEST(cached_answers_and_the_log_do_not_leak_past_the_token_check) {
     CHECK(strstr(log, METRICS_TOK) == NULL);
     CHECK(strstr(log, "wrong-token") == NULL);
     free(log);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 /* A metrics token alone guards /metrics only; FEEDLINE_API_TOKEN alone is an operate
@@ -318,23 +303,23 @@ TEST(cached_answers_and_the_log_do_not_leak_past_the_token_check) {
 TEST(metrics_token_legacy_token_and_token_file) {
     char *db;
     const char *const menv[] = {"FEEDLINE_METRICS_TOKEN=" METRICS_TOK, NULL};
-    test_server s = start_server(&db, NULL, menv);
+    test_server s = ts_start_empty(&db, NULL, menv);
     REQUIRE(s.pid > 0);
     CHECK_INT(call(&s, "GET", "/metrics", NULL, NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/metrics", "wrong-token", NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/metrics", METRICS_TOK, NULL, NULL), 200);
     CHECK_INT(call(&s, "GET", "/api/stories", NULL, NULL, NULL), 200); /* no data token set */
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 
     const char *const lenv[] = {"FEEDLINE_API_TOKEN=" OP_TOK, NULL};
-    s = start_server(&db, NULL, lenv);
+    s = ts_start_empty(&db, NULL, lenv);
     REQUIRE(s.pid > 0);
     CHECK_INT(call(&s, "GET", "/api/stories", NULL, NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/api/stories", OP_TOK, NULL, NULL), 200);
     CHECK_INT(call(&s, "GET", "/metrics", NULL, NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/metrics", OP_TOK, NULL, NULL), 200);
     CHECK_INT(call(&s, "POST", "/api/pipeline/stop", OP_TOK, NULL, NULL), 200);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 
     char *dir = fx_tmpdir();
     char *file = xasprintf("%s/tokens", dir);
@@ -342,36 +327,28 @@ TEST(metrics_token_legacy_token_and_token_file) {
     REQUIRE(chmod(file, 0600) == 0);
     char *fenv_file = xasprintf("FEEDLINE_API_TOKENS_FILE=%s", file);
     const char *const fenv[] = {fenv_file, NULL};
-    s = start_server(&db, NULL, fenv);
+    s = ts_start_empty(&db, NULL, fenv);
     REQUIRE(s.pid > 0);
     CHECK_INT(call(&s, "GET", "/api/themes", NULL, NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/api/themes", READ_TOK, NULL, NULL), 200);
     CHECK_INT(call(&s, "POST", "/api/pipeline/stop", READ_TOK, NULL, NULL), 403);
     CHECK_INT(call(&s, "POST", "/api/pipeline/stop", OP_TOK, NULL, NULL), 200);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
     fx_rmtree(dir);
     free(dir);
     free(file);
     free(fenv_file);
 }
 
-/* `feedline serve` with args and env; its exit status and stderr (it must exit). */
+/* `feedline serve` with args and one env addition (or NULL); its exit status and
+ * stderr (it must exit). */
 static int serve_exits(const char *const args[], const char *env_add, char **errs) {
-    const char *bin = getenv("FEEDLINE_BIN");
-    char *argv[16];
-    int n = 0;
-    argv[n++] = xstrdup(bin ? bin : "build/asan/feedline");
-    argv[n++] = "serve";
-    for (size_t i = 0; args[i] && n < 15; i++) argv[n++] = (char *)args[i];
+    const char *argv[16] = {"serve"};
+    size_t n = 1;
+    for (size_t i = 0; args[i] && n < 15; i++) argv[n++] = args[i];
     argv[n] = NULL;
-    char *vocab_path = fx_path("data/theme_vocabulary.json");
-    char *e_vocab = xasprintf("FEEDLINE_VOCAB=%s", vocab_path);
-    char *env[] = {e_vocab, (char *)env_add, NULL};
-    int rc = fx_run(argv, env, NULL, errs);
-    free(argv[0]);
-    free(vocab_path);
-    free(e_vocab);
-    return rc;
+    const char *const env[] = {env_add, NULL};
+    return fx_feedline(argv, env, NULL, errs);
 }
 
 TEST(serve_refuses_a_non_loopback_address_without_a_token) {
@@ -398,17 +375,17 @@ TEST(serve_refuses_a_non_loopback_address_without_a_token) {
     /* With --insecure-no-auth, or with a token, it starts there. */
     char *db;
     const char *const insecure[] = {"--listen", "0.0.0.0:0", "--insecure-no-auth", NULL};
-    test_server s = start_server(&db, insecure, NULL);
+    test_server s = ts_start_empty(&db, insecure, NULL);
     REQUIRE(s.pid > 0);
     CHECK_INT(call(&s, "GET", "/api/stories", NULL, NULL, NULL), 200);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
     const char *const anyaddr[] = {"--listen", "0.0.0.0:0", NULL};
     const char *const env[] = {"FEEDLINE_API_TOKENS=read:" READ_TOK, NULL};
-    s = start_server(&db, anyaddr, env);
+    s = ts_start_empty(&db, anyaddr, env);
     REQUIRE(s.pid > 0);
     CHECK_INT(call(&s, "GET", "/api/stories", NULL, NULL, NULL), 401);
     CHECK_INT(call(&s, "GET", "/api/stories", READ_TOK, NULL, NULL), 200);
     /* Only a read token: nobody may operate. */
     CHECK_INT(call(&s, "POST", "/api/pipeline/stop", READ_TOK, NULL, NULL), 403);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }

@@ -364,10 +364,9 @@ TEST(cli_import_reports_a_broken_first_line_as_file_line_1) {
     store_close(st);
     char *path = xasprintf("%s/broken.jsonl", dir);
     REQUIRE(fx_write_file(path, BROKEN_FIRST) == 0);
-    const char *bin = getenv("FEEDLINE_BIN");
-    char *argv[] = {xstrdup(bin ? bin : "build/asan/feedline"), "import", "--db", url, path, NULL};
+    const char *const args[] = {"import", "--db", url, path, NULL};
     char *out = NULL, *errs = NULL;
-    int rc = fx_run(argv, NULL, &out, &errs);
+    int rc = fx_feedline(args, NULL, &out, &errs);
     CHECK_INT(rc, 1);
     char *line1 = xasprintf("%s:1: invalid JSON", path);
     char *line4 = xasprintf("%s:4: invalid JSON", path);
@@ -383,7 +382,6 @@ TEST(cli_import_reports_a_broken_first_line_as_file_line_1) {
     free(line4);
     free(out);
     free(errs);
-    free(argv[0]);
     fx_rmtree(dir);
     free(dir);
     free(path);

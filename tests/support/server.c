@@ -115,6 +115,22 @@ int ts_start(test_server *s, const char *db, const char *const extra[], const ch
     return 0;
 }
 
+test_server ts_start_empty(char **db, const char *const extra[], const char *const env[]) {
+    *db = fx_db_url();
+    store *st = fx_store_open(*db);
+    store_close(st);
+    test_server s;
+    if (ts_start(&s, *db, extra, env) != 0) s.pid = 0;
+    return s;
+}
+
+int ts_finish(test_server *s, char *db) {
+    int rc = ts_stop(s, 30000);
+    ts_remove_db(db);
+    free(db);
+    return rc;
+}
+
 static int wait_exit(pid_t pid, int timeout_ms, int *status) {
     int64_t deadline = mono_ms() + timeout_ms;
     while (mono_ms() < deadline) {
