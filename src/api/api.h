@@ -35,6 +35,7 @@
 #define FEEDLINE_API_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pipeline/pipeline.h"
 #include "text/vocab.h"
@@ -47,12 +48,50 @@
 #define API_CONN_MEMORY (32 * 1024)
 #define API_IDLE_TIMEOUT_S 30
 
+/* ------------------------------------------------------------------ tokens (auth.c) */
+
+/* What a token grants. A "read" token grants READ and METRICS, an "operate" token all
+ * three, a "metrics" token only METRICS (for a Prometheus scraper). */
+enum api_role { API_ROLE_READ = 1u, API_ROLE_OPERATE = 2u, API_ROLE_METRICS = 4u };
+
+/* The configured tokens, as SHA-256 digests with their roles (never the tokens). */
+typedef struct api_tokens api_tokens;
+
+api_tokens *api_tokens_new(void);
+void api_tokens_free(api_tokens *t);
+/* Adds one token with role "read", "operate" or "metrics". 0, or -1 with the reason
+ * (never the token) in err. */
+int api_tokens_add(api_tokens *t, const char *role, const char *token, char *err,
+                   size_t errlen);
+/* Adds the tokens of a "ROLE:TOKEN,ROLE:TOKEN" list (blanks around items ignored).
+ * Errors name what (e.g. "FEEDLINE_API_TOKENS") and the item's position. */
+int api_tokens_parse_list(api_tokens *t, const char *list, const char *what, char *err,
+                          size_t errlen);
+/* Adds the tokens of a file of "ROLE TOKEN" lines (blank lines and # comments
+ * skipped). Errors name FILE:LINE. Warns when others may read the file. */
+int api_tokens_load_file(api_tokens *t, const char *path, char *err, size_t errlen);
+/* The API_ROLE_* bits a presented token grants (0 = none), comparing its digest with
+ * every configured one in constant time. */
+unsigned api_tokens_check(const api_tokens *t, const char *token);
+/* The union of the roles configured tokens grant (0 = no token; t may be NULL). */
+unsigned api_tokens_configured(const api_tokens *t);
+size_t api_tokens_count(const api_tokens *t);
+
+/* ------------------------------------------------------------------ server */
+
 typedef struct api_config {
     const char *db_url;        /* SQLite path or postgres:// URL */
     const char *listen;        /* "ADDR:PORT", IPv4 or [IPv6]; port 0 = ephemeral */
     const vocab *vocab;        /* borrowed; outlives the server */
     const char *default_llm;   /* the "llm" of a run request that names none */
-    const char *token;         /* bearer token for mutating routes; NULL/"" = none */
+    /* Bearer tokens (borrowed; outlives the server), NULL or empty = none. With a read
+     * or operate token configured, every route but the open ones (the dashboard page,
+     * /health, /openapi.json) needs a token whose role allows it; /metrics needs one as
+     * soon as any token, a metrics token included, is configured. */
+    const api_tokens *tokens;
+    /* Listen on a non-loopback address without a read or operate token. Refused
+     * otherwise: the API hands out customers' conversations. */
+    int insecure_no_auth;
     const char *const *cors_origins; /* allowed Origin values ("*" = any) */
     size_t ncors;
     int threads;               /* HTTP worker threads; 0 = one per core */

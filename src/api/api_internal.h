@@ -66,11 +66,23 @@ typedef void (*api_handler)(api_req *r);
  * window). */
 enum { API_CACHE_NONE = 0, API_CACHE_DB = 1, API_CACHE_DB_SECOND = 2 };
 
+/* Who may call a route once tokens are configured (server.c checks it before anything
+ * else that touches data, the response cache included; openapi.c documents it). The
+ * zero value is READ, so a route whose table entry says nothing about access (a 0 in
+ * that position, or a designated initialiser without .access) is protected: secure by
+ * default. Routes that hand out no data opt out with API_ACCESS_OPEN. */
+enum api_access {
+    API_ACCESS_READ = 0,    /* returns data: a read or operate token */
+    API_ACCESS_OPERATE = 1, /* changes data or starts work: an operate token */
+    API_ACCESS_OPEN = 2,    /* no data (the dashboard page, /health, /openapi.json) */
+    API_ACCESS_METRICS = 3  /* /metrics: a metrics, read or operate token */
+};
+
 typedef struct api_route {
     const char *method;  /* "GET" | "POST" */
     const char *pattern; /* "/api/pipeline/status/{run_id}"; also the metrics label */
     api_handler handler;
-    int mutating;        /* requires the bearer token when one is configured */
+    int access;          /* enum api_access; 0 = READ */
     const api_param *const *params; /* path and query parameters, NULL-terminated */
     const api_param *const *body;   /* JSON body fields, NULL-terminated; NULL = no body */
     const char *summary;
@@ -96,8 +108,8 @@ struct api_server {
     char *db_url;
     char *default_llm;
     char *owner;
-    int has_token;
-    uint8_t token_sha[32];       /* SHA-256 of the token: compared in constant time */
+    const api_tokens *tokens;    /* borrowed from api_config; NULL = none */
+    unsigned token_roles;        /* the roles configured tokens grant (API_ROLE_*) */
     char **cors;                 /* allowed origins */
     size_t ncors;
 
@@ -143,7 +155,7 @@ struct api_req {
     const char *reply_type;
     struct MHD_Response *reply_custom; /* e.g. an event stream */
     char allow[48];          /* Allow header for 405 ("" = none) */
-    int auth_challenge;      /* add WWW-Authenticate */
+    const char *challenge;   /* WWW-Authenticate value to send, or NULL */
     int replied;
     int cache_valid;         /* cache_version/second were read before the handler ran */
     int64_t cache_version, cache_second;

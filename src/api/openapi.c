@@ -114,7 +114,12 @@ static json_t *components(void) {
                                   "failed"));
     return json_pack("{sos{s{ssssss}}}", "schemas", schemas, "securitySchemes", "bearerAuth",
                      "type", "http", "scheme", "bearer", "description",
-                     "Required on mutating routes when FEEDLINE_API_TOKEN is set");
+                     "Applies when tokens are configured (FEEDLINE_API_TOKEN, FEEDLINE_API_TOKENS, "
+                     "FEEDLINE_API_TOKENS_FILE, FEEDLINE_METRICS_TOKEN). Each operation names "
+                     "the role it needs: read (a read or operate token), operate (an operate "
+                     "token) or metrics (a metrics, read or operate token). A missing or "
+                     "unknown token is 401, a token whose role is not enough 403; operations "
+                     "with an empty security list are open.");
 }
 
 /* ------------------------------------------------------------------ operations */
@@ -170,7 +175,8 @@ static const char *reason(int code) {
     case 200: return "OK";
     case 202: return "Accepted";
     case 400: return "Bad Request";
-    case 401: return "Not authenticated (bearer token required)";
+    case 401: return "Not authenticated (bearer token missing or unknown)";
+    case 403: return "Forbidden (the token's role does not allow this operation)";
     case 404: return "Not Found";
     case 409: return "Conflict (another run is active)";
     case 413: return "Request body too large";
@@ -199,7 +205,29 @@ static json_t *responses(const api_route *rt) {
                                                 "content", ctype, "schema", s));
     }
     free(copy);
+    static const int AUTH_CODES[] = {401, 403};
+    for (size_t i = 0; rt->access != API_ACCESS_OPEN && i < 2; i++) {
+            /* every guarded route can answer these */
+            int code = AUTH_CODES[i];
+            char key[8];
+            snprintf(key, sizeof key, "%d", code);
+            json_object_set_new(out, key, json_pack("{sss{s{s{ss}}}}", "description",
+                                                    reason(code), "content", "application/json",
+                                                    "schema", "$ref",
+                                                    "#/components/schemas/HTTPError"));
+        }
     return out;
+}
+
+/* The role an operation needs when tokens are configured (OpenAPI 3.1 lets a non-OAuth
+ * requirement list role names); an empty list marks an open one. */
+static json_t *security(const api_route *rt) {
+    const char *role = rt->access == API_ACCESS_OPERATE   ? "operate"
+                       : rt->access == API_ACCESS_METRICS ? "metrics"
+                       : rt->access == API_ACCESS_OPEN    ? NULL
+                                                          : "read";
+    if (!role) return json_array();
+    return json_pack("[{s[s]}]", "bearerAuth", role);
 }
 
 static char *operation_id(const api_route *rt) {
@@ -216,7 +244,7 @@ static json_t *operation(const api_route *rt) {
                            id, "parameters", parameters(rt));
     free(id);
     if (rt->body) json_object_set_new(op, "requestBody", request_body(rt));
-    if (rt->mutating) json_object_set_new(op, "security", json_pack("[{s[]}]", "bearerAuth"));
+    json_object_set_new(op, "security", security(rt));
     json_object_set_new(op, "responses", responses(rt));
     return op;
 }

@@ -131,16 +131,21 @@ static void h_metrics(api_req *r) {
 
 static void h_openapi(api_req *r) { api_reply_json(r, 200, api_openapi_document(r->srv)); }
 
+/* The page, liveness and the API description hold no data and stay open; the database
+ * checks can name hosts and users in their errors, and the metrics count runs and LLM
+ * spend, so they take the default protection (metrics with its own token). */
 const api_route API_HEALTH_ROUTES[] = {
-    {"GET", "/", h_root, 0, NO_PARAMS, NULL, "Dashboard (for Accept: text/html) or API identity", "health", "200", NULL, NULL},
-    {"GET", "/health", h_health, 0, NO_PARAMS, NULL, "Liveness", "health", "200", "Health", NULL},
-    {"GET", "/health/db", h_health_db, 0, NO_PARAMS, NULL, "Database round trip", "health", "200",
-     "HealthDb", NULL},
-    {"GET", "/health/full", h_health_full, 0, NO_PARAMS, NULL, "Liveness and database", "health",
-     "200", "HealthFull", NULL},
-    {"GET", "/metrics", h_metrics, 0, NO_PARAMS, NULL, "Prometheus metrics", "health", "200",
-     NULL, "text/plain"},
-    {"GET", "/openapi.json", h_openapi, 0, NO_PARAMS, NULL, "This document", "health", "200",
-     NULL, NULL},
+    {"GET", "/", h_root, API_ACCESS_OPEN, NO_PARAMS, NULL,
+     "Dashboard (for Accept: text/html) or API identity", "health", "200", NULL, NULL},
+    {"GET", "/health", h_health, API_ACCESS_OPEN, NO_PARAMS, NULL, "Liveness", "health", "200",
+     "Health", NULL},
+    {"GET", "/health/db", h_health_db, API_ACCESS_READ, NO_PARAMS, NULL, "Database round trip",
+     "health", "200", "HealthDb", NULL},
+    {"GET", "/health/full", h_health_full, API_ACCESS_READ, NO_PARAMS, NULL,
+     "Liveness and database", "health", "200", "HealthFull", NULL},
+    {"GET", "/metrics", h_metrics, API_ACCESS_METRICS, NO_PARAMS, NULL, "Prometheus metrics",
+     "health", "200", NULL, "text/plain"},
+    {"GET", "/openapi.json", h_openapi, API_ACCESS_OPEN, NO_PARAMS, NULL, "This document",
+     "health", "200", NULL, NULL},
 };
 const size_t API_HEALTH_ROUTE_COUNT = sizeof API_HEALTH_ROUTES / sizeof API_HEALTH_ROUTES[0];

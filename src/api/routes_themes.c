@@ -172,21 +172,21 @@ static void h_detail(api_req *r) {
 }
 
 const api_route API_THEMES_ROUTES[] = {
-    {"GET", "/api/themes", h_list, 0, LIST_PARAMS, NULL,
+    {"GET", "/api/themes", h_list, API_ACCESS_READ, LIST_PARAMS, NULL,
      "Theme aggregates with filters and paging", "themes", "200 422", "ThemeList", NULL,
      API_CACHE_DB_SECOND},
-    {"GET", "/api/themes/trending", h_trending, 0, TRENDING_PARAMS, NULL,
+    {"GET", "/api/themes/trending", h_trending, API_ACCESS_READ, TRENDING_PARAMS, NULL,
      "Themes seen recently at least min_occurrences times", "themes", "200 422", "ThemeList",
      NULL, API_CACHE_DB_SECOND},
-    {"GET", "/api/themes/orphans", h_orphans, 0, ORPHAN_PARAMS, NULL,
+    {"GET", "/api/themes/orphans", h_orphans, API_ACCESS_READ, ORPHAN_PARAMS, NULL,
      "Recent themes with fewer than threshold conversations", "themes", "200 422", "ThemeList",
      NULL, API_CACHE_DB_SECOND},
-    {"GET", "/api/themes/singletons", h_singletons, 0, SINGLETON_PARAMS, NULL,
+    {"GET", "/api/themes/singletons", h_singletons, API_ACCESS_READ, SINGLETON_PARAMS, NULL,
      "Recent themes seen once", "themes", "200 422", "ThemeList", NULL,
      API_CACHE_DB_SECOND},
-    {"GET", "/api/themes/all", h_all, 0, ALL_PARAMS, NULL, "Every theme, largest first",
-     "themes", "200 422", "ThemeList", NULL, API_CACHE_DB},
-    {"GET", "/api/themes/{signature}", h_detail, 0, DETAIL_PARAMS, NULL,
+    {"GET", "/api/themes/all", h_all, API_ACCESS_READ, ALL_PARAMS, NULL,
+     "Every theme, largest first", "themes", "200 422", "ThemeList", NULL, API_CACHE_DB},
+    {"GET", "/api/themes/{signature}", h_detail, API_ACCESS_READ, DETAIL_PARAMS, NULL,
      "One theme with its evidence conversations", "themes", "200 404 422", "ThemeDetail", NULL,
      API_CACHE_DB},
 };

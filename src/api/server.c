@@ -11,8 +11,9 @@
  * over the workers it is also faster here (65k vs 53k req/s on the status route).
  *
  * Request order of checks: unknown path 404, CORS preflight, wrong method 405, body
- * over API_MAX_BODY 413, missing/wrong bearer token on a mutating route 401, then the
- * route's handler (422 for invalid input). */
+ * over API_MAX_BODY 413, missing/wrong bearer token 401 or a token whose role does not
+ * allow the route 403 (every route but the open ones, see enum api_access), then the
+ * response cache, then the route's handler (422 for invalid input). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -25,7 +26,6 @@
 
 #include "api/api_internal.h"
 #include "store/store_report.h"
-#include "util/hash.h"
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -284,21 +284,47 @@ static int route_request(api_req *r) {
 
 /* ------------------------------------------------------------------ auth, CORS */
 
-static int authorized(api_req *r) {
+/* The API_ROLE_* bit a route needs, or 0 when it is open to anyone. A data route is
+ * guarded once a read or operate token exists; /metrics once any token exists (a
+ * metrics token alone guards only /metrics). */
+static unsigned role_needed(const api_server *srv, const api_route *rt) {
+    switch (rt->access) {
+    case API_ACCESS_OPEN: return 0;
+    case API_ACCESS_METRICS: return srv->token_roles ? API_ROLE_METRICS : 0;
+    case API_ACCESS_OPERATE:
+        return (srv->token_roles & API_ROLE_READ) ? API_ROLE_OPERATE : 0;
+    default: /* API_ACCESS_READ, and any value a table might hold by mistake */
+        return (srv->token_roles & API_ROLE_READ) ? API_ROLE_READ : 0;
+    }
+}
+
+/* The roles the request's bearer token grants (0 without one, or a wrong one). */
+static unsigned bearer_roles(api_req *r) {
     const char *h = api_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0;
     const char *token = h + 7;
     while (*token == ' ') token++;
-    /* Compare digests, in constant time: neither the token's length nor the position
-     * of the first difference shows in the timing. */
-    uint8_t got[32];
-    sha256_ctx c;
-    sha256_init(&c);
-    sha256_update(&c, token, strlen(token));
-    sha256_final(&c, got);
-    volatile uint8_t diff = 0;
-    for (size_t i = 0; i < sizeof got; i++) diff |= (uint8_t)(got[i] ^ r->srv->token_sha[i]);
-    return diff == 0;
+    return api_tokens_check(r->srv->tokens, token);
+}
+
+/* 1 when the request may go on; otherwise replies 401 (no or unknown token) or 403 (a
+ * valid token whose role does not allow the route). Runs before the response cache is
+ * consulted, so a cached answer is never served to a client that could not have had it
+ * built. */
+static int access_allowed(api_req *r) {
+    unsigned need = role_needed(r->srv, r->route);
+    if (!need) return 1;
+    unsigned have = bearer_roles(r);
+    if (have & need) return 1;
+    if (!have) {
+        r->challenge = "Bearer";
+        api_reply_error(r, 401, "Not authenticated");
+    } else {
+        r->challenge = "Bearer error=\"insufficient_scope\"";
+        api_reply_error(r, 403, "Forbidden: this token's role does not allow %s %s",
+                        r->route->method, r->route->pattern);
+    }
+    return 0;
 }
 
 static const char *allowed_origin(api_req *r) {
@@ -391,17 +417,13 @@ static void dispatch(api_req *r) {
         api_reply_error(r, 413, "Request body too large (limit %d bytes)", API_MAX_BODY);
         return;
     }
-    if (r->route->mutating && r->srv->has_token && !authorized(r)) {
-        r->auth_challenge = 1;
-        api_reply_error(r, 401, "Not authenticated");
-        return;
-    }
+    if (!access_allowed(r)) return;
     int cacheable = r->route->cacheable != API_CACHE_NONE && r->srv->response_cache;
     if (cacheable && reply_from_cache(r)) return;
     r->route->handler(r);
     if (!r->replied) api_reply_error(r, 500, "Internal Server Error");
     /* This thread's own writes do not move its data version: drop what it cached. */
-    if (r->route->mutating) forget_replies(r);
+    if (r->route->access == API_ACCESS_OPERATE) forget_replies(r);
     else if (cacheable) remember_reply(r);
 }
 
@@ -430,8 +452,7 @@ static enum MHD_Result send_reply(api_req *r) {
     add_cors(r, resp);
     if (r->status == 405 && r->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
-    if (r->auth_challenge)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (r->challenge) MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, r->challenge);
     if (r->status == 200 && strcmp(r->method, "OPTIONS") == 0 && r->origin) {
         MHD_add_response_header(resp, "Access-Control-Allow-Methods", CORS_METHODS);
         MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_HEADERS);
@@ -556,13 +577,8 @@ static void copy_config(api_server *srv, const api_config *cfg) {
     srv->db_url = xstrdup(cfg->db_url);
     srv->default_llm = xstrdup(cfg->default_llm ? cfg->default_llm : "local");
     srv->owner = xstrdup(cfg->owner ? cfg->owner : "feedline");
-    if (cfg->token && cfg->token[0]) {
-        srv->has_token = 1;
-        sha256_ctx c;
-        sha256_init(&c);
-        sha256_update(&c, cfg->token, strlen(cfg->token));
-        sha256_final(&c, srv->token_sha);
-    }
+    srv->tokens = cfg->tokens;
+    srv->token_roles = api_tokens_configured(cfg->tokens);
     srv->ncors = cfg->ncors;
     srv->cors = xcalloc(cfg->ncors + 1, sizeof *srv->cors);
     for (size_t i = 0; i < cfg->ncors; i++) srv->cors[i] = xstrdup(cfg->cors_origins[i]);
@@ -623,6 +639,33 @@ static int start_daemon(api_server *srv, const char *listen, char *err, size_t e
     return 0;
 }
 
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104: only this machine can connect. */
+static int is_loopback(const struct sockaddr_storage *ss) {
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+/* Anyone who can reach a non-loopback address could read every stored conversation:
+ * refuse to listen there without a read or operate token unless told to. */
+static int check_exposure(const api_config *cfg, const char *listen,
+                          const struct sockaddr_storage *ss, char *err, size_t errlen) {
+    if (is_loopback(ss) || (api_tokens_configured(cfg->tokens) & API_ROLE_READ)) return 0;
+    if (cfg->insecure_no_auth) {
+        log_warn("listening on %s without an API token (--insecure-no-auth): anyone who can "
+                 "reach it can read the stored conversations and start and stop runs",
+                 listen);
+        return 0;
+    }
+    snprintf(err, errlen,
+             "refusing to listen on %s without an API token: anyone who could reach it could "
+             "read the stored conversations. Set FEEDLINE_API_TOKEN, FEEDLINE_API_TOKENS or "
+             "FEEDLINE_API_TOKENS_FILE, listen on 127.0.0.1, or pass --insecure-no-auth",
+             listen);
+    return -1;
+}
+
 int api_server_start(const api_config *cfg, api_server **out, char *err, size_t errlen) {
     *out = NULL;
     if (!cfg->db_url || !cfg->vocab || !cfg->make_provider) {
@@ -632,7 +675,9 @@ int api_server_start(const api_config *cfg, api_server **out, char *err, size_t 
     const char *listen = cfg->listen ? cfg->listen : "127.0.0.1:8000";
     struct sockaddr_storage ss;
     int v6;
-    if (check_listen(listen, &ss, &v6, err, errlen) != 0) return -1; /* before any work */
+    if (check_listen(listen, &ss, &v6, err, errlen) != 0 ||
+        check_exposure(cfg, listen, &ss, err, errlen) != 0)
+        return -1; /* before any work */
     api_server *srv = xcalloc(1, sizeof *srv);
     copy_config(srv, cfg);
     collect_routes(srv);

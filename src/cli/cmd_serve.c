@@ -27,7 +27,7 @@ static void serve_usage(FILE *out) {
     fprintf(out,
             "usage: feedline serve [--db DB] [--listen ADDR:PORT] [--llm local|openai]\n"
             "                      [--threads N] [--cors-origin ORIGIN]... [--vocab FILE]\n"
-            "                      [--no-response-cache]\n"
+            "                      [--no-response-cache] [--insecure-no-auth]\n"
             "\n"
             "Serves the dashboard at / and the HTTP API: /api/pipeline (start, status, history, active, stop,\n"
             "resume, create-stories, events), /api/themes, /api/stories, /health,\n"
@@ -46,16 +46,25 @@ static void serve_usage(FILE *out) {
             "  --no-response-cache  answer every read from the database (by default a worker\n"
             "                       reuses its last answer to the same request while the\n"
             "                       database is unchanged; for measurements)\n"
+            "  --insecure-no-auth   allow a non-loopback --listen without any API token\n"
             "\n"
-            "FEEDLINE_API_TOKEN, when set, is required as \"Authorization: Bearer TOKEN\" on\n"
-            "every mutating request (401 otherwise). Prints \"listening on ADDR:PORT\" when\n"
-            "ready.\n");
+            "Tokens (sent as \"Authorization: Bearer TOKEN\"; see SECURITY.md):\n"
+            "  FEEDLINE_API_TOKEN        one operate token\n"
+            "  FEEDLINE_API_TOKENS       \"ROLE:TOKEN,ROLE:TOKEN\", ROLE read, operate or metrics\n"
+            "  FEEDLINE_API_TOKENS_FILE  a file of \"ROLE TOKEN\" lines (# comments)\n"
+            "  FEEDLINE_METRICS_TOKEN    a token for /metrics only (Prometheus)\n"
+            "With a read or operate token configured, every route but /, /health and\n"
+            "/openapi.json needs one: a read token reads, an operate token also starts, stops\n"
+            "and resumes runs (401 without a valid token, 403 when its role is not enough).\n"
+            "/metrics needs a token as soon as any is configured. Without a read or operate\n"
+            "token, serve refuses a non-loopback --listen unless --insecure-no-auth is given.\n"
+            "Prints \"listening on ADDR:PORT\" when ready.\n");
 }
 
 typedef struct serve_opts {
     const char *db, *listen, *llm, *vocab;
     long long threads;
-    int no_cache;
+    int no_cache, insecure_no_auth;
     const char *cors[MAX_CORS];
     size_t ncors;
     char *cors_env; /* owned copy of FEEDLINE_CORS_ORIGINS, split in place */
@@ -91,7 +100,7 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
         {"llm", required_argument, NULL, 'l'},     {"threads", required_argument, NULL, 't'},
         {"cors-origin", required_argument, NULL, 'c'}, {"vocab", required_argument, NULL, 'v'},
         {"no-response-cache", no_argument, NULL, 'N'}, {"help", no_argument, NULL, 'h'},
-        {0}};
+        {"insecure-no-auth", no_argument, NULL, 'I'}, {0}};
     memset(o, 0, sizeof *o);
     o->listen = "127.0.0.1:8000";
     int c;
@@ -103,6 +112,7 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
         case 'l': o->llm = optarg; break;
         case 'v': o->vocab = optarg; break;
         case 'N': o->no_cache = 1; break;
+        case 'I': o->insecure_no_auth = 1; break;
         case 't':
             if (cli_parse_int("--threads", optarg, 1, 256, &o->threads)) return -1;
             break;
@@ -125,9 +135,29 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
     return 0;
 }
 
-static int is_loopback(const char *listen) {
-    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
-           strncmp(listen, "[::1]:", 6) == 0;
+/* The tokens of the environment (see serve_usage). 0, or -1 after printing why (never a
+ * token). */
+static int load_tokens(api_tokens *t) {
+    char err[600];
+    const char *one = getenv("FEEDLINE_API_TOKEN"), *list = getenv("FEEDLINE_API_TOKENS");
+    const char *file = getenv("FEEDLINE_API_TOKENS_FILE");
+    const char *metrics = getenv("FEEDLINE_METRICS_TOKEN");
+    /* FEEDLINE_API_TOKEN predates roles: it always let its holder start and stop runs. */
+    if (one && one[0] && api_tokens_add(t, "operate", one, err, sizeof err) != 0) {
+        fprintf(stderr, "feedline serve: FEEDLINE_API_TOKEN: %s\n", err);
+        return -1;
+    }
+    if (metrics && metrics[0] && api_tokens_add(t, "metrics", metrics, err, sizeof err) != 0) {
+        fprintf(stderr, "feedline serve: FEEDLINE_METRICS_TOKEN: %s\n", err);
+        return -1;
+    }
+    if ((list && list[0] &&
+         api_tokens_parse_list(t, list, "FEEDLINE_API_TOKENS", err, sizeof err) != 0) ||
+        (file && file[0] && api_tokens_load_file(t, file, err, sizeof err) != 0)) {
+        fprintf(stderr, "feedline serve: %s\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* Waits for the runs after the first signal; a second one exits immediately. */
@@ -143,14 +173,15 @@ static void wait_for_checkpoint(api_server *srv, const sigset_t *signals) {
     }
 }
 
-static int serve(const serve_opts *o, vocab *v, const sigset_t *signals) {
-    const char *token = getenv("FEEDLINE_API_TOKEN");
+static int serve(const serve_opts *o, vocab *v, const api_tokens *tokens,
+                 const sigset_t *signals) {
     api_config cfg = {0};
     cfg.db_url = cli_db(o->db);
     cfg.listen = o->listen;
     cfg.vocab = v;
     cfg.default_llm = o->llm ? o->llm : cli_default_llm();
-    cfg.token = token;
+    cfg.tokens = tokens;
+    cfg.insecure_no_auth = o->insecure_no_auth;
     cfg.cors_origins = o->cors;
     cfg.ncors = o->ncors;
     cfg.threads = (int)o->threads;
@@ -165,9 +196,8 @@ static int serve(const serve_opts *o, vocab *v, const sigset_t *signals) {
         fprintf(stderr, "feedline serve: %s\n", err);
         return EXIT_FAILURE_;
     }
-    if (!is_loopback(o->listen) && !(token && token[0]))
-        log_warn("listening on %s without FEEDLINE_API_TOKEN: anyone who can reach it can start "
-                 "and stop runs", api_server_address(srv));
+    if (api_tokens_count(tokens))
+        log_info("API tokens: %zu configured", api_tokens_count(tokens));
     printf("listening on %s\n", api_server_address(srv));
     fflush(stdout);
     int sig = 0;
@@ -188,8 +218,10 @@ int cmd_serve(int argc, char **argv) {
         return p > 0 ? EXIT_OK : EXIT_USAGE;
     }
     log_init_from_env(LOG_INFO);
-    vocab *v = cli_load_vocab(o.vocab);
+    api_tokens *tokens = api_tokens_new();
+    vocab *v = load_tokens(tokens) == 0 ? cli_load_vocab(o.vocab) : NULL;
     if (!v) {
+        api_tokens_free(tokens);
         free(o.cors_env);
         return EXIT_FAILURE_;
     }
@@ -201,8 +233,9 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
-    int code = serve(&o, v, &signals);
+    int code = serve(&o, v, tokens, &signals);
     vocab_free(v);
+    api_tokens_free(tokens);
     free(o.cors_env);
     return code;
 }

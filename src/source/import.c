@@ -1,13 +1,15 @@
-/* Importing files of conversations into the store. JSONL is streamed line by line (any
- * size, bounded memory); a whole-file JSON document (Intercom export: one object, an
- * array, or a conversation.list envelope) is loaded at once up to
- * SOURCE_MAX_DOCUMENT_BYTES. Conversations are written in transactions of IMPORT_BATCH;
- * a malformed one is reported with its line (or array index) and skipped, the rest of
- * the file still imports. */
+/* Importing files of conversations into the store. JSONL (stdin, a .jsonl/.ndjson name,
+ * or a file whose first line is a complete object) is streamed line by line (any size,
+ * bounded memory), each bad line reported with its own number; a whole-file JSON
+ * document (Intercom export: one object, an array, or a conversation.list envelope) is
+ * loaded at once up to SOURCE_MAX_DOCUMENT_BYTES. Conversations are written in
+ * transactions of IMPORT_BATCH; a malformed one is reported with its line (or array
+ * index) and skipped, the rest of the file still imports. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "source/source.h"
@@ -147,10 +149,19 @@ static int import_jsonl(importer *im, FILE *f) {
     return rc;
 }
 
-/* A whole JSON document: an array, a list envelope, or one conversation. */
-static int import_document(importer *im, FILE *f) {
+/* A whole JSON document: an array, a list envelope, or one conversation. maybe_jsonl:
+ * the first line starts an object that does not end on it and the second line is a
+ * complete object. That is a pretty-printed envelope holding one conversation when the
+ * file parses as a whole, and JSONL whose first record is broken when it does not: then
+ * it is read line by line, so the broken record is reported as line 1 and the rest is
+ * imported. */
+static int import_document(importer *im, FILE *f, int maybe_jsonl) {
     json_error_t je;
     json_t *doc = json_loadf(f, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+    if (!doc && maybe_jsonl) {
+        rewind(f);
+        return import_jsonl(im, f);
+    }
     if (!doc) {
         snprintf(im->err, im->errlen, "%s:%d: invalid JSON: %s", im->path, je.line, je.text);
         return -1;
@@ -177,27 +188,55 @@ static int import_document(importer *im, FILE *f) {
     return rc;
 }
 
-/* JSONL when the first non-blank line is a complete JSON object by itself; otherwise a
- * whole-file document (pretty-printed JSON spans lines). */
-static int looks_like_jsonl(FILE *f) {
+/* The first two non-blank lines of a file: whether each is a complete JSON object on its
+ * own (a huge line counts as one: only JSONL has lines that long), and whether the first
+ * starts like an object. The file is rewound. */
+typedef struct sniffed {
+    int first_object;   /* the first line starts with '{' */
+    int first_complete; /* ... and is a whole JSON object by itself */
+    int second_complete;
+} sniffed;
+
+static int line_is_object(const char *line, size_t n) {
+    size_t i = 0;
+    while (line[i] == ' ' || line[i] == '\t') i++;
+    if (line[i] != '{') return 0;
+    if (n > 4096) return 1;
+    json_t *v = json_loadb(line, n, JSON_ALLOW_NUL, NULL);
+    int ok = json_is_object(v);
+    json_decref(v);
+    return ok;
+}
+
+static sniffed sniff(FILE *f) {
+    sniffed s = {0, 0, 0};
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
-    int jsonl = 0;
-    while ((n = getline(&line, &cap, f)) >= 0) {
+    int seen = 0;
+    while (seen < 2 && (n = getline(&line, &cap, f)) >= 0) {
         if (is_blank(line, (size_t)n)) continue;
-        size_t i = 0;
-        while (line[i] == ' ' || line[i] == '\t') i++;
-        if (line[i] == '{') {
-            json_t *v = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, NULL);
-            jsonl = v != NULL || (size_t)n > 4096; /* a huge first line is JSONL */
-            json_decref(v);
+        if (seen++ == 0) {
+            size_t i = 0;
+            while (line[i] == ' ' || line[i] == '\t') i++;
+            s.first_object = line[i] == '{';
+            s.first_complete = line_is_object(line, (size_t)n);
+            if (!s.first_object) break; /* "[" or pretty-printed: a document */
+        } else {
+            s.second_complete = line_is_object(line, (size_t)n);
         }
-        break;
     }
     free(line);
     rewind(f);
-    return jsonl;
+    return s;
+}
+
+/* Named as JSONL by its extension: then every line is a record whatever the first one
+ * looks like (a truncated first record must not turn the file into one document). */
+static int has_jsonl_extension(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot && !strchr(dot, '/') && (strcasecmp(dot, ".jsonl") == 0 ||
+                                        strcasecmp(dot, ".ndjson") == 0);
 }
 
 int import_file(store *st, const char *path, import_stats *stats, import_report_fn report,
@@ -215,14 +254,24 @@ int import_file(store *st, const char *path, import_stats *stats, import_report_
     }
     importer im = {st, path, stats, report, ctx, 0, err, errlen};
     int rc;
-    if (f == stdin || looks_like_jsonl(f)) {
+    /* JSONL when so named, or when the first non-blank line is a complete object by
+     * itself; otherwise a whole-file document (pretty-printed JSON spans lines). */
+    sniffed sn = {0, 0, 0};
+    if (f != stdin && !has_jsonl_extension(path)) sn = sniff(f);
+    int maybe_jsonl = sn.first_object && sn.second_complete;
+    if (f == stdin || has_jsonl_extension(path) || sn.first_complete) {
         rc = import_jsonl(&im, f);
     } else if (fstat(fileno(f), &sb) == 0 && (uint64_t)sb.st_size > SOURCE_MAX_DOCUMENT_BYTES) {
-        snprintf(err, errlen, "%s: a %lld-byte JSON document is over the %u-byte limit; use JSONL"
-                 " for large imports", path, (long long)sb.st_size, SOURCE_MAX_DOCUMENT_BYTES);
-        rc = -1;
+        if (maybe_jsonl) { /* too large to be a document we would load: JSONL */
+            rc = import_jsonl(&im, f);
+        } else {
+            snprintf(err, errlen, "%s: a %lld-byte JSON document is over the %u-byte limit; use"
+                     " JSONL for large imports", path, (long long)sb.st_size,
+                     SOURCE_MAX_DOCUMENT_BYTES);
+            rc = -1;
+        }
     } else {
-        rc = import_document(&im, f);
+        rc = import_document(&im, f, maybe_jsonl);
     }
     if (f != stdin) fclose(f);
     return rc;

@@ -10,21 +10,6 @@
 #include "util/buf.h"
 #include "util/mem.h"
 
-static test_server start_on_empty_db(char **db, const char *const extra[], const char *const env[]) {
-    *db = fx_db_url();
-    store *st = fx_store_open(*db);
-    store_close(st);
-    test_server s;
-    if (ts_start(&s, *db, extra, env) != 0) s.pid = 0;
-    return s;
-}
-
-static void finish(test_server *s, char *db) {
-    CHECK_INT(ts_stop(s, 30000), 0); /* clean shutdown, no leaks under the sanitizers */
-    ts_remove_db(db);
-    free(db);
-}
-
 /* The first validation error of a 422 body. */
 static json_t *first_error(const http_resp *r) {
     return json_array_get(json_object_get(r->json, "detail"), 0);
@@ -74,7 +59,7 @@ static void expect_run_422(const test_server *s, const char *body, const char *t
 
 TEST(health_routes_answer) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     http_resp r;
     REQUIRE(ts_get(&s, "/health", &r) == 0);
@@ -102,12 +87,12 @@ TEST(health_routes_answer) {
     CHECK_INT(r.len, 0);
     http_resp_free(&r);
     free(url);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 TEST(unknown_routes_404_and_wrong_methods_405) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     http_resp r;
     REQUIRE(ts_get(&s, "/api/nope", &r) == 0);
@@ -141,12 +126,12 @@ TEST(unknown_routes_404_and_wrong_methods_405) {
     REQUIRE(ts_get(&s, "/api/pipeline/history/", &r) == 0);
     CHECK_INT(r.status, 200);
     http_resp_free(&r);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 TEST(run_request_validation_in_fastapi_form) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     expect_run_422(&s, NULL, "missing", "body", "Field required");
     expect_run_422(&s, "", "missing", "body", "Field required");
@@ -189,7 +174,7 @@ TEST(run_request_validation_in_fastapi_form) {
     REQUIRE(ts_get(&s, "/api/pipeline/history", &r) == 0);
     CHECK_INT(json_array_size(r.json), 0);
     http_resp_free(&r);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 static void expect_get_422(const test_server *s, const char *path, const char *loc,
@@ -208,7 +193,7 @@ static void expect_get_422(const test_server *s, const char *path, const char *l
 
 TEST(path_and_query_validation) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     expect_get_422(&s, "/api/pipeline/status/abc", "path.run_id", "int_parsing");
     expect_get_422(&s, "/api/pipeline/status/1.5/preview", "path.run_id", "int_parsing");
@@ -231,12 +216,12 @@ TEST(path_and_query_validation) {
     REQUIRE(ts_post(&s, "/api/pipeline/abc/create-stories", NULL, &r) == 0);
     CHECK_INT(r.status, 422);
     http_resp_free(&r);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 TEST(reads_and_controls_on_an_empty_database) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     http_resp r;
     REQUIRE(ts_get(&s, "/api/pipeline/active", &r) == 0);
@@ -298,7 +283,7 @@ TEST(reads_and_controls_on_an_empty_database) {
         CHECK(json_is_array(json_object_get(r.json, "themes")));
         http_resp_free(&r);
     }
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 static long post_with_auth(const test_server *s, const char *path, const char *auth,
@@ -315,10 +300,10 @@ static long post_with_auth(const test_server *s, const char *path, const char *a
     return status;
 }
 
-TEST(mutating_routes_require_the_bearer_token) {
+TEST(routes_require_the_bearer_token) {
     char *db;
     const char *const env[] = {"FEEDLINE_API_TOKEN=s3cret-token", NULL};
-    test_server s = start_on_empty_db(&db, NULL, env);
+    test_server s = ts_start_empty(&db, NULL, env);
     REQUIRE(s.pid > 0);
     char *www = NULL;
     CHECK_INT(post_with_auth(&s, "/api/pipeline/run", NULL, "{}", &www), 401);
@@ -336,17 +321,24 @@ TEST(mutating_routes_require_the_bearer_token) {
     /* With the token: the request goes through (422 for the invalid body, 200 stop). */
     CHECK_INT(post_with_auth(&s, "/api/pipeline/run", "Authorization: Bearer s3cret-token", "{bad", NULL), 422);
     CHECK_INT(post_with_auth(&s, "/api/pipeline/stop", "Authorization: bearer s3cret-token", NULL, NULL), 200);
-    /* Reads need no token. */
+    /* Reads need it too (FEEDLINE_API_TOKEN is an operate token; test_api_auth covers
+     * every route and role). */
     http_resp r;
     REQUIRE(ts_get(&s, "/api/pipeline/active", &r) == 0);
+    CHECK_INT(r.status, 401);
+    http_resp_free(&r);
+    char *url = xasprintf("%s/api/pipeline/active", s.base);
+    const char *headers[] = {"Authorization: Bearer s3cret-token", NULL};
+    REQUIRE(http_do("GET", url, NULL, headers, &r) == 0);
     CHECK_INT(r.status, 200);
     http_resp_free(&r);
-    finish(&s, db);
+    free(url);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 TEST(request_bodies_over_64k_get_413) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     /* Exactly 64 KiB of valid JSON is accepted (then validated: days 0 -> 422). */
     size_t limit = 64 * 1024;
@@ -379,7 +371,7 @@ TEST(request_bodies_over_64k_get_413) {
     REQUIRE(ts_get(&s, "/health", &r) == 0);
     CHECK_INT(r.status, 200);
     http_resp_free(&r);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 static char *get_with_origin(const test_server *s, const char *method, const char *origin,
@@ -404,7 +396,7 @@ static char *get_with_origin(const test_server *s, const char *method, const cha
 
 TEST(cors_allow_list) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     long status;
     char *acao = get_with_origin(&s, "GET", "http://localhost:3000", &status);
@@ -423,10 +415,10 @@ TEST(cors_allow_list) {
     CHECK_INT(status, 400);
     CHECK(acao == NULL);
     free(acao);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 
     const char *const extra[] = {"--cors-origin", "https://app.example", NULL};
-    s = start_on_empty_db(&db, extra, NULL);
+    s = ts_start_empty(&db, extra, NULL);
     REQUIRE(s.pid > 0);
     acao = get_with_origin(&s, "GET", "https://app.example", &status);
     CHECK_STR(acao, "https://app.example");
@@ -434,7 +426,7 @@ TEST(cors_allow_list) {
     acao = get_with_origin(&s, "GET", "http://localhost:3000", &status);
     CHECK(acao == NULL);
     free(acao);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 /* The value of a metric line "name{labels} value" (first match), or -1. */
@@ -450,7 +442,7 @@ static double metric_value(const char *text, const char *series) {
 
 TEST(metrics_in_prometheus_text) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     http_resp r;
     for (int i = 0; i < 5; i++) {
@@ -496,7 +488,7 @@ TEST(metrics_in_prometheus_text) {
     }
     CHECK(buckets >= 10);
     http_resp_free(&r);
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
 /* Every route of the contract, as the original's client and the issue name them. */
@@ -522,7 +514,7 @@ static const char *const CONTRACT[][2] = {
 
 TEST(openapi_describes_every_route_and_the_server_serves_every_path_it_lists) {
     char *db;
-    test_server s = start_on_empty_db(&db, NULL, NULL);
+    test_server s = ts_start_empty(&db, NULL, NULL);
     REQUIRE(s.pid > 0);
     http_resp doc;
     REQUIRE(ts_get(&s, "/openapi.json", &doc) == 0);
@@ -582,5 +574,5 @@ TEST(openapi_describes_every_route_and_the_server_serves_every_path_it_lists) {
     CHECK(ops >= 20);
     http_resp_free(&doc);
     /* The document itself describes the errors. */
-    finish(&s, db);
+    CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }

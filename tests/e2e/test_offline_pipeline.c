@@ -9,29 +9,16 @@
 #include "support/truth.h"
 #include "util/mem.h"
 
-static char *bin(void) {
-    const char *b = getenv("FEEDLINE_BIN");
-    return xstrdup(b ? b : "build/asan/feedline");
-}
-
 static int feedline(char **out, char **err, ...) {
-    char *argv[32];
+    const char *args[32];
     int n = 0;
-    argv[n++] = bin();
     va_list ap;
     va_start(ap, err);
     const char *a;
-    while ((a = va_arg(ap, const char *)) && n < 31) argv[n++] = (char *)a;
+    while ((a = va_arg(ap, const char *)) && n < 31) args[n++] = a;
     va_end(ap);
-    argv[n] = NULL;
-    char *vocab = fx_path("data/theme_vocabulary.json");
-    char *env_vocab = xasprintf("FEEDLINE_VOCAB=%s", vocab);
-    char *env[] = {env_vocab, NULL};
-    int rc = fx_run(argv, env, out, err);
-    free(argv[0]);
-    free(vocab);
-    free(env_vocab);
-    return rc;
+    args[n] = NULL;
+    return fx_feedline(args, NULL, out, err);
 }
 
 TEST(sample_import_run_and_story_purity) {

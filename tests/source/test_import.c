@@ -248,3 +248,142 @@ TEST(invalid_utf8_and_huge_bodies_are_rejected_cleanly_and_keep_stored_data) {
     free(path);
     free(url);
 }
+
+#define REC(id, body) \
+    "{\"id\":\"" id "\",\"created_at\":1768903200,\"messages\":[{\"author\":\"customer\"," \
+    "\"body\":\"" body "\"}]}\n"
+
+/* A JSONL file whose first record is cut off ("messages": and nothing more), with a
+ * second broken record on line 4. */
+static const char BROKEN_FIRST[] =
+    "{\"id\":\"bad1\",\"messages\":\n"
+    REC("j1", "My scheduled pins never post to Pinterest")
+    REC("j2", "Analytics show zero impressions since Monday")
+    "{\"id\":\"bad2\",\"messages\":\n"
+    "\n"
+    REC("j3", "Instagram posts are stuck in the queue");
+
+/* Imports text written to dir/name into st; checks what a broken first line must give:
+ * line 1 and line 4 rejected with their own numbers, the three good lines read. */
+static void import_broken_first(store *st, const char *dir, const char *name, import_stats *s) {
+    char *path = xasprintf("%s/%s", dir, name);
+    REQUIRE(fx_write_file(path, BROKEN_FIRST) == 0);
+    rejects rj = {0};
+    char err[256] = "";
+    CHECK_INT(import_file(st, path, s, on_reject, &rj, err, sizeof err), 0);
+    if (err[0]) fprintf(stdout, "    %s: %s\n", name, err);
+    CHECK_INT(s->read, 3);
+    CHECK_INT(s->rejected, 2);
+    CHECK_INT(rj.n, 2);
+    CHECK_INT(rj.lines[0], 1);
+    CHECK(strstr(rj.msgs[0], "invalid JSON") != NULL);
+    CHECK_INT(rj.lines[1], 4);
+    CHECK(strstr(rj.msgs[1], "invalid JSON") != NULL);
+    free(path);
+}
+
+TEST(jsonl_with_a_broken_first_line_reports_line_1_and_imports_the_rest) {
+    char *dir = fx_tmpdir();
+    char *url = fx_db_url();
+    store *st = fx_store_open(url);
+    /* Something stored before must survive the import of the broken file. */
+    char *before = xasprintf("%s/before.jsonl", dir);
+    REQUIRE(fx_write_file(before, REC("old", "The calendar view does not load for my team")) == 0);
+    import_stats s0 = {0};
+    char err[256];
+    CHECK_INT(import_file(st, before, &s0, NULL, NULL, err, sizeof err), 0);
+    CHECK_INT(s0.inserted, 1);
+
+    /* By its .jsonl name. */
+    import_stats s1 = {0};
+    import_broken_first(st, dir, "broken.jsonl", &s1);
+    CHECK_INT(s1.inserted, 3);
+    /* Without the name: the file is not one JSON document and its second line is a
+     * record, so it is the same JSONL (the records are now unchanged). */
+    import_stats s2 = {0};
+    import_broken_first(st, dir, "broken.json", &s2);
+    CHECK_INT(s2.unchanged, 3);
+    import_stats s3 = {0};
+    import_broken_first(st, dir, "broken", &s3);
+    CHECK_INT(s3.unchanged, 3);
+
+    CHECK_INT(store_conv_count(st), 4);
+    static const char *const ids[] = {"old", "j1", "j2", "j3"};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+        conv_record r;
+        CHECK_INT(store_conv_get(st, ids[i], &r), STORE_FOUND);
+        conv_record_free(&r);
+    }
+    store_close(st);
+    fx_rmtree(dir);
+    free(dir);
+    free(before);
+    free(url);
+}
+
+/* The other reading of the same first line: a pretty-printed envelope whose second line
+ * is its only conversation is one document, not JSONL. */
+TEST(an_envelope_whose_second_line_is_a_conversation_is_still_a_document) {
+    char *dir = fx_tmpdir();
+    char *url = fx_db_url();
+    store *st = fx_store_open(url);
+    char *path = xasprintf("%s/list.json", dir);
+    REQUIRE(fx_write_file(path, "{\"type\":\"conversation.list\",\"conversations\":[\n"
+                                "{\"id\":\"e1\",\"created_at\":1737460800,\"source\":{\"delivered_as\":"
+                                "\"customer_initiated\",\"body\":\"<p>The scheduler keeps failing for "
+                                "my drafts</p>\",\"author\":{\"type\":\"user\"}}}\n"
+                                "]}\n") == 0);
+    import_stats s = {0};
+    rejects rj = {0};
+    char err[256] = "";
+    CHECK_INT(import_file(st, path, &s, on_reject, &rj, err, sizeof err), 0);
+    CHECK_INT(s.inserted, 1);
+    CHECK_INT(s.rejected, 0);
+    CHECK_INT(store_conv_count(st), 1);
+    /* A broken document that is not JSONL still fails as a whole, naming its line. */
+    char *p2 = xasprintf("%s/cut.json", dir);
+    REQUIRE(fx_write_file(p2, "{\"type\":\"conversation.list\",\"conversations\":[\n"
+                              "{\"id\":\"e2\",\n") == 0);
+    import_stats s2 = {0};
+    CHECK_INT(import_file(st, p2, &s2, NULL, NULL, err, sizeof err), -1);
+    CHECK(strstr(err, "cut.json:") != NULL && strstr(err, "invalid JSON") != NULL);
+    CHECK_INT(s2.read + s2.rejected, 0);
+    store_close(st);
+    fx_rmtree(dir);
+    free(dir);
+    free(path);
+    free(p2);
+    free(url);
+}
+
+/* The same through `feedline import`: FILE:1 on stderr, the rest imported, exit 1. */
+TEST(cli_import_reports_a_broken_first_line_as_file_line_1) {
+    char *dir = fx_tmpdir();
+    char *url = fx_db_url();
+    store *st = fx_store_open(url);
+    store_close(st);
+    char *path = xasprintf("%s/broken.jsonl", dir);
+    REQUIRE(fx_write_file(path, BROKEN_FIRST) == 0);
+    const char *const args[] = {"import", "--db", url, path, NULL};
+    char *out = NULL, *errs = NULL;
+    int rc = fx_feedline(args, NULL, &out, &errs);
+    CHECK_INT(rc, 1);
+    char *line1 = xasprintf("%s:1: invalid JSON", path);
+    char *line4 = xasprintf("%s:4: invalid JSON", path);
+    CHECK(errs && strstr(errs, line1) != NULL);
+    CHECK(errs && strstr(errs, line4) != NULL);
+    CHECK(errs && !strstr(errs, ":3:"));
+    CHECK(out && strstr(out, "5 read, 3 imported") != NULL);
+    if (!(out && strstr(out, "3 imported"))) fprintf(stdout, "    out: %s\n    err: %s\n", out, errs);
+    st = fx_store_open(url);
+    CHECK_INT(store_conv_count(st), 3);
+    store_close(st);
+    free(line1);
+    free(line4);
+    free(out);
+    free(errs);
+    fx_rmtree(dir);
+    free(dir);
+    free(path);
+    free(url);
+}

@@ -208,3 +208,23 @@ int fx_run(char *const argv[], char *const env[], char **out, char **err) {
     else buf_free(&be);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+#define FX_MAX_ARGS 32
+
+int fx_feedline(const char *const args[], const char *const env[], char **out, char **err) {
+    const char *bin = getenv("FEEDLINE_BIN");
+    char *argv[FX_MAX_ARGS], *envv[FX_MAX_ARGS];
+    size_t n = 0, k = 0;
+    argv[n++] = (char *)(bin && bin[0] ? bin : "build/asan/feedline");
+    for (size_t i = 0; args && args[i] && n < FX_MAX_ARGS - 1; i++) argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    char *vocab = fx_path("data/theme_vocabulary.json");
+    char *env_vocab = xasprintf("FEEDLINE_VOCAB=%s", vocab);
+    envv[k++] = env_vocab; /* first, so that an addition can override it */
+    for (size_t i = 0; env && env[i] && k < FX_MAX_ARGS - 1; i++) envv[k++] = (char *)env[i];
+    envv[k] = NULL;
+    int rc = fx_run(argv, envv, out, err);
+    free(vocab);
+    free(env_vocab);
+    return rc;
+}

@@ -66,8 +66,15 @@ static int read_port(int fd, pid_t pid) {
             ssize_t n = read(fd, chunk, sizeof chunk);
             if (n <= 0) break; /* the server exited */
             buf_append(&b, chunk, (size_t)n);
-            const char *line = strstr(buf_cstr(&b), "listening on 127.0.0.1:");
-            if (line && strchr(line, '\n')) port = atoi(line + strlen("listening on 127.0.0.1:"));
+            /* "listening on ADDR:PORT": any address (a test may bind 0.0.0.0, which
+             * 127.0.0.1 reaches too); the port follows the line's last colon. */
+            const char *line = strstr(buf_cstr(&b), "listening on ");
+            const char *nl = line ? strchr(line, '\n') : NULL;
+            if (nl) {
+                const char *colon = nl;
+                while (colon > line && *colon != ':') colon--;
+                if (*colon == ':') port = atoi(colon + 1);
+            }
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) break;
     }
@@ -106,6 +113,22 @@ int ts_start(test_server *s, const char *db, const char *const extra[], const ch
     }
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
     return 0;
+}
+
+test_server ts_start_empty(char **db, const char *const extra[], const char *const env[]) {
+    *db = fx_db_url();
+    store *st = fx_store_open(*db);
+    store_close(st);
+    test_server s;
+    if (ts_start(&s, *db, extra, env) != 0) s.pid = 0;
+    return s;
+}
+
+int ts_finish(test_server *s, char *db) {
+    int rc = ts_stop(s, 30000);
+    ts_remove_db(db);
+    free(db);
+    return rc;
 }
 
 static int wait_exit(pid_t pid, int timeout_ms, int *status) {

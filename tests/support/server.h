@@ -16,9 +16,16 @@ typedef struct test_server {
 } test_server;
 
 /* Starts FEEDLINE_BIN (the sanitizer build) `serve --db db --listen 127.0.0.1:0` plus
- * extra arguments (NULL-terminated, may be NULL) and environment additions ("K=V",
- * NULL-terminated, may be NULL). Waits up to 60 s for the listening line. 0 or -1. */
+ * extra arguments (NULL-terminated, may be NULL; a later --listen ADDR:0 wins, base
+ * still names 127.0.0.1) and environment additions ("K=V", NULL-terminated, may be
+ * NULL). Waits up to 60 s for the listening line. 0 or -1. */
 int ts_start(test_server *s, const char *db, const char *const extra[], const char *const env[]);
+/* A fresh, migrated, empty database (fx_db_url) and a server on it (ts_start); s.pid
+ * is 0 when it did not start. *db is the database's URL, for ts_finish. */
+test_server ts_start_empty(char **db, const char *const extra[], const char *const env[]);
+/* ts_stop with 30 s to spare, then removes and frees db. The stop's status: 0 for a
+ * clean, leak-free shutdown. */
+int ts_finish(test_server *s, char *db);
 /* SIGTERM, then waits up to timeout_ms for the exit. Returns the exit status (0 for a
  * clean, leak-free shutdown), or -1 if it did not exit in time (it is then killed) or
  * died by a signal. Frees the struct's fields. */
