@@ -165,8 +165,9 @@ const api_route API_STORIES_ROUTES[] = {
     {"GET", "/api/stories/{story_id}", h_detail, 0, DETAIL_PARAMS, NULL,
      "One story with its evidence conversations", "stories", "200 404 422", "StoryDetail", NULL,
      API_CACHE_DB},
-    {"POST", "/api/stories/{story_id}/state", h_state, 1, DETAIL_PARAMS, STATE_BODY,
+    {"POST", "/api/stories/{story_id}/state", h_state, API_ACCESS_OPERATE, DETAIL_PARAMS,
+     STATE_BODY,
      "Set a story's state (open, exported, closed, rejected) with an optional reason",
-     "stories", "200 401 404 413 422", "StoryDetail", NULL},
+     "stories", "200 401 403 404 413 422", "StoryDetail", NULL},
 };
 const size_t API_STORIES_ROUTE_COUNT = sizeof API_STORIES_ROUTES / sizeof API_STORIES_ROUTES[0];
