@@ -22,6 +22,7 @@ static const struct {
     {"runs", cmd_runs, "list pipeline runs"},
     {"status", cmd_status, "show one run: counters, failures, LLM usage"},
     {"stories", cmd_stories, "print the stories of a run (table, json, csv, markdown)"},
+    {"export", cmd_export, "send stories to Shortcut, Jira, GitHub, Linear or a markdown file"},
     {"demo", cmd_demo, "import the bundled sample and run everything offline"},
     {"serve", cmd_serve, "serve the HTTP API (runs, events, themes, stories, metrics)"},
 };
