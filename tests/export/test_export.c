@@ -480,3 +480,92 @@ TEST(cli_exports_to_github_then_updates_and_refuses_missing_settings) {
     CHECK_INT(stat(&w, "updates"), 1);
     world_stop(&w);
 }
+
+/* Polls GET /api/exports/{id} until it is no longer running (at most 30 s). */
+static json_t *wait_export(const test_server *s, int64_t id) {
+    char path[64];
+    snprintf(path, sizeof path, "/api/exports/%lld", (long long)id);
+    int64_t deadline = mono_ms() + 30000;
+    for (;;) {
+        http_resp resp;
+        if (ts_get(s, path, &resp) == 0 && resp.status == 200 && resp.json &&
+            (strcmp(jx_str(resp.json, "status"), "running") != 0 || mono_ms() > deadline)) {
+            json_t *j = json_incref(resp.json);
+            http_resp_free(&resp);
+            return j;
+        }
+        http_resp_free(&resp);
+        if (mono_ms() > deadline) return NULL;
+        sleep_ms(50);
+    }
+}
+
+static int64_t post_export(const test_server *s, const char *body, long *status) {
+    http_resp resp;
+    int64_t id = -1;
+    *status = 0;
+    if (ts_post(s, "/api/stories/export", body, &resp) == 0) {
+        *status = resp.status;
+        id = jx_int(resp.json, "export_id", -1);
+        if (resp.status != 202) printf("    %ld %s\n", resp.status, resp.body);
+    }
+    http_resp_free(&resp);
+    return id;
+}
+
+TEST(api_exports_in_the_background_one_at_a_time) {
+    world w;
+    REQUIRE(world_start(&w, "shortcut") == 0);
+    store_close(w.st); /* the server owns the database now */
+    w.st = NULL;
+    char env_url[128];
+    snprintf(env_url, sizeof env_url, "SHORTCUT_BASE_URL=%s", w.fake.url);
+    const char *env[] = {"SHORTCUT_API_TOKEN=test-token", "SHORTCUT_PROJECT_ID=7", env_url, NULL};
+    test_server s;
+    REQUIRE(ts_start(&s, w.db, NULL, env) == 0);
+
+    /* The first export waits out a 1.5 s rate limit: a second one meanwhile is refused. */
+    configure(&w, "{\"rate_limit\":1,\"reset_ms\":1500}");
+    long status;
+    int64_t id = post_export(&s, "{\"to\":\"shortcut\"}", &status);
+    CHECK_INT(status, 202);
+    CHECK(id > 0);
+    post_export(&s, "{\"to\":\"shortcut\",\"dry_run\":true}", &status);
+    CHECK_INT(status, 409);
+    json_t *j = wait_export(&s, id);
+    CHECK_STR(jx_str(j, "status"), "completed");
+    CHECK_INT(jx_int(j, "created", -1), 1);
+    json_t *item = json_array_get(jx_arr(j, "items"), 0);
+    CHECK_STR(jx_str(item, "action"), "created");
+    CHECK_STR(jx_str(item, "external_id"), "1");
+    json_decref(j);
+
+    /* Again, for the named story: the same ticket is updated. */
+    char body[96];
+    snprintf(body, sizeof body, "{\"to\":\"shortcut\",\"story_ids\":[%lld]}", (long long)w.story);
+    id = post_export(&s, body, &status);
+    CHECK_INT(status, 202);
+    j = wait_export(&s, id);
+    CHECK_INT(jx_int(j, "updated", -1), 1);
+    json_decref(j);
+    CHECK_INT(stat(&w, "creates"), 1);
+    CHECK_INT(stat(&w, "updates"), 1);
+
+    post_export(&s, "{\"to\":\"linear\"}", &status); /* not configured on this server */
+    CHECK_INT(status, 400);
+    post_export(&s, "{\"to\":\"trello\"}", &status);
+    CHECK_INT(status, 422);
+    post_export(&s, "{\"to\":\"jira\",\"story_ids\":[\"x\"]}", &status);
+    CHECK_INT(status, 422);
+    post_export(&s, "{\"dry_run\":true}", &status);
+    CHECK_INT(status, 422);
+    http_resp resp;
+    CHECK_INT(ts_get(&s, "/api/exports/999", &resp), 0);
+    CHECK_INT(resp.status, 404);
+    http_resp_free(&resp);
+    CHECK_INT(ts_get(&s, "/openapi.json", &resp), 0);
+    CHECK(resp.body && strstr(resp.body, "/api/stories/export") != NULL);
+    http_resp_free(&resp);
+    CHECK_INT(ts_stop(&s, 20000), 0); /* clean, leak-free shutdown */
+    world_stop(&w);
+}
