@@ -23,6 +23,7 @@ static const struct {
     {"status", cmd_status, "show one run: counters, failures, LLM usage"},
     {"stories", cmd_stories, "print the stories of a run (table, json, csv, markdown)"},
     {"story", cmd_story, "show one story, or set its state (open, exported, closed, rejected)"},
+    {"export", cmd_export, "send stories to Shortcut, Jira, GitHub, Linear or a markdown file"},
     {"demo", cmd_demo, "import the bundled sample and run everything offline"},
     {"serve", cmd_serve, "serve the HTTP API (runs, events, themes, stories, metrics)"},
 };

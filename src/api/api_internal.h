@@ -22,6 +22,7 @@ typedef struct api_events api_events;
 typedef struct api_metrics api_metrics;
 typedef struct api_cache api_cache;
 typedef struct api_req api_req;
+typedef struct api_exports api_exports;
 
 /* ------------------------------------------------------------------ parameters */
 
@@ -101,6 +102,8 @@ extern const api_route API_STORIES_ROUTES[];
 extern const size_t API_STORIES_ROUTE_COUNT;
 extern const api_route API_HEALTH_ROUTES[];
 extern const size_t API_HEALTH_ROUTE_COUNT;
+extern const api_route API_EXPORT_ROUTES[];   /* routes_export.c: tracker exports */
+extern const size_t API_EXPORT_ROUTE_COUNT;
 
 /* ------------------------------------------------------------------ server */
 
@@ -129,6 +132,7 @@ struct api_server {
     api_runs *runs;
     api_events *events;
     api_metrics *metrics;
+    api_exports *exports;        /* tracker export jobs (routes_export.c) */
     int64_t started_at;          /* wall clock, for /health */
 };
 
@@ -253,6 +257,12 @@ typedef struct api_llm_totals {
     int jobs_active;
 } api_llm_totals;
 void api_runs_llm_totals(api_runs *m, api_llm_totals *out);
+
+/* ------------------------------------------------------------------ exports (routes_export.c) */
+
+api_exports *api_exports_new(const char *db_url);
+/* Cancels a running export, joins its thread and frees the job table. */
+void api_exports_free(api_exports *x);
 
 /* ------------------------------------------------------------------ events (events.c) */
 

@@ -563,13 +563,15 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 
 static void collect_routes(api_server *srv) {
     const api_route *tables[] = {API_PIPELINE_ROUTES, API_THEMES_ROUTES, API_STORIES_ROUTES,
-                                 API_HEALTH_ROUTES};
+                                 API_HEALTH_ROUTES, API_EXPORT_ROUTES};
     const size_t counts[] = {API_PIPELINE_ROUTE_COUNT, API_THEMES_ROUTE_COUNT,
-                             API_STORIES_ROUTE_COUNT, API_HEALTH_ROUTE_COUNT};
+                             API_STORIES_ROUTE_COUNT, API_HEALTH_ROUTE_COUNT,
+                             API_EXPORT_ROUTE_COUNT};
+    const size_t ntables = sizeof tables / sizeof tables[0];
     size_t total = 0;
-    for (size_t t = 0; t < 4; t++) total += counts[t];
+    for (size_t t = 0; t < ntables; t++) total += counts[t];
     srv->routes = xcalloc(total, sizeof *srv->routes);
-    for (size_t t = 0; t < 4; t++)
+    for (size_t t = 0; t < ntables; t++)
         for (size_t i = 0; i < counts[t]; i++) srv->routes[srv->nroutes++] = &tables[t][i];
 }
 
@@ -682,6 +684,7 @@ int api_server_start(const api_config *cfg, api_server **out, char *err, size_t 
     copy_config(srv, cfg);
     collect_routes(srv);
     srv->metrics = api_metrics_new(srv->nroutes);
+    srv->exports = api_exports_new(srv->db_url);
     if (pthread_key_create(&srv->store_key, free_thread_ctx) != 0) {
         snprintf(err, errlen, "pthread_key_create failed");
         api_server_stop(srv);
@@ -733,6 +736,7 @@ void api_server_stop(api_server *s) {
     if (s->daemon) MHD_stop_daemon(s->daemon);
     if (s->quiesced_fd != MHD_INVALID_SOCKET) close(s->quiesced_fd);
     api_events_free(s->events);
+    api_exports_free(s->exports); /* after the daemon: no handler can start one now */
     api_runs_free(s->runs);
     api_metrics_free(s->metrics);
     if (s->store_key_made) pthread_key_delete(s->store_key);

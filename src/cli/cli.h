@@ -30,6 +30,7 @@ int cmd_runs(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_export(int argc, char **argv); /* cmd_export.c: stories to an issue tracker */
 
 /* Shared helpers (common.c). */
 /* The database: --db value, else $DATABASE_URL, else "feedline.db". */

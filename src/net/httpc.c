@@ -47,6 +47,20 @@ void httpc_request_header(httpc_request *r, const char *name, const char *value)
     r->headers = l;
 }
 
+void httpc_request_basic_auth(httpc_request *r, const char *user, const char *password) {
+    free(r->userpwd);
+    r->userpwd = xasprintf("%s:%s", user, password);
+}
+
+char *httpc_encode_segment(const char *s) {
+    buf_t b = BUF_INIT;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') buf_putc(&b, (char)*p);
+        else buf_printf(&b, "%%%02X", *p);
+    }
+    return buf_detach(&b);
+}
+
 void httpc_request_body(httpc_request *r, const char *body, size_t len) {
     free(r->body);
     r->body = xmalloc(len + 1);
@@ -77,6 +91,7 @@ void httpc_request_free(httpc_request *r) {
     free(r->url);
     curl_slist_free_all(r->headers);
     free(r->body);
+    free(r->userpwd);
     buf_free(&r->response);
     clear_headers(r);
     free(r);
@@ -165,6 +180,10 @@ int httpc_submit(httpc *h, httpc_request *r) {
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, (struct curl_slist *)r->headers);
+    if (r->userpwd) {
+        curl_easy_setopt(e, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(e, CURLOPT_USERPWD, r->userpwd);
+    }
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -31,6 +31,7 @@ struct httpc_request {
     void *headers;          /* struct curl_slist * */
     char *body;
     size_t body_len;
+    char *userpwd;          /* "user:password" for HTTP Basic auth, or NULL */
     long timeout_ms;        /* whole transfer; 0 = no limit */
     long connect_timeout_ms;
     httpc_done_fn done;
@@ -56,6 +57,8 @@ struct httpc_request {
 httpc_request *httpc_request_new(const char *method, const char *url);
 /* Adds "Name: value". */
 void httpc_request_header(httpc_request *r, const char *name, const char *value);
+/* HTTP Basic authentication with user and password (copied; libcurl encodes them). */
+void httpc_request_basic_auth(httpc_request *r, const char *user, const char *password);
 /* Sets the body (copied). */
 void httpc_request_body(httpc_request *r, const char *body, size_t len);
 /* Clears the response fields so the same request can be submitted again (a retry). */
@@ -77,6 +80,11 @@ size_t httpc_in_flight(const httpc *h);
 void httpc_cancel_all(httpc *h);
 /* Wakes a thread blocked in httpc_poll (callable from any thread). */
 void httpc_wakeup(httpc *h);
+
+/* Percent-encodes s as one URL path segment (RFC 3986 unreserved characters kept): an
+ * id from an API or the user cannot change the path ("/" or "?" stay inside the
+ * segment). Caller frees. */
+char *httpc_encode_segment(const char *s);
 
 /* Calls curl_global_init once (thread-safe). */
 void httpc_global_init(void);

@@ -4,7 +4,6 @@
  * each poll, outside libcurl's callbacks, so storing a batch is one short transaction. */
 #include "source/intercom.h"
 
-#include <ctype.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "net/call.h"
 #include "net/net.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -21,9 +21,8 @@
 #define MAX_RESPONSE_BYTES ((size_t)64 << 20)
 #define TICK_MS 250
 #define PROGRESS_MS 1000
-/* A 429 wait derived from X-RateLimit-Reset gets this margin (clock skew between us and
- * the API, and the reset second's granularity) plus up to RATE_LIMIT_JITTER_MS. */
-#define RATE_LIMIT_MARGIN_MS 50
+/* A 429 wait gets up to this much jitter on top of the announced reset (plus
+ * NET_RESET_MARGIN_MS for an absolute reset time, net/call.h). */
 #define RATE_LIMIT_JITTER_MS 100
 
 enum req_kind { REQ_PAGE, REQ_DETAIL };
@@ -117,17 +116,6 @@ static void fatal(fetcher *f, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Percent-encodes a path segment: ids come from the API and must not be able to change
- * the path (a "/" or "?" in an id stays inside the segment). */
-static char *encode_segment(const char *s) {
-    buf_t b = BUF_INIT;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~') buf_putc(&b, (char)*p);
-        else buf_printf(&b, "%%%02X", *p);
-    }
-    return buf_detach(&b);
-}
-
 /* "message" of the first error in Intercom's error body
  * ({"type":"error.list","errors":[{"code":..,"message":..}]}), or NULL. */
 static char *api_error_message(const httpc_request *h) {
@@ -218,7 +206,7 @@ static httpc_request *build_page_http(fetcher *f, ic_req *r) {
 }
 
 static httpc_request *build_detail_http(fetcher *f, ic_req *r) {
-    char *seg = encode_segment(r->conv_id);
+    char *seg = httpc_encode_segment(r->conv_id);
     char *url = xasprintf("%s/conversations/%s", f->base, seg);
     free(seg);
     httpc_request *h = httpc_request_new("GET", url);
@@ -273,22 +261,10 @@ static void fill_slots(fetcher *f, int64_t now) {
 
 enum verdict { V_OK, V_RETRY, V_RATE_LIMITED, V_FATAL, V_GIVE_UP };
 
-/* Milliseconds to wait after a 429: until X-RateLimit-Reset (epoch seconds), else
- * Retry-After, else the backoff. */
+/* Milliseconds to wait after a 429: until the reset the answer announces
+ * (X-RateLimit-Reset epoch seconds or Retry-After), else the backoff. */
 static int64_t rate_limit_wait_ms(fetcher *f, const ic_req *r) {
-    const httpc_request *h = r->http;
-    int64_t wait = -1;
-    const char *reset = httpc_response_header(h, "x-ratelimit-reset");
-    if (reset) {
-        char *end;
-        long long t = strtoll(reset, &end, 10);
-        if (end != reset && *end == '\0' && t > 0) {
-            wait = (int64_t)t * 1000 - wall_ms();
-            if (wait < 0) wait = 0;
-            wait += RATE_LIMIT_MARGIN_MS;
-        }
-    }
-    if (wait < 0) wait = parse_retry_after_ms(httpc_response_header(h, "retry-after"), wall_unix());
+    int64_t wait = net_rate_limit_wait_ms(r->http);
     if (wait < 0)
         wait = backoff_full_jitter_ms(r->rate_waits, f->o.backoff_base_ms, f->o.backoff_cap_ms,
                                       &f->rng);
