@@ -278,10 +278,18 @@ static const char MIGRATION_4[] =
     " exported_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,"
     " PRIMARY KEY (story_id, tracker));";
 
+/* Migration 6: the database session that holds a work item's claim. On PostgreSQL,
+ * claim and renewal record pg_backend_pid() of the claimer's connection: a claim whose
+ * session has ended (its process was killed: the server drops the connection at once)
+ * is taken over without waiting for its lease. SQLite leaves it NULL (lease only). */
+static const char MIGRATION_6[] = "ALTER TABLE work_items ADD COLUMN owner_session BIGINT;";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
     {3, "shared rate budget", MIGRATION_3},
     {4, "story lifecycle, reviews and exports", MIGRATION_4},
+    /* 5 is another change's. */
+    {6, "claim sessions", MIGRATION_6},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];
