@@ -3,7 +3,9 @@
  * OpenAI-compatible endpoint (so each one's requests and requests in flight are
  * counted apart), compared with a single-process run over the same conversations:
  * same counters, no duplicate rows, identical stories, every item claimed once. Then
- * a worker killed with SIGKILL mid-phase (its batch is reclaimed after the lease),
+ * a worker killed with SIGKILL mid-phase (its batch is reclaimed at once: its database
+ * session ended), one paused with SIGSTOP past its lease (its batch is reclaimed, its
+ * late results discarded),
  * PostgreSQL restarted mid-run, a shared requests/min limit, stop signals, dry runs
  * and SQLite refusal.
  *
@@ -600,6 +602,101 @@ TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     CHECK(again <= held + CLAIM_BATCH); /* its claims, and at most a batch it was taking */
     CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
               0);
+
+    bg_free(&driver);
+    bg_free(&worker);
+    bg_free(&victim);
+    env_free(&ed);
+    env_free(&ew);
+    env_free(&ev);
+    CHECK_INT(fakeproc_stop(&fd), 0);
+    CHECK_INT(fakeproc_stop(&fw), 0);
+    CHECK_INT(fakeproc_stop(&fv), 0);
+    free(db);
+    reference_free(&ref);
+    free(file);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST(a_worker_paused_past_its_lease_loses_its_batch_and_its_late_results_are_discarded) {
+    if (!pg_or_skip(__func__)) return;
+    char *dir = fx_tmpdir();
+    char *file = write_dataset(dir, DATASET, SEED);
+    REQUIRE(file != NULL);
+    const char *latency = "80";
+    reference ref;
+    REQUIRE(reference_run(&ref, file, latency) == 0);
+
+    fakeproc fd, fw, fv;
+    REQUIRE(start_fake(&fd, latency, NULL) == 0);
+    REQUIRE(start_fake(&fw, latency, NULL) == 0);
+    REQUIRE(start_fake(&fv, latency, NULL) == 0);
+    char *db = database_with(file);
+    REQUIRE(db != NULL);
+    env_set ed, ew, ev;
+    env_for_lease(&ed, &fd, SHORT_LEASE);
+    env_for_lease(&ew, &fw, SHORT_LEASE);
+    env_for_lease(&ev, &fv, SHORT_LEASE);
+    bgproc driver, worker, victim;
+    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
+                     "--concurrency", "8", NULL) == 0);
+    int64_t run = wait_active_run(db, 30000);
+    REQUIRE(run > 0);
+    REQUIRE(bg_start(&victim, dir, "victim", &ev, "worker", "--db", db, "--once",
+                     "--concurrency", "8", NULL) == 0);
+    REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--once",
+                     "--concurrency", "8", NULL) == 0);
+    /* SIGSTOP with a batch in hand: its session stays open, so only the lease ends its
+     * claims; the others take them over. A stop that catches it inside a transaction
+     * keeps its rows locked (nobody can take them until it commits): then it is let
+     * go and stopped again. */
+    int64_t held = 0, deadline = mono_ms() + 90000;
+    int taken = 0;
+    for (int attempt = 0; !taken && attempt < 3 && mono_ms() < deadline; attempt++) {
+        while (mono_ms() < deadline && claimed_by(db, run, victim.owner) <= 0) sleep_ms(10);
+        CHECK_INT(kill(victim.pid, SIGSTOP), 0);
+        held = claimed_by(db, run, victim.owner);
+        int64_t until = mono_ms() + (atoi(SHORT_LEASE) + 15) * 1000;
+        while (held > 0 && !taken && mono_ms() < until) {
+            taken = claimed_by(db, run, victim.owner) == 0;
+            if (!taken) sleep_ms(20);
+        }
+        if (!taken) CHECK_INT(kill(victim.pid, SIGCONT), 0);
+    }
+    REQUIRE(taken);
+    fprintf(stdout, "    stopped the victim holding %lld claimed items; the others took them "
+                    "over\n", (long long)held);
+    int64_t victim_before = item_requests(&fv);
+    CHECK_INT(kill(victim.pid, SIGCONT), 0);
+
+    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
+    CHECK_INT(bg_wait(&worker, 20000), 0);
+    CHECK_INT(bg_wait(&victim, 20000), 0);
+    /* Same counters, every result row once, same stories: nothing of the victim's was
+     * stored over the others' results or counted twice. */
+    check_same_outcome(ref.db, ref.run, db, run);
+    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+              0);
+    /* It found out at once: its results for lost items were discarded, and the ready
+     * ones dropped unstarted. */
+    CHECK(log_has(&victim, "discarded") || log_has(&victim, "dropped"));
+    CHECK(log_has(&victim, "paused or stalled"));
+    /* The work redone is the victim's batch: per-item requests of all processes exceed
+     * one process's by at most two per item it held (classification: stage 1 and 2). */
+    int64_t total = item_requests(&fd) + item_requests(&fw) + item_requests(&fv);
+    fprintf(stdout, "    per-item requests: %lld (one process: %lld); the victim's: %lld before "
+                    "it resumed, %lld after\n", (long long)total, (long long)ref.item_requests,
+            (long long)victim_before, (long long)(item_requests(&fv) - victim_before));
+    CHECK(total >= ref.item_requests);
+    CHECK(total - ref.item_requests <= 2 * held);
+    /* The requests made are billed once each: the run's usage is what the endpoints saw. */
+    run_record r = get_run(db, run);
+    int64_t seen = stat_int(&fd, "requests") + stat_int(&fw, "requests") + stat_int(&fv, "requests");
+    fprintf(stdout, "    usage: %lld requests recorded, %lld seen by the endpoints\n",
+            (long long)r.llm_requests, (long long)seen);
+    CHECK_INT(r.llm_requests, seen);
+    run_record_free(&r);
 
     bg_free(&driver);
     bg_free(&worker);
