@@ -356,7 +356,7 @@ static void drop_lost_ready(engine *e, char **held, size_t n) {
     e->ready_tail = NULL;
     while ((it = *link)) {
         const char *id = it->in.conv.id;
-        if (bsearch(&id, held, n, sizeof *held, cmp_id)) {
+        if (n > 0 && bsearch(&id, held, n, sizeof *held, cmp_id)) { /* held: NULL when 0 */
             e->ready_tail = it;
             link = &it->next;
             continue;
