@@ -186,6 +186,10 @@ static void free_ids(char **ids, size_t n) {
     free(ids);
 }
 
+static int cmp_id(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* A claim that failed on a lost connection may have been applied: not fatal, the
  * items are recovered by release_lost_claims(). Other failures end the phase. */
 static int claim_failed(engine *e, int rc, const char *what) {
@@ -279,6 +283,8 @@ static void forget_warnings(engine *e) {
 }
 
 /* Writes finished items and usage in one transaction. 0, or -1 to retry later.
+ * Usage is written whole, discarded results included: those requests were made and
+ * billed, and the run's usage says what the run cost.
  * Lock order, for processes flushing at the same time on PostgreSQL: the items' own
  * rows (disjoint between processes) and signatures first, then the run's row
  * (warnings), then the phase's usage row. */
@@ -288,14 +294,24 @@ static int flush(engine *e) {
     size_t n = e->nfinished < FLUSH_MAX_ITEMS ? e->nfinished : FLUSH_MAX_ITEMS;
     int64_t now = wall_unix();
     forget_warnings(e); /* a retried flush writes its items' warnings again */
+    size_t lost = 0;
     int rc = store_begin(e->st);
     for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         work_item *it = e->finished[i];
-        if (it->failed)
-            rc = store_put_failure(e->st, e->run->id, e->ops->phase, it->in.conv.id, it->reason,
-                                   now);
-        else
-            rc = e->ops->write(e, it);
+        /* Closing the item first is the fence: it fails when our claim was taken over
+         * (we were paused past the lease), and then the other process's result stands
+         * and nothing of ours is written for the item. */
+        rc = store_work_finish(e->st, e->run->id, e->ops->phase, it->in.conv.id, e->env->owner,
+                               it->failed);
+        it->lost = rc == STORE_CONFLICT;
+        if (it->lost) {
+            lost++;
+            rc = STORE_OK;
+        } else if (rc == STORE_OK) {
+            rc = it->failed ? store_put_run_error_for(e->st, e->run->id, e->ops->phase,
+                                                      it->in.conv.id, it->reason, now)
+                            : e->ops->write(e, it);
+        }
     }
     for (size_t i = 0; rc == STORE_OK && i < e->nwarnings; i++)
         rc = store_run_add_warning(e->st, e->run->id, e->warnings[i]);
@@ -315,10 +331,16 @@ static int flush(engine *e) {
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (e->finished[i]->failed) e->failed++;
+        if (e->finished[i]->lost) e->discarded++;
+        else if (e->finished[i]->failed) e->failed++;
         else e->done++;
         free_item(e, e->finished[i]);
     }
+    if (lost > 0)
+        log_warn("run %lld: %zu %s result(s) discarded: their claims had run out and another "
+                 "process took them over (%lld so far in this phase)",
+                 (long long)e->run->id, lost, run_phase_name(e->ops->phase),
+                 (long long)e->discarded);
     /* Usage alone (no item finished yet) may be flushed before the array exists. */
     if (n > 0) memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
     e->nfinished -= n;
@@ -326,14 +348,56 @@ static int flush(engine *e) {
     return 0;
 }
 
-/* Keeps our claims alive: renewed well before they expire, so only a process that
- * stopped working loses them. */
+/* Ready items (claimed, no call started yet) whose claims are not among held (sorted)
+ * were taken over by another process while we were paused: they are dropped unstarted,
+ * so a process that resumes after its lease ran out spends no requests on them. Items
+ * already in flight finish, and flush() discards their results. */
+static void drop_lost_ready(engine *e, char **held, size_t n) {
+    work_item **link = &e->ready_head, *it;
+    size_t dropped = 0;
+    e->ready_tail = NULL;
+    while ((it = *link)) {
+        const char *id = it->in.conv.id;
+        if (n > 0 && bsearch(&id, held, n, sizeof *held, cmp_id)) { /* held: NULL when 0 */
+            e->ready_tail = it;
+            link = &it->next;
+            continue;
+        }
+        *link = it->next;
+        e->nready--;
+        free_item(e, it);
+        dropped++;
+    }
+    if (dropped > 0) {
+        e->discarded += (int64_t)dropped;
+        log_warn("run %lld: %zu claimed %s item(s) dropped before they started: their claims "
+                 "had run out and another process took them over",
+                 (long long)e->run->id, dropped, run_phase_name(e->ops->phase));
+    }
+}
+
+/* Keeps our claims alive: renewed every lease/4 (at most every second) from the
+ * engine's loop, which never blocks on the LLM (it polls it 50 ms at a time), so
+ * only a process that stopped working loses them. A renewal that comes late says the
+ * process was paused or stalled: its claims may have been taken over, which the
+ * renewal finds out (it returns what we still hold). */
 static void renew_leases(engine *e) {
-    e->last_renew_ms = mono_ms();
+    int64_t now = mono_ms(), gap = now - e->last_renew_ms;
+    e->last_renew_ms = now;
+    if (gap >= e->lease_seconds * 1000 / 2)
+        log_warn("run %lld: leases renewed %lld ms after the previous renewal (lease %lld s): "
+                 "this process was paused or stalled", (long long)e->run->id, (long long)gap,
+                 (long long)e->lease_seconds);
+    char **held = NULL;
+    size_t n = 0;
     if (store_work_renew(e->st, e->run->id, e->ops->phase, e->env->owner,
-                         wall_unix() + e->lease_seconds))
+                         wall_unix() + e->lease_seconds, &held, &n)) {
         log_warn("run %lld: renewing leases failed: %s", (long long)e->run->id,
                  store_errmsg(e->st));
+        return;
+    }
+    drop_lost_ready(e, held, n);
+    free_ids(held, n);
 }
 
 static void report(engine *e) {

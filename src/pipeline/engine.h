@@ -25,6 +25,7 @@ typedef struct work_item {
     phase_input in;       /* conversation record and (after classification) final type */
     void *state;          /* phase-specific result under construction */
     int failed;           /* finished with a failure (reason below) */
+    int lost;             /* its claim was taken over: nothing written (flush) */
     char reason[600];
     struct work_item *next;
 } work_item;
@@ -104,6 +105,9 @@ struct engine {
     int64_t u_requests, u_cache_hits, u_prompt, u_cached, u_completion;
     /* Totals for progress. */
     int64_t total, done, failed;
+    /* Items whose claims another process took over after ours ran out (a pause past
+     * the lease): results discarded at the write, or ready items dropped unstarted. */
+    int64_t discarded;
 };
 
 /* Marks an item finished successfully (its state holds the result to write). */

@@ -44,10 +44,12 @@ typedef struct run_env {
     void (*progress)(void *ctx, const run_progress *p); /* optional */
     void *progress_ctx;
     int claim_batch;             /* 0 = $FEEDLINE_CLAIM_BATCH, else max(32, 2*concurrency) */
-    /* Seconds a claim on work lasts without renewal: a process that dies loses its
-     * claims after this long and another process takes them. 0 = $FEEDLINE_LEASE_SECONDS
-     * when set, else PIPELINE_LEASE_SECONDS. Leases are renewed every lease/4 seconds (at
-     * least every second) while the process works. */
+    /* Seconds a claim on work lasts without renewal: a process that stops renewing
+     * (paused, stalled, or dead on another machine) loses its claims after this long
+     * and another process takes them; on PostgreSQL a process killed on a live machine
+     * loses them at once (its session ends). 0 = $FEEDLINE_LEASE_SECONDS when set, else
+     * PIPELINE_LEASE_SECONDS. Leases are renewed every lease/4 seconds (at least every
+     * second) while the process works; a result is stored only while its claim is. */
     int lease_seconds;
     /* 1 in a process that helps with a run another process drives (feedline worker):
      * the engine leaves a phase as soon as nothing is left to claim instead of waiting
@@ -59,7 +61,10 @@ typedef struct run_env {
     void (*provider_done)(void *ctx, llm_provider *p);
 } run_env;
 
-#define PIPELINE_LEASE_SECONDS 120
+/* Short: it bounds what a worker that stops without its session ending (paused, or on
+ * a machine that dropped off the network) delays the run, and a live process renews
+ * every second at most, ten times within it. */
+#define PIPELINE_LEASE_SECONDS 10
 
 /* The lease env asks for (see run_env.lease_seconds). */
 int pipeline_lease_seconds(const run_env *env);

@@ -284,11 +284,18 @@ static const char MIGRATION_4[] =
 static const char MIGRATION_5[] =
     "ALTER TABLE run_usage ADD COLUMN cached_tokens BIGINT NOT NULL DEFAULT 0;";
 
+/* Migration 6: the database session that holds a work item's claim. On PostgreSQL,
+ * claim and renewal record pg_backend_pid() of the claimer's connection: a claim whose
+ * session has ended (its process was killed: the server drops the connection at once)
+ * is taken over without waiting for its lease. SQLite leaves it NULL (lease only). */
+static const char MIGRATION_6[] = "ALTER TABLE work_items ADD COLUMN owner_session BIGINT;";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
     {3, "shared rate budget", MIGRATION_3},
     {4, "story lifecycle, reviews and exports", MIGRATION_4},
     {5, "cached prompt tokens", MIGRATION_5},
+    {6, "claim sessions", MIGRATION_6},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

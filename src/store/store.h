@@ -184,9 +184,19 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
  * *ids receives n strdup'ed ids (free each and the array). */
 int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
                      size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n);
-/* Extends the lease on every item of the phase this owner holds in the run. */
+/* Extends the lease on every item of the phase this owner still holds in the run
+ * (claimed under its name: a claim another process took over is not taken back).
+ * *held receives the ids renewed, sorted (free each and the array): an item the owner
+ * is working on and that is not among them was lost. */
 int store_work_renew(store *s, int64_t run_id, enum run_phase phase, const char *owner,
-                     int64_t lease_until);
+                     int64_t lease_until, char ***held, size_t *n);
+/* Closes a claimed item as done (clearing an earlier failure of it) or failed, only
+ * while `owner` still holds its claim; call it first in the transaction that writes
+ * the item's result. STORE_CONFLICT when the claim was lost (its lease ran out and
+ * another process took the item, or it was finished or given back since): the
+ * caller must then write nothing for the item. */
+int store_work_finish(store *s, int64_t run_id, enum run_phase phase, const char *conversation_id,
+                      const char *owner, int failed);
 /* Gives back the items this owner claimed but did not finish (claimed -> pending). */
 int store_work_release(store *s, int64_t run_id, const char *owner);
 /* Resume: claimed -> pending and failed -> pending for the whole run. */
@@ -209,9 +219,9 @@ const char *store_cursor_next(store_cursor *c);
 int store_cursor_close(store_cursor *c);
 
 /* ---------------------------------------------------------------- phase results */
-/* Each put_* upserts the result keyed by (run, conversation), marks the work item
- * done and clears an earlier failure of the same item. put_failure records the reason
- * and marks the item failed. Callers group several in one transaction. */
+/* Each put_* upserts the result keyed by (run, conversation). The work item is closed
+ * apart, by store_work_finish, before it in the same transaction (so that a process
+ * that lost its claim writes nothing). Callers group several in one transaction. */
 
 typedef struct classification_row {
     const char *conversation_id;
@@ -253,13 +263,10 @@ typedef struct theme_row {
 } theme_row;
 int store_put_theme(store *s, int64_t run_id, const theme_row *r, int64_t now);
 
-/* Marks a conversation's phase work done without a result row (e.g. dry-run themes). */
-int store_put_done(store *s, int64_t run_id, enum run_phase phase, const char *conversation_id);
-int store_put_failure(store *s, int64_t run_id, enum run_phase phase,
-                      const char *conversation_id, const char *reason, int64_t now);
-/* Records a failure reason for a conversation without failing its work item (a
- * partial failure, e.g. stage 2 refinement failed but stage 1 stands). Call after the
- * item's put_*, which clears earlier failures of the item. */
+/* Records a failure reason for a conversation: the reason of a failed item
+ * (store_work_finish with failed = 1), or of a partial failure that does not fail the
+ * item (e.g. stage 2 refinement failed but stage 1 stands). Call after
+ * store_work_finish, which clears earlier failures of an item done. */
 int store_put_run_error_for(store *s, int64_t run_id, enum run_phase phase,
                             const char *conversation_id, const char *reason, int64_t now);
 /* Records a run-level error (no conversation). */

@@ -1,33 +1,11 @@
-/* Phase results: idempotent upserts keyed by (run, conversation) that also close the
- * conversation's work item, and the failure ledger. */
+/* Phase results: idempotent upserts keyed by (run, conversation), and the failure
+ * ledger. The work item is closed by store_work_finish (store_work.c), first in the
+ * same transaction: a result is written only by the holder of the item's claim. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store_internal.h"
 #include "util/mem.h"
-
-/* Marks the item's work state and, on success, forgets an earlier failure of it
- * (a resumed run retried it). */
-static int close_item(store *s, int64_t run_id, enum run_phase phase, const char *conv,
-                      const char *state) {
-    db_stmt *st = store_stmt(s,
-        "UPDATE work_items SET state = ?, owner = NULL, lease_until = NULL"
-        " WHERE run_id = ? AND phase = ? AND conversation_id = ?");
-    if (!st) return STORE_ERR;
-    db_bind_text(st, 1, state);
-    db_bind_int(st, 2, run_id);
-    db_bind_text(st, 3, run_phase_name(phase));
-    db_bind_text(st, 4, conv);
-    int rc = store_exec_stmt(s, st, "closing work item");
-    if (rc || strcmp(state, "done") != 0) return rc;
-    st = store_stmt(s,
-        "DELETE FROM run_errors WHERE run_id = ? AND phase = ? AND conversation_id = ?");
-    if (!st) return STORE_ERR;
-    db_bind_int(st, 1, run_id);
-    db_bind_text(st, 2, run_phase_name(phase));
-    db_bind_text(st, 3, conv);
-    return store_exec_stmt(s, st, "clearing old failure");
-}
 
 int store_put_classification(store *s, int64_t run_id, const classification_row *r,
                              int64_t now) {
@@ -70,8 +48,7 @@ int store_put_classification(store *s, int64_t run_id, const classification_row 
     db_bind_text(st, i++, r->final_confidence);
     db_bind_int(st, i++, r->actionable);
     db_bind_int(st, i++, now);
-    int rc = store_exec_stmt(s, st, "storing classification");
-    return rc ? rc : close_item(s, run_id, PHASE_CLASSIFICATION, r->conversation_id, "done");
+    return store_exec_stmt(s, st, "storing classification");
 }
 
 int store_put_embedding(store *s, int64_t run_id, const char *conversation_id,
@@ -89,8 +66,7 @@ int store_put_embedding(store *s, int64_t run_id, const char *conversation_id,
     /* Vectors are stored as little-endian float32, which is the host layout here. */
     db_bind_blob(st, 5, vec, (size_t)dim * sizeof(float));
     db_bind_int(st, 6, now);
-    int rc = store_exec_stmt(s, st, "storing embedding");
-    return rc ? rc : close_item(s, run_id, PHASE_EMBEDDINGS, conversation_id, "done");
+    return store_exec_stmt(s, st, "storing embedding");
 }
 
 int store_put_facet(store *s, int64_t run_id, const facet_row *r, int64_t now) {
@@ -110,8 +86,7 @@ int store_put_facet(store *s, int64_t run_id, const facet_row *r, int64_t now) {
     db_bind_text(st, 6, r->user_goal ? r->user_goal : "");
     db_bind_text(st, 7, r->model);
     db_bind_int(st, 8, now);
-    int rc = store_exec_stmt(s, st, "storing facets");
-    return rc ? rc : close_item(s, run_id, PHASE_FACETS, r->conversation_id, "done");
+    return store_exec_stmt(s, st, "storing facets");
 }
 
 static int has_items(const char *json) { return json && strcmp(json, "[]") != 0; }
@@ -185,14 +160,9 @@ int store_put_theme(store *s, int64_t run_id, const theme_row *r, int64_t now) {
         db_bind_text(st, 4, r->context_used_json ? r->context_used_json : "[]");
         db_bind_text(st, 5, r->context_gaps_json ? r->context_gaps_json : "[]");
         db_bind_int(st, 6, now);
-        rc = store_exec_stmt(s, st, "storing context usage");
-        if (rc) return rc;
+        return store_exec_stmt(s, st, "storing context usage");
     }
-    return close_item(s, run_id, PHASE_THEMES, r->conversation_id, "done");
-}
-
-int store_put_done(store *s, int64_t run_id, enum run_phase phase, const char *conversation_id) {
-    return close_item(s, run_id, phase, conversation_id, "done");
+    return STORE_OK;
 }
 
 static int record_error(store *s, int64_t run_id, enum run_phase phase, const char *conv,
@@ -208,12 +178,6 @@ static int record_error(store *s, int64_t run_id, enum run_phase phase, const ch
     db_bind_text(st, 4, reason);
     db_bind_int(st, 5, now);
     return store_exec_stmt(s, st, "recording failure");
-}
-
-int store_put_failure(store *s, int64_t run_id, enum run_phase phase,
-                      const char *conversation_id, const char *reason, int64_t now) {
-    int rc = record_error(s, run_id, phase, conversation_id, reason, now);
-    return rc ? rc : close_item(s, run_id, phase, conversation_id, "failed");
 }
 
 int store_put_run_error_for(store *s, int64_t run_id, enum run_phase phase,

@@ -1,6 +1,9 @@
 /* The per-phase work queue of a run. On PostgreSQL, claims use FOR UPDATE SKIP LOCKED
  * so several worker processes take disjoint batches; a claim carries a lease, and an
- * expired lease makes the item claimable again (its worker died). */
+ * expired lease (or, on PostgreSQL, the end of the claimer's database session) makes
+ * the item claimable again (its worker died). Only the holder of a claim closes the
+ * item (store_work_finish), so a worker that was paused past its lease cannot store a
+ * result over the one of the process that took its work over. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,12 +72,34 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
     return STORE_OK;
 }
 
+static void free_ids(char **ids, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
+/* RETURNING order is unspecified; callers like a stable order (and bsearch). */
+static int cmp_id(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+static void sort_ids(char **ids, size_t n) {
+    if (n > 1) qsort(ids, n, sizeof *ids, cmp_id);
+}
+
+/* PostgreSQL: the claim's session (owner_session, the claimer's pg_backend_pid()) is
+ * over. A process killed with kill -9 loses its connection with it, so its claims are
+ * taken over at once instead of after the lease; a process that is alive but paused
+ * keeps its session, and its claims last until the lease runs out. A pid that a new
+ * session reused only makes a dead claim look alive: the lease still ends it. */
+#define PG_SESSION_GONE(t)                                                                  \
+    "(" t ".owner_session IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_stat_activity"     \
+    " AS a WHERE a.pid = " t ".owner_session))"
+
 /* One claim statement per kind of claimable item, so each reads the
  * (run, phase, state, conversation_id) index in order instead of sorting: pending items,
- * then items whose lease expired (their worker died). On PostgreSQL, ARRAY(...) makes
- * the locking subquery an InitPlan that runs once: as an IN (...) semi-join PostgreSQL
- * may rescan it per outer row, and each rescan skips the rows the previous one locked,
- * claiming more than LIMIT. */
+ * then items whose lease expired or (PostgreSQL) whose session ended (their worker
+ * died). On PostgreSQL, ARRAY(...) makes the locking subquery an InitPlan that runs
+ * once: as an IN (...) semi-join PostgreSQL may rescan it per outer row, and each
+ * rescan skips the rows the previous one locked, claiming more than LIMIT. */
 static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_name,
                       const char *owner, size_t max, int64_t now, int64_t lease_seconds,
                       char ***ids, size_t *n, size_t *cap) {
@@ -87,11 +112,11 @@ static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_n
               "  AND state = 'claimed' AND lease_until < ? ORDER BY conversation_id LIMIT ?)"
               " RETURNING conversation_id",
               "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
-              " attempts = w.attempts + 1"
+              " owner_session = pg_backend_pid(), attempts = w.attempts + 1"
               " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id = ANY (ARRAY("
-              "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
-              "  AND state = 'claimed' AND lease_until < ? ORDER BY conversation_id LIMIT ?"
-              "  FOR UPDATE SKIP LOCKED))"
+              "  SELECT conversation_id FROM work_items AS x WHERE run_id = ? AND phase = ?"
+              "  AND state = 'claimed' AND (lease_until < ? OR " PG_SESSION_GONE("x") ")"
+              "  ORDER BY conversation_id LIMIT ? FOR UPDATE SKIP LOCKED))"
               " RETURNING w.conversation_id")
         : store_stmt2(s,
               "UPDATE work_items SET state = 'claimed', owner = ?, lease_until = ?,"
@@ -101,7 +126,7 @@ static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_n
               "  AND state = 'pending' AND ? >= 0 ORDER BY conversation_id LIMIT ?)"
               " RETURNING conversation_id",
               "UPDATE work_items AS w SET state = 'claimed', owner = ?, lease_until = ?,"
-              " attempts = w.attempts + 1"
+              " owner_session = pg_backend_pid(), attempts = w.attempts + 1"
               " WHERE w.run_id = ? AND w.phase = ? AND w.conversation_id = ANY (ARRAY("
               "  SELECT conversation_id FROM work_items WHERE run_id = ? AND phase = ?"
               "  AND state = 'pending' AND ? >= 0 ORDER BY conversation_id LIMIT ?"
@@ -136,35 +161,84 @@ int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char 
         rc = claim_kind(s, 1, run_id, phase_name, owner, max - *n, now, lease_seconds, ids, n,
                         &cap);
     if (rc != STORE_OK) {
-        for (size_t i = 0; i < *n; i++) free((*ids)[i]);
-        free(*ids);
+        free_ids(*ids, *n);
         *ids = NULL;
         *n = 0;
         return rc;
     }
-    /* RETURNING order is unspecified; callers like a stable order. */
-    for (size_t i = 1; i < *n; i++)
-        for (size_t j = i; j > 0 && strcmp((*ids)[j - 1], (*ids)[j]) > 0; j--) {
-            char *t = (*ids)[j];
-            (*ids)[j] = (*ids)[j - 1];
-            (*ids)[j - 1] = t;
-        }
+    sort_ids(*ids, *n);
     return STORE_OK;
 }
 
 int store_work_renew(store *s, int64_t run_id, enum run_phase phase, const char *owner,
-                     int64_t lease_until) {
-    /* The phase and state narrow the index range to the phase's claimed items, so a
-     * renewal every second stays cheap however large the run is. */
-    db_stmt *st = store_stmt(s,
+                     int64_t lease_until, char ***held, size_t *n) {
+    *held = NULL;
+    *n = 0;
+    /* Only rows still claimed under our name: a claim another process took over after
+     * our lease ran out (we were paused) stays theirs. The phase and state narrow the
+     * index range to the phase's claimed items, so renewing every second stays cheap
+     * however large the run is; what comes back is at most our batches. */
+    db_stmt *st = store_stmt2(s,
         "UPDATE work_items SET lease_until = ?"
-        " WHERE run_id = ? AND phase = ? AND state = 'claimed' AND owner = ?");
+        " WHERE run_id = ? AND phase = ? AND state = 'claimed' AND owner = ?"
+        " RETURNING conversation_id",
+        /* The session too: after a reconnect our claims carry the new one again. */
+        "UPDATE work_items SET lease_until = ?, owner_session = pg_backend_pid()"
+        " WHERE run_id = ? AND phase = ? AND state = 'claimed' AND owner = ?"
+        " RETURNING conversation_id");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, lease_until);
     db_bind_int(st, 2, run_id);
     db_bind_text(st, 3, run_phase_name(phase));
     db_bind_text(st, 4, owner);
-    return store_exec_stmt(s, st, "renewing leases");
+    size_t cap = 0;
+    int rc;
+    while ((rc = db_step(st)) == DB_ROW) {
+        XGROW(*held, cap, *n + 1);
+        (*held)[(*n)++] = store_col_dup(st, 0);
+    }
+    db_reset(st);
+    if (rc != DB_DONE) {
+        free_ids(*held, *n);
+        *held = NULL;
+        *n = 0;
+        return store_fail(s, rc, "renewing leases");
+    }
+    sort_ids(*held, *n);
+    return STORE_OK;
+}
+
+int store_work_finish(store *s, int64_t run_id, enum run_phase phase, const char *conv,
+                      const char *owner, int failed) {
+    /* The fence: an item is closed only by the process that still holds its claim. A
+     * process paused past its lease (SIGSTOP, a stalled connection) finds its item
+     * taken over by another (owner changed) or already finished (state changed) and
+     * must write nothing for it. On PostgreSQL this UPDATE locks the row, so a claim
+     * cannot slip in between it and the result written in the same transaction; under
+     * READ COMMITTED a concurrent claim re-evaluates the WHERE and matches nothing. */
+    db_stmt *st = store_stmt(s,
+        "UPDATE work_items SET state = ?, owner = NULL, lease_until = NULL"
+        " WHERE run_id = ? AND phase = ? AND conversation_id = ? AND owner = ?"
+        " AND state = 'claimed'");
+    if (!st) return STORE_ERR;
+    const char *name = run_phase_name(phase);
+    db_bind_text(st, 1, failed ? "failed" : "done");
+    db_bind_int(st, 2, run_id);
+    db_bind_text(st, 3, name);
+    db_bind_text(st, 4, conv);
+    db_bind_text(st, 5, owner);
+    int rc = store_exec_stmt(s, st, "closing work item");
+    if (rc) return rc;
+    if (db_changes(s->db) == 0) return STORE_CONFLICT;
+    if (failed) return STORE_OK;
+    /* Done: an earlier failure of the item (a resumed run retried it) is forgotten. */
+    st = store_stmt(s,
+        "DELETE FROM run_errors WHERE run_id = ? AND phase = ? AND conversation_id = ?");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, run_id);
+    db_bind_text(st, 2, name);
+    db_bind_text(st, 3, conv);
+    return store_exec_stmt(s, st, "clearing old failure");
 }
 
 int store_work_reset_for_resume(store *s, int64_t run_id) {
@@ -250,11 +324,17 @@ int store_work_probe(store *s, int64_t run_id, enum run_phase phase, int64_t now
                      int *claimable, int64_t *claimed) {
     /* Claimed items are few (the batches in progress); pending ones are only probed for
      * one row, so the cost does not grow with the phase. */
-    db_stmt *st = store_stmt(s,
+    db_stmt *st = store_stmt2(s,
         "SELECT"
         " (SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? AND state = 'claimed'),"
         " (SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? AND state = 'claimed'"
         "  AND lease_until < ?),"
+        " (SELECT COUNT(*) FROM (SELECT 1 FROM work_items WHERE run_id = ? AND phase = ?"
+        "  AND state = 'pending' LIMIT 1) AS p)",
+        "SELECT"
+        " (SELECT COUNT(*) FROM work_items WHERE run_id = ? AND phase = ? AND state = 'claimed'),"
+        " (SELECT COUNT(*) FROM work_items AS x WHERE run_id = ? AND phase = ?"
+        "  AND state = 'claimed' AND (lease_until < ? OR " PG_SESSION_GONE("x") ")),"
         " (SELECT COUNT(*) FROM (SELECT 1 FROM work_items WHERE run_id = ? AND phase = ?"
         "  AND state = 'pending' LIMIT 1) AS p)");
     if (!st) return STORE_ERR;

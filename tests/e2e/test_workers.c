@@ -3,7 +3,9 @@
  * OpenAI-compatible endpoint (so each one's requests and requests in flight are
  * counted apart), compared with a single-process run over the same conversations:
  * same counters, no duplicate rows, identical stories, every item claimed once. Then
- * a worker killed with SIGKILL mid-phase (its batch is reclaimed after the lease),
+ * a worker killed with SIGKILL mid-phase (its batch is reclaimed at once: its database
+ * session ended), one paused with SIGSTOP past its lease (its batch is reclaimed, its
+ * late results discarded),
  * PostgreSQL restarted mid-run, a shared requests/min limit, stop signals, dry runs
  * and SQLite refusal.
  *
@@ -551,70 +553,146 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
     free(dir);
 }
 
+/* The driver, a worker and a victim worker (its own fake, with victim_latency), each
+ * against its own fake and with the short lease, on a fresh database; and the
+ * single-process reference over the same conversations. */
+typedef struct trio {
+    char *dir, *file, *db;
+    reference ref;
+    fakeproc fd, fw, fv;
+    env_set ed, ew, ev;
+    bgproc driver, worker, victim;
+    int64_t run;
+} trio;
+
+static int trio_start(trio *t, const char *victim_latency) {
+    memset(t, 0, sizeof *t);
+    const char *latency = "80";
+    t->dir = fx_tmpdir();
+    t->file = write_dataset(t->dir, DATASET, SEED);
+    if (!t->file || reference_run(&t->ref, t->file, latency) != 0) return -1;
+    if (start_fake(&t->fd, latency, NULL) || start_fake(&t->fw, latency, NULL) ||
+        start_fake(&t->fv, victim_latency, NULL))
+        return -1;
+    t->db = database_with(t->file);
+    if (!t->db) return -1;
+    env_for_lease(&t->ed, &t->fd, SHORT_LEASE);
+    env_for_lease(&t->ew, &t->fw, SHORT_LEASE);
+    env_for_lease(&t->ev, &t->fv, SHORT_LEASE);
+    if (bg_start(&t->driver, t->dir, "driver", &t->ed, "run", "--db", t->db, "--llm", "openai",
+                 "--concurrency", "8", NULL))
+        return -1;
+    t->run = wait_active_run(t->db, 30000);
+    if (t->run <= 0) return -1;
+    if (bg_start(&t->victim, t->dir, "victim", &t->ev, "worker", "--db", t->db, "--once",
+                 "--concurrency", "8", NULL))
+        return -1;
+    return bg_start(&t->worker, t->dir, "worker", &t->ew, "worker", "--db", t->db, "--once",
+                    "--concurrency", "8", NULL);
+}
+
+/* The run ended like the reference's; the driver and the worker exited 0. */
+static void trio_check_outcome(trio *t) {
+    CHECK_INT(bg_wait(&t->driver, RUN_TIMEOUT_MS), 0);
+    CHECK_INT(bg_wait(&t->worker, 20000), 0);
+    check_same_outcome(t->ref.db, t->ref.run, t->db, t->run);
+    CHECK_INT(q_int(t->db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'",
+                    t->run),
+              0);
+}
+
+static void trio_free(trio *t) {
+    bg_free(&t->driver);
+    bg_free(&t->worker);
+    bg_free(&t->victim);
+    env_free(&t->ed);
+    env_free(&t->ew);
+    env_free(&t->ev);
+    CHECK_INT(fakeproc_stop(&t->fd), 0);
+    CHECK_INT(fakeproc_stop(&t->fw), 0);
+    CHECK_INT(fakeproc_stop(&t->fv), 0);
+    free(t->db);
+    reference_free(&t->ref);
+    free(t->file);
+    fx_rmtree(t->dir);
+    free(t->dir);
+}
+
 TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     if (!pg_or_skip(__func__)) return;
-    char *dir = fx_tmpdir();
-    char *file = write_dataset(dir, DATASET, SEED);
-    REQUIRE(file != NULL);
-    const char *latency = "80";
-    reference ref;
-    REQUIRE(reference_run(&ref, file, latency) == 0);
-
     /* The victim's endpoint is slow: its batch is certainly in flight when it dies. */
-    fakeproc fd, fw, fv;
-    REQUIRE(start_fake(&fd, latency, NULL) == 0);
-    REQUIRE(start_fake(&fw, latency, NULL) == 0);
-    REQUIRE(start_fake(&fv, "3000", NULL) == 0);
-    char *db = database_with(file);
-    REQUIRE(db != NULL);
-    env_set ed, ew, ev;
-    env_for_lease(&ed, &fd, SHORT_LEASE);
-    env_for_lease(&ew, &fw, SHORT_LEASE);
-    env_for_lease(&ev, &fv, SHORT_LEASE);
-    bgproc driver, worker, victim;
-    REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
-                     "--concurrency", "8", NULL) == 0);
-    int64_t run = wait_active_run(db, 30000);
-    REQUIRE(run > 0);
-    REQUIRE(bg_start(&victim, dir, "victim", &ev, "worker", "--db", db, "--once",
-                     "--concurrency", "8", NULL) == 0);
-    REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--once",
-                     "--concurrency", "8", NULL) == 0);
+    trio t;
+    REQUIRE(trio_start(&t, "3000") == 0);
     int64_t held = 0, deadline = mono_ms() + 60000;
-    while (mono_ms() < deadline && (held = claimed_by(db, run, victim.owner)) <= 0) sleep_ms(10);
+    while (mono_ms() < deadline && (held = claimed_by(t.db, t.run, t.victim.owner)) <= 0)
+        sleep_ms(10);
     REQUIRE(held > 0);
-    while (mono_ms() < deadline && stat_int(&fv, "requests") < 1) sleep_ms(10);
-    CHECK_INT(kill(victim.pid, SIGKILL), 0);
-    CHECK_INT(fakeproc_wait(victim.pid, 10000), -1); /* killed by a signal */
+    while (mono_ms() < deadline && stat_int(&t.fv, "requests") < 1) sleep_ms(10);
+    CHECK_INT(kill(t.victim.pid, SIGKILL), 0);
+    CHECK_INT(fakeproc_wait(t.victim.pid, 10000), -1); /* killed by a signal */
     fprintf(stdout, "    killed the victim holding %lld claimed items\n", (long long)held);
-
-    CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
-    CHECK_INT(bg_wait(&worker, 20000), 0);
-    check_same_outcome(ref.db, ref.run, db, run);
-    /* The dead worker's batch was claimed again (after its lease ran out) and is the
-     * only work claimed twice. */
-    int64_t again = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
-                          run);
+    trio_check_outcome(&t);
+    /* The dead worker's batch was claimed again (its session ended) and is the only
+     * work claimed twice. */
+    int64_t again = q_int(t.db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
+                          t.run);
     fprintf(stdout, "    %lld items claimed a second time\n", (long long)again);
     CHECK(again >= held);
     CHECK(again <= held + CLAIM_BATCH); /* its claims, and at most a batch it was taking */
-    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
-              0);
+    trio_free(&t);
+}
 
-    bg_free(&driver);
-    bg_free(&worker);
-    bg_free(&victim);
-    env_free(&ed);
-    env_free(&ew);
-    env_free(&ev);
-    CHECK_INT(fakeproc_stop(&fd), 0);
-    CHECK_INT(fakeproc_stop(&fw), 0);
-    CHECK_INT(fakeproc_stop(&fv), 0);
-    free(db);
-    reference_free(&ref);
-    free(file);
-    fx_rmtree(dir);
-    free(dir);
+TEST(a_worker_paused_past_its_lease_loses_its_batch_and_its_late_results_are_discarded) {
+    if (!pg_or_skip(__func__)) return;
+    trio t;
+    REQUIRE(trio_start(&t, "80") == 0);
+    /* SIGSTOP with a batch in hand: its session stays open, so only the lease ends its
+     * claims; the others take them over. A stop that catches it inside a transaction
+     * keeps its rows locked (nobody can take them until it commits): then it is let
+     * go and stopped again. */
+    int64_t held = 0, deadline = mono_ms() + 90000;
+    int taken = 0;
+    for (int attempt = 0; !taken && attempt < 3 && mono_ms() < deadline; attempt++) {
+        while (mono_ms() < deadline && claimed_by(t.db, t.run, t.victim.owner) <= 0) sleep_ms(10);
+        CHECK_INT(kill(t.victim.pid, SIGSTOP), 0);
+        held = claimed_by(t.db, t.run, t.victim.owner);
+        int64_t until = mono_ms() + (atoi(SHORT_LEASE) + 15) * 1000;
+        while (held > 0 && !taken && mono_ms() < until) {
+            taken = claimed_by(t.db, t.run, t.victim.owner) == 0;
+            if (!taken) sleep_ms(20);
+        }
+        if (!taken) CHECK_INT(kill(t.victim.pid, SIGCONT), 0);
+    }
+    REQUIRE(taken);
+    fprintf(stdout, "    stopped the victim holding %lld claimed items; the others took them "
+                    "over\n", (long long)held);
+    int64_t victim_before = item_requests(&t.fv);
+    CHECK_INT(kill(t.victim.pid, SIGCONT), 0);
+    /* Same counters, every result row once, same stories: nothing of the victim's was
+     * stored over the others' results or counted twice. */
+    trio_check_outcome(&t);
+    CHECK_INT(bg_wait(&t.victim, 20000), 0);
+    /* It found out at once: its results for lost items were discarded, and the ready
+     * ones dropped unstarted. */
+    CHECK(log_has(&t.victim, "discarded") || log_has(&t.victim, "dropped"));
+    CHECK(log_has(&t.victim, "paused or stalled"));
+    /* The work redone is the victim's batch: per-item requests of all processes exceed
+     * one process's by at most two per item it held (classification: stage 1 and 2). */
+    int64_t total = item_requests(&t.fd) + item_requests(&t.fw) + item_requests(&t.fv);
+    fprintf(stdout, "    per-item requests: %lld (one process: %lld); the victim's: %lld before "
+                    "it resumed, %lld after\n", (long long)total, (long long)t.ref.item_requests,
+            (long long)victim_before, (long long)(item_requests(&t.fv) - victim_before));
+    CHECK(total >= t.ref.item_requests);
+    CHECK(total - t.ref.item_requests <= 2 * held);
+    /* The requests made are billed once each: the run's usage is what the endpoints saw. */
+    run_record r = get_run(t.db, t.run);
+    int64_t seen = stat_int(&t.fd, "requests") + stat_int(&t.fw, "requests") +
+                   stat_int(&t.fv, "requests");
+    fprintf(stdout, "    usage: %lld requests recorded, %lld seen by the endpoints\n",
+            (long long)r.llm_requests, (long long)seen);
+    CHECK_INT(r.llm_requests, seen);
+    run_record_free(&r);
+    trio_free(&t);
 }
 
 TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_process) {

@@ -220,7 +220,7 @@ TEST(work_queue_claims_leases_and_resume_reset) {
     work_counts c;
     CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
     CHECK_INT(c.claimed, 4);
-    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c005", "boom", 1), STORE_OK);
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c005", "w2", 1), STORE_OK);
     CHECK_INT(store_work_release(s, run, "w2"), STORE_OK);
     CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
     CHECK_INT(c.pending, 3);
@@ -246,6 +246,27 @@ static void classify(store *s, int64_t run, const char *id, int actionable) {
     CHECK_INT(store_put_classification(s, run, &r, 1), STORE_OK);
 }
 
+/* As the engine writes an item: closed under the claim of "w", then its result. */
+static void classify_claimed(store *s, int64_t run, const char *id, int actionable) {
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, id, "w", 0), STORE_OK);
+    classify(s, run, id, actionable);
+}
+
+static void fail_claimed(store *s, int64_t run, const char *id, const char *reason) {
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, id, "w", 1), STORE_OK);
+    CHECK_INT(store_put_run_error_for(s, run, PHASE_CLASSIFICATION, id, reason, 1), STORE_OK);
+}
+
+static void claim_all(store *s, int64_t run, size_t expected) {
+    char **ids = NULL;
+    size_t n = 0;
+    CHECK_INT(store_work_claim(s, run, PHASE_CLASSIFICATION, "w", 100, 10, 60, &ids, &n),
+              STORE_OK);
+    CHECK_INT(n, expected);
+    for (size_t i = 0; i < n; i++) free(ids[i]);
+    free(ids);
+}
+
 TEST(results_are_idempotent_and_counters_come_from_tables) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
@@ -254,14 +275,16 @@ TEST(results_are_idempotent_and_counters_come_from_tables) {
     int64_t run, count;
     CHECK_INT(store_run_create(s, &p, 1000, &run, NULL), STORE_OK);
     CHECK_INT(store_work_seed_conversations(s, run, 0, 2000, 0, &count), STORE_OK);
-    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c000", "first try failed", 1),
-              STORE_OK);
+    claim_all(s, run, 5);
+    fail_claimed(s, run, "c000", "first try failed");
     CHECK_INT(store_run_error_count(s, run), 1);
-    classify(s, run, "c000", 1); /* retried OK: the failure goes away */
-    classify(s, run, "c000", 1); /* written twice: counted once */
-    classify(s, run, "c001", 1);
-    classify(s, run, "c002", 0);
-    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c003", "bad answer", 1), STORE_OK);
+    CHECK_INT(store_work_reset_for_resume(s, run), STORE_OK); /* c000 and the rest again */
+    claim_all(s, run, 5);
+    classify_claimed(s, run, "c000", 1); /* retried OK: the failure goes away */
+    classify(s, run, "c000", 1);         /* written twice: counted once */
+    classify_claimed(s, run, "c001", 1);
+    classify_claimed(s, run, "c002", 0);
+    fail_claimed(s, run, "c003", "bad answer");
     CHECK_INT(store_run_error_count(s, run), 1);
     CHECK_INT(store_work_seed_actionable(s, run, PHASE_THEMES, &count), STORE_OK);
     CHECK_INT(count, 2);

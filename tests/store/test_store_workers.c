@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "support/fixtures.h"
 #include "util/mem.h"
+#include "util/timeutil.h"
 
 #define SECOND_US 1000000LL
 
@@ -117,6 +118,16 @@ static void free_ids(char **ids, size_t n) {
     free(ids);
 }
 
+/* Renews owner's leases of the phase; how many items it still holds (-1 on error). */
+static int64_t renew(store *s, int64_t run, enum run_phase phase, const char *owner,
+                     int64_t until) {
+    char **held = NULL;
+    size_t n = 0;
+    if (store_work_renew(s, run, phase, owner, until, &held, &n) != STORE_OK) return -1;
+    free_ids(held, n);
+    return (int64_t)n;
+}
+
 TEST(probe_sees_pending_work_claims_and_expired_leases) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
@@ -143,25 +154,141 @@ TEST(probe_sees_pending_work_claims_and_expired_leases) {
     CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
     CHECK_INT(claimable, 1);
     /* ...unless it renewed them (only this phase's leases are renewed). */
-    CHECK_INT(store_work_renew(s, run, PHASE_FACETS, "a", 500), STORE_OK);
+    CHECK_INT(renew(s, run, PHASE_FACETS, "a", 500), 0);
     CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
     CHECK_INT(claimable, 1);
-    CHECK_INT(store_work_renew(s, run, PHASE_CLASSIFICATION, "b", 500), STORE_OK); /* not b's */
+    CHECK_INT(renew(s, run, PHASE_CLASSIFICATION, "b", 500), 0); /* not b's */
     CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
     CHECK_INT(claimable, 1);
-    CHECK_INT(store_work_renew(s, run, PHASE_CLASSIFICATION, "a", 500), STORE_OK);
+    CHECK_INT(renew(s, run, PHASE_CLASSIFICATION, "a", 500), 10);
     CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 131, &claimable, &claimed), STORE_OK);
     CHECK_INT(claimable, 0);
     CHECK_INT(claimed, 10);
     /* Done items are neither claimable nor claimed. */
     CHECK_INT(store_begin(s), STORE_OK);
     for (size_t i = 0; i < n; i++)
-        CHECK_INT(store_put_done(s, run, PHASE_CLASSIFICATION, ids[i]), STORE_OK);
+        CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, ids[i], "a", 0), STORE_OK);
     CHECK_INT(store_commit(s), STORE_OK);
     CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 1000, &claimable, &claimed), STORE_OK);
     CHECK_INT(claimable, 0);
     CHECK_INT(claimed, 0);
     free_ids(ids, n);
+    store_close(s);
+    free(url);
+}
+
+static int64_t claim(store *s, int64_t run, const char *owner, int64_t now, int64_t lease) {
+    char **ids = NULL;
+    size_t n = 0;
+    if (store_work_claim(s, run, PHASE_CLASSIFICATION, owner, 100, now, lease, &ids, &n))
+        return -1;
+    free_ids(ids, n);
+    return (int64_t)n;
+}
+
+static void put_class(store *s, int64_t run, const char *id, const char *type) {
+    classification_row r = {0};
+    r.conversation_id = id;
+    r.stage1_type = r.final_type = type;
+    r.stage1_confidence = r.final_confidence = "high";
+    r.urgency = r.routing_priority = "normal";
+    r.routing_team = "technical_support";
+    r.actionable = 1;
+    CHECK_INT(store_put_classification(s, run, &r, 1), STORE_OK);
+}
+
+typedef struct seen {
+    int n;
+    char type[64];
+} seen;
+
+static int note_type(const classification_brief *b, void *ctx) {
+    seen *x = ctx;
+    x->n++;
+    snprintf(x->type, sizeof x->type, "%s", b->final_type);
+    return 0;
+}
+
+TEST(a_result_from_an_owner_whose_claim_was_taken_over_is_not_stored) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t run = seeded_run(s, 3);
+    REQUIRE(run > 0);
+    /* "a" claims everything until 110, then is paused; "b" takes the items over at 200. */
+    CHECK_INT(claim(s, run, "a", 100, 10), 3);
+    CHECK_INT(claim(s, run, "b", 200, 10), 3);
+    /* a's renewal when it resumes does not take them back. */
+    CHECK_INT(renew(s, run, PHASE_CLASSIFICATION, "a", 1000), 0);
+    CHECK_INT(renew(s, run, PHASE_CLASSIFICATION, "b", 1000), 3);
+    /* b finishes c00 and c01 (one done, one failed); c02 is still in its hands. */
+    CHECK_INT(store_begin(s), STORE_OK);
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c00", "b", 0), STORE_OK);
+    put_class(s, run, "c00", "from_b");
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c01", "b", 1), STORE_OK);
+    CHECK_INT(store_commit(s), STORE_OK);
+    /* a's late results are refused, whatever became of the items: finished by b as
+     * done (c00) or failed (c01), or still claimed by b (c02). */
+    CHECK_INT(store_begin(s), STORE_OK);
+    const char *ids[] = {"c00", "c01", "c02"};
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, ids[i], "a", 0), STORE_CONFLICT);
+        CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, ids[i], "a", 1), STORE_CONFLICT);
+    }
+    CHECK_INT(store_commit(s), STORE_OK);
+    /* b's result stands, once; nothing of a's was stored. */
+    seen x = {0, ""};
+    CHECK_INT(store_classifications_each(s, run, note_type, &x), STORE_OK);
+    CHECK_INT(x.n, 1);
+    CHECK_STR(x.type, "from_b");
+    work_counts c;
+    CHECK_INT(store_work_counts(s, run, PHASE_CLASSIFICATION, &c), STORE_OK);
+    CHECK_INT(c.done, 1);
+    CHECK_INT(c.failed, 1);
+    CHECK_INT(c.claimed, 1);
+    CHECK_INT(renew(s, run, PHASE_CLASSIFICATION, "b", 1000), 1); /* c02 is still b's */
+    /* An item is closed once, even by its owner (a write retried after it went in). */
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c02", "b", 0), STORE_OK);
+    CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c02", "b", 0), STORE_CONFLICT);
+    CHECK_INT(store_run_refresh_counters(s, run), STORE_OK);
+    run_record r;
+    REQUIRE(store_run_get(s, run, &r) == STORE_FOUND);
+    CHECK_INT(r.conversations_classified, 1);
+    CHECK_INT(r.classification_failed, 1);
+    run_record_free(&r);
+    store_close(s);
+    free(url);
+}
+
+TEST(on_postgres_a_claim_whose_session_ended_is_claimable_before_its_lease) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    int64_t run = seeded_run(s, 2);
+    REQUIRE(run > 0);
+    /* A live session's claims are not claimable before their lease ends (a paused
+     * process keeps its session). */
+    store *live = fx_store_open(url);
+    CHECK_INT(claim(live, run, "live", 100, 1000), 2);
+    int claimable = -1;
+    int64_t claimed = -1;
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 200, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claim(s, run, "other", 200, 10), 0);
+    /* The session ends (as when its process is killed). On PostgreSQL the server ends
+     * the session as it notices; watch for it. SQLite has no sessions: lease only. */
+    store_close(live);
+    const char *pg = getenv("FEEDLINE_TEST_PG");
+    int on_pg = pg && pg[0];
+    int64_t deadline = mono_ms() + 10000;
+    do {
+        CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 200, &claimable, &claimed),
+                  STORE_OK);
+    } while (on_pg && !claimable && mono_ms() < deadline && (sleep_ms(10), 1));
+    CHECK_INT(claimable, on_pg);
+    CHECK_INT(claim(s, run, "other", 200, 10), on_pg ? 2 : 0);
+    /* The new claims are the live session's: not claimable again. */
+    CHECK_INT(store_work_probe(s, run, PHASE_CLASSIFICATION, 200, &claimable, &claimed), STORE_OK);
+    CHECK_INT(claimable, 0);
+    CHECK_INT(claimed, 2);
     store_close(s);
     free(url);
 }
@@ -209,7 +336,7 @@ TEST(two_processes_writing_results_and_warnings_together_do_not_deadlock) {
         char err[256], b = 0;
         if (store_open(url, &c, err, sizeof err)) _exit(2);
         int rc = store_begin(c);
-        if (rc == STORE_OK) rc = store_put_failure(c, run, PHASE_CLASSIFICATION, "c01", "x", 1);
+        if (rc == STORE_OK) rc = store_put_run_error_for(c, run, PHASE_CLASSIFICATION, "c01", "x", 1);
         if (write(ready[1], "r", 1) != 1 || read(go[0], &b, 1) != 1) _exit(3);
         if (rc == STORE_OK) rc = store_run_add_warning(c, run, "from the child");
         if (rc == STORE_OK) rc = store_commit(c);
@@ -219,7 +346,7 @@ TEST(two_processes_writing_results_and_warnings_together_do_not_deadlock) {
     }
     char b = 0;
     CHECK_INT(store_begin(s), STORE_OK);
-    CHECK_INT(store_put_failure(s, run, PHASE_CLASSIFICATION, "c00", "x", 1), STORE_OK);
+    CHECK_INT(store_put_run_error_for(s, run, PHASE_CLASSIFICATION, "c00", "x", 1), STORE_OK);
     REQUIRE(read(ready[0], &b, 1) == 1); /* both hold their result rows now */
     REQUIRE(write(go[1], "g", 1) == 1);
     int rc = store_run_add_warning(s, run, "from the parent");
