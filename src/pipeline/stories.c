@@ -110,21 +110,23 @@ void sstory_add_members_of_part(sstory *s, const splan *p, size_t part) {
     s->n += t->n;
 }
 
-/* The most common string among the members (ties: alphabetical). */
+/* The most common string among the members (ties: alphabetical). Counted in a map:
+ * a candidate holds every cluster of its signature, so it can be large. */
 static const char *majority_of(const splan *p, const size_t *m, size_t n, size_t field_off,
                                double *share) {
+    strmap_t counts = STRMAP_INIT;
     const char *best = NULL;
-    size_t bestc = 0;
+    uintptr_t bestc = 0;
     for (size_t i = 0; i < n; i++) {
         const char *v = *(char *const *)((const char *)&p->mem[m[i]] + field_off);
-        size_t c = 0;
-        for (size_t j = 0; j < n; j++)
-            c += !strcmp(*(char *const *)((const char *)&p->mem[m[j]] + field_off), v);
+        uintptr_t c = (uintptr_t)strmap_get(&counts, v) + 1;
+        strmap_put(&counts, v, (void *)c);
         if (c > bestc || (c == bestc && best && strcmp(v, best) < 0)) {
             best = v;
             bestc = c;
         }
     }
+    strmap_free(&counts, NULL);
     if (share) *share = n ? (double)bestc / (double)n : 0;
     return best ? best : "unknown";
 }

@@ -137,14 +137,16 @@ static int story_refresh(store *s, int64_t story_id, int64_t run_id, int64_t now
     return store_exec_stmt(s, st, "refreshing story counts");
 }
 
-/* Evidence rows that are new to the story and to the run; *added = how many. */
+/* Evidence rows new to the story; *added = how many. A conversation already evidence
+ * of the story (an earlier run's) is skipped; one that is evidence of another story of
+ * the same run is an error (UNIQUE(run_id, conversation_id)): the plan never does that. */
 static int insert_evidence(store *s, int64_t story_id, int64_t run_id, char *const *ids,
                            char *const *excerpts, char *const *sigs, const char *sig_default,
                            size_t n, int64_t *added) {
     *added = 0;
     db_stmt *st = store_stmt(s,
         "INSERT INTO story_evidence (story_id, run_id, conversation_id, signature, excerpt)"
-        " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING");
+        " VALUES (?,?,?,?,?) ON CONFLICT (story_id, conversation_id) DO NOTHING");
     if (!st) return STORE_ERR;
     for (size_t k = 0; k < n; k++) {
         db_bind_int(st, 1, story_id);

@@ -201,6 +201,17 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     }
     CHECK_INT(sum, num(llm, "requests"));
     CHECK_INT(num(llm, "requests"), stat_int(&fp, "requests"));
+    /* one review request per candidate group, one written story per new story */
+    const json_t *review = jx_obj(r1, "review");
+    CHECK(json_array_size(jx_arr(review, "decisions")) > 0);
+    CHECK_INT(task_requests(&fp, "review"), (int64_t)json_array_size(jx_arr(review, "decisions")));
+    CHECK_INT(task_requests(&fp, "story"), num(r1, "stories_created") + num(r1, "orphans_graduated"));
+    size_t di;
+    json_t *d;
+    json_array_foreach(jx_arr(review, "decisions"), di, d) {
+        CHECK_STR(jx_str(d, "reviewer"), "gpt-4o-mini");
+        CHECK(jx_str(d, "reason") && jx_str(d, "reason")[0]);
+    }
 
     REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
     CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
@@ -214,7 +225,9 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     CHECK(num(jx_obj(r2, "llm"), "cache_hits") > 50);
     CHECK(jx_num(jx_obj(r2, "llm"), "cost_usd", 1) == 0);
     CHECK_INT(num(r2, "themes_extracted"), num(r1, "themes_extracted"));
-    CHECK_INT(num(r2, "stories_created"), num(r1, "stories_created"));
+    /* the same conversations again: last run's stories, grown by nothing, no twins */
+    CHECK_INT(num(r2, "stories_created"), 0);
+    CHECK_INT(num(r2, "stories_updated"), 0);
     CHECK_INT(num(r2, "conversations_classified"), num(r1, "conversations_classified"));
     /* the human status shows usage per phase */
     char id[32];

@@ -915,34 +915,42 @@ TEST(canonicalize_decides_each_proposal_of_a_batch) {
 TEST(story_title_rules) {
     llm_provider *p = llm_local_new(NULL);
     conv none = {"", "", NULL};
+    /* a signature outside the vocabulary: the humanised signature and its symptom,
+     * never the customer's words */
     json_t *a = ask(p, LLM_STORY, &none,
                     "{\"signature\":\"pin_scheduling_fails\",\"product_area\":\"scheduling\","
-                    "\"component\":\"scheduler\",\"action_type\":\"bug_report\",\"direction\":\"deficit\","
+                    "\"component\":\"scheduler\",\"kind\":\"bug\",\"conversation_count\":4,"
+                    "\"action_type\":\"bug_report\",\"direction\":\"deficit\","
                     "\"user_intents\":[\"short one\",\"My scheduled pins never go out at the time I chose\"],"
                     "\"symptoms\":[\"not posting\"]}");
     REQUIRE(a != NULL);
-    CHECK_INT(json_object_size(a), 2);
-    CHECK_STR(str_of(a, "title"), "My scheduled pins never go out at the time I chose");
-    CHECK(strstr(str_of(a, "summary"), "not posting") != NULL);
-    CHECK(strstr(str_of(a, "summary"), "pin_scheduling_fails") != NULL);
+    CHECK_INT(json_object_size(a), 4);
+    CHECK_STR(str_of(a, "title"), "Pin scheduling fails: not posting");
+    CHECK(strstr(str_of(a, "problem"), "not posting") != NULL);
+    CHECK(strstr(str_of(a, "problem"), "My scheduled pins never go out") != NULL); /* quoted */
+    CHECK(strstr(str_of(a, "affected"), "4 conversations") != NULL);
+    CHECK(json_array_size(json_object_get(a, "acceptance_criteria")) >= 2); /* a bug */
     json_decref(a);
-    /* a long intent is cut at a word boundary, <= 80 bytes */
+    /* a vocabulary theme: its description as a headline, the area as a label, cut at a
+     * clause boundary (no ellipsis: it is a title), the split's name kept */
     a = ask(p, LLM_STORY, &none,
-            "{\"signature\":\"s\",\"user_intents\":[\"When I open the planner every single scheduled "
-            "pin shows the wrong date and the wrong time zone and the wrong board\"]}");
+            "{\"signature\":\"copilot_plan_reset_request\",\"product_area\":\"copilot\","
+            "\"component\":\"marketing_plan\",\"kind\":\"feature\",\"distinguisher\":\"from mobile\","
+            "\"theme\":{\"description\":\"User wants to redo/reset their CoPilot marketing plan or "
+            "start over with personalization and every other setting they chose before\","
+            "\"engineering_fix\":\"Plan reset flow\"},\"user_intents\":[\"How do I reset my plan?\"]}");
     const char *t = str_of(a, "title");
-    CHECK(strlen(t) <= 80);
-    CHECK(strncmp(t, "When I open the planner every single scheduled pin", 50) == 0);
-    CHECK(strcmp(t + strlen(t) - 3, "...") == 0);
-    CHECK(t[strlen(t) - 4] != ' ');
+    CHECK(strncmp(t, "Copilot: let users redo/reset their CoPilot marketing plan", 58) == 0);
+    CHECK(strlen(t) <= 90);
+    CHECK(strstr(t, "...") == NULL);
+    CHECK(strstr(t, "(from mobile)") != NULL);
+    CHECK(strstr(json_string_value(json_array_get(json_object_get(a, "acceptance_criteria"), 0)),
+                 "Copilot") != NULL);
     json_decref(a);
-    a = ask(p, LLM_STORY, &none,
-            "{\"signature\":\"crash_on_load\",\"action_type\":\"bug_report\",\"user_intents\":[],"
-            "\"symptoms\":[\"crash on load\"]}");
-    CHECK_STR(str_of(a, "title"), "Bug Report: crash on load");
-    json_decref(a);
-    a = ask(p, LLM_STORY, &none, "{\"signature\":\"pin_scheduling_fails\",\"user_intents\":[\"meh\"]}");
-    CHECK_STR(str_of(a, "title"), "Pin Scheduling Fails");
+    a = ask(p, LLM_STORY, &none, "{\"signature\":\"ai_caption_mismatch\",\"product_area\":\"ai_creation\","
+                                 "\"kind\":\"question\",\"user_intents\":[\"meh\"]}");
+    CHECK_STR(str_of(a, "title"), "AI creation: AI caption mismatch");
+    CHECK_INT(json_array_size(json_object_get(a, "acceptance_criteria")), 1);
     json_decref(a);
     llm_provider_destroy(p);
 }

@@ -223,6 +223,13 @@ static void cache_call(llm_call *c, enum llm_task t, int which) {
                             "direction", "deficit", "user_intents", which ? "get anvil" : "launch",
                             "symptoms", which ? "late" : "abort");
         break;
+    case LLM_REVIEW:
+        c->args = json_pack("{s:s, s:s, s:I, s:[{s:i, s:i, s:s}], s:[]}", "signature",
+                            which ? "anvil_delivery_late" : "rocket_launch_abort", "product_area",
+                            which ? "shipping" : "launch_pad", "conversation_count",
+                            (json_int_t)(which ? 4 : 7), "parts", "part", 1, "conversations",
+                            which ? 4 : 7, "direction", "deficit", "other_groups");
+        break;
     default: break;
     }
 }
@@ -273,7 +280,7 @@ TEST(every_request_of_a_task_starts_with_the_same_bytes_and_ends_with_its_conver
         for (size_t k = 0; k < 4; k++) ok |= !strncmp(rest, openers[k], strlen(openers[k]));
         CHECK(ok); /* the first per-conversation byte opens a block */
         size_t len = strlen(ua);
-        if (t == LLM_CANONICALIZE || t == LLM_STORY) {
+        if (t == LLM_CANONICALIZE || t == LLM_STORY || t == LLM_REVIEW) {
             CHECK(len > 13 && !strcmp(ua + len - 13, "</arguments>\n"));
         } else {
             CHECK(len > 15 && !strcmp(ua + len - 15, "</conversation>"));
