@@ -1,6 +1,9 @@
 // Drives the dashboard in a real headless Chromium (playwright-core + Debian's
-// chromium): start a run, see progress update live, stop it, resume it, open a story,
-// check the themes view and a phone-width layout, saving screenshots.
+// chromium): start a run, see progress update live, stop it, resume it, read the run's
+// review summary, open a story (state, review, description, history), close it, export
+// the run's stories to markdown, check the themes view and a phone-width layout,
+// saving screenshots. The server must run in a scratch directory: the markdown export
+// writes stories.md into its working directory.
 // Usage: BASE_URL=http://127.0.0.1:PORT SHOT_DIR=test-artifacts [API_TOKEN=...] node dashboard.mjs
 // Exit status 0 when every step passed; each failure is printed with the step name.
 import { chromium } from "playwright-core";
@@ -48,6 +51,13 @@ async function waitFor(pred, what, timeoutMs = 60000) {
   }
   throw new Error("timed out waiting for " + what);
 }
+// The API itself, to check what the page did (with the session's token, if any).
+async function apiGet(path) {
+  const res = await fetch(base + path, { headers: token ? { Authorization: "Bearer " + token } : {} });
+  if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status}`);
+  return res.json();
+}
+let storyId = null;
 const totalProgress = async () => {
   const nums = await page.locator("#live-phases .phase .n").allTextContents();
   return nums.reduce((a, n) => a + Number(n || 0), 0);
@@ -96,6 +106,20 @@ await step("resume the run to completion", async () => {
   await page.screenshot({ path: join(shots, "03-run-completed.png") });
 });
 
+await step("the run view shows created/grown stories and the review summary", async () => {
+  await page.locator("#live-review-counts").waitFor({ timeout: 15000 });
+  const counts = await text("#live-story-counts");
+  if (!/\d+ created, \d+ grown/.test(counts)) throw new Error("story counts say: " + counts);
+  const review = await text("#live-review-counts");
+  if (!/kept/.test(review) || !/[1-9]\d* rejected/.test(review)) throw new Error("review summary says: " + review);
+  const rejected = page.locator("#live-review tr[data-decision=reject]");
+  if ((await rejected.count()) < 1) throw new Error("no rejected decision listed");
+  const row = await rejected.allTextContents();
+  if (!row.some((r) => /training_request/.test(r) && /route|referral|professional services/i.test(r)))
+    throw new Error("the rejected training_request candidate and its reason are not listed: " + row.join(" | "));
+  await page.locator("#live").screenshot({ path: join(shots, "03b-run-review.png") });
+});
+
 await step("open a story with its evidence", async () => {
   await page.click("nav button[data-view=stories]");
   await page.locator("#stories .card").first().waitFor({ timeout: 15000 });
@@ -107,6 +131,69 @@ await step("open a story with its evidence", async () => {
   if (n < 3) throw new Error("a story shows " + n + " evidence conversations");
   await page.screenshot({ path: join(shots, "05-story-detail.png") });
   await page.click("#d-close");
+});
+
+await step("a story shows its state, kind, review, description and history", async () => {
+  const card = page.locator("#stories .card").first();
+  storyId = Number(await card.getAttribute("data-story"));
+  if ((await card.locator(".state-badge").textContent()) !== "open") throw new Error("the card shows no open state");
+  await card.click();
+  await page.locator("#story-dialog[open] #d-desc h4").first().waitFor({ timeout: 10000 });
+  if ((await text("#d-badges .state-badge")) !== "open") throw new Error("state badge: " + (await text("#d-badges")));
+  if (!/bug|feature|question/.test(await text("#d-badges"))) throw new Error("no kind: " + (await text("#d-badges")));
+  if (!/\d+ conversations \(.+\)/.test(await text("#d-meta"))) throw new Error("no count and date range: " + (await text("#d-meta")));
+  const review = await text("#d-review");
+  if (!/keep|split|merge/.test(review)) throw new Error("review section says: " + review);
+  const heads = await page.locator("#d-desc h4").allTextContents();
+  for (const h of ["Problem", "Who is affected", "Evidence", "Review"])
+    if (!heads.includes(h)) throw new Error("description lacks " + h + ": " + heads.join(", "));
+  if ((await page.locator("#d-desc li").count()) < 1) throw new Error("description has no list items");
+  if (await page.locator("#d-desc").evaluate((el) => /(^|\n)##|\*\*/.test(el.textContent)))
+    throw new Error("raw markdown is shown");
+  if (!/created in run \d+/.test(await text("#d-runs"))) throw new Error("history says: " + (await text("#d-runs")));
+  if (!/Not exported/.test(await text("#d-exports"))) throw new Error("tickets say: " + (await text("#d-exports")));
+  if (await page.locator("#d-state-reopen").isVisible()) throw new Error("Reopen offered on an open story");
+  await page.setViewportSize({ width: 1280, height: 1400 });
+  await page.screenshot({ path: join(shots, "05b-story-dialog.png") });
+  await page.setViewportSize({ width: 1280, height: 800 });
+});
+
+await step("close a story from its dialog", async () => {
+  await page.click("#d-state-reject");
+  await page.click("#d-reason-ok");
+  if (!/reason is required/.test(await text("#d-state-msg"))) throw new Error("reject without a reason was not refused");
+  await page.click("#d-reason-cancel");
+  await page.click("#d-state-close");
+  await page.fill("#d-reason", "fixed in 4.2 (browser test)");
+  await page.click("#d-reason-ok");
+  await waitFor(async () => (await text("#d-badges .state-badge")) === "closed", "the dialog to show closed", 10000);
+  if (!/fixed in 4\.2/.test(await text("#d-state-line"))) throw new Error("state line: " + (await text("#d-state-line")));
+  if (!(await page.locator("#d-state-reopen").isVisible())) throw new Error("Reopen not offered");
+  await page.screenshot({ path: join(shots, "05c-story-closed.png") });
+  await page.click("#d-close");
+  const badge = await text(`#stories .card[data-story="${storyId}"] .state-badge`);
+  if (badge !== "closed") throw new Error("the card shows " + badge);
+  const s = await apiGet(`/api/stories/${storyId}`);
+  if (s.status !== "closed" || s.state_reason !== "fixed in 4.2 (browser test)")
+    throw new Error(`the API has the story ${s.status} (${s.state_reason})`);
+});
+
+await step("export the run's stories to markdown", async () => {
+  await page.selectOption("#x-to", "jira");
+  await page.click("#x-btn");
+  await page.locator("#x-error").waitFor({ timeout: 10000 });
+  if (!/JIRA_[A-Z_]+ is not set/.test(await text("#x-error"))) throw new Error("jira without settings says: " + (await text("#x-error")));
+  await page.selectOption("#x-to", "markdown");
+  await page.uncheck("#x-dry");
+  await page.click("#x-btn");
+  await page.locator("#x-status[data-status=completed]").waitFor({ timeout: 30000 });
+  if (await page.locator("#x-error").count()) throw new Error("an error is still shown");
+  const created = await page.locator("#x-result tr[data-action=created]").count();
+  if (created < 1) throw new Error("no story created: " + (await text("#x-result")));
+  const closed = await page.locator(`#x-result tr[data-story="${storyId}"]`).getAttribute("data-action");
+  if (closed !== "skipped") throw new Error("the closed story was " + closed);
+  if (!/\d+ created/.test(await text("#x-status"))) throw new Error("summary says: " + (await text("#x-status")));
+  await page.screenshot({ path: join(shots, "05d-export-markdown.png"), fullPage: true });
 });
 
 await step("themes view with chart and filter", async () => {
@@ -145,6 +232,11 @@ await step("usable at phone width", async () => {
     throw new Error("page is " + overflow + " px wider than the screen: " + wide.join(", "));
   }
   await page.screenshot({ path: join(shots, "08-phone.png"), fullPage: true });
+  await page.click("nav button[data-view=stories]");
+  await page.locator("#stories .card").first().waitFor({ timeout: 15000 });
+  const storiesOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (storiesOverflow > 2) throw new Error("the stories view is " + storiesOverflow + " px wider than the screen");
+  await page.screenshot({ path: join(shots, "08b-phone-stories.png") });
 });
 
 if (consoleErrors.length) {

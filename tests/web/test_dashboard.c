@@ -1,8 +1,11 @@
 /* The dashboard in a real browser: the server (sanitizer build) on the bundled sample,
  * LLM calls against the fake OpenAI endpoint with some latency so progress is visible,
  * and tests/web/dashboard.mjs (playwright-core driving Debian's headless chromium)
- * starting a run, watching it progress, stopping, resuming, opening a story, reading
- * themes, at desktop and phone widths. Screenshots go to test-artifacts/dashboard/.
+ * starting a run, watching it progress, stopping, resuming, reading the review summary,
+ * opening a story, closing it, exporting the run's stories to markdown, reading themes,
+ * at desktop and phone widths. The server runs in a scratch directory of its own (the
+ * markdown export writes stories.md into its working directory), which is checked for
+ * that file afterwards. Screenshots go to test-artifacts/dashboard/.
  * Needs chromium, node and tests/web/node_modules (make test installs them). */
 #include "test.h"
 
@@ -38,7 +41,15 @@ static void browser_session(const char *token) {
     char *tok = xasprintf("FEEDLINE_API_TOKEN=%s", token ? token : "");
     const char *env[] = {base, "OPENAI_API_KEY=sk-test", token ? tok : NULL, NULL};
     test_server srv;
-    REQUIRE(ts_start(&srv, db, NULL, env) == 0);
+    /* Every path handed to the server is absolute (FEEDLINE_BIN, FEEDLINE_ROOT, the
+     * database, the log), so it may start in the scratch directory. */
+    char *srvdir = fx_tmpdir();
+    char cwd[4096];
+    REQUIRE(getcwd(cwd, sizeof cwd) != NULL);
+    REQUIRE(chdir(srvdir) == 0);
+    int started = ts_start(&srv, db, NULL, env);
+    REQUIRE(chdir(cwd) == 0);
+    REQUIRE(started == 0);
 
     char *script = fx_path("tests/web/dashboard.mjs");
     char *shots = fx_path(token ? "test-artifacts/dashboard-token" : "test-artifacts/dashboard");
@@ -56,6 +67,23 @@ static void browser_session(const char *token) {
     CHECK_INT(rc, 0);
     CHECK(out && strstr(out, "all steps passed") != NULL);
     CHECK_INT(ts_stop(&srv, 30000), 0);
+    char *md_path = xasprintf("%s/stories.md", srvdir);
+    FILE *md = fopen(md_path, "r");
+    CHECK(md != NULL); /* the export from the page wrote it there */
+    if (md) {
+        char line[4096];
+        int head = 0, stories = 0;
+        while (fgets(line, sizeof line, md)) {
+            if (strncmp(line, "# feedline stories", 18) == 0) head = 1;
+            if (strstr(line, "feedline story ")) stories++;
+        }
+        CHECK(head);
+        CHECK(stories > 0);
+        fclose(md);
+    }
+    free(md_path);
+    fx_rmtree(srvdir);
+    free(srvdir);
     json_t *stats = fakeproc_stats(&fake);
     CHECK(stats && json_integer_value(json_object_get(stats, "requests")) > 100);
     json_decref(stats);
