@@ -237,10 +237,25 @@ static char *headline(const char *description) {
     return h;
 }
 
+/* The area as the product writes it: "smartloop" is "SmartLoop" when the theme's
+ * description spells it so. */
+static char *area_label(const json_t *a) {
+    char *area = humanise(jx_str(a, "product_area"));
+    const char *desc = theme_field(a, "description");
+    size_t n = strlen(area);
+    for (const char *p = desc; n && p && *p; p++)
+        if (!strncasecmp(p, area, n) && (p == desc || !isalnum((unsigned char)p[-1])) &&
+            !isalnum((unsigned char)p[n])) {
+            memcpy(area, p, n);
+            break;
+        }
+    return area;
+}
+
 static char *story_title(const json_t *a) {
     const char *desc = theme_field(a, "description");
     const char *dist = jx_str(a, "distinguisher");
-    char *area = humanise(jx_str(a, "product_area"));
+    char *area = area_label(a);
     char *body;
     if (desc) {
         body = headline(desc);
@@ -293,7 +308,7 @@ json_t *local_story(const llm_call *call, char *err, size_t errlen) {
     }
     const char *kind = jx_str(a, "kind") ? jx_str(a, "kind") : "bug";
     const char *desc = theme_field(a, "description"), *fix = theme_field(a, "engineering_fix");
-    char *area = humanise(jx_str(a, "product_area"));
+    char *area = area_label(a);
     char *comp = humanise(jx_str(a, "component"));
     json_int_t n = json_integer_value(json_object_get(a, "conversation_count"));
     char *title = story_title(a);
@@ -317,11 +332,9 @@ json_t *local_story(const llm_call *call, char *err, size_t errlen) {
     if (quotes.len) buf_printf(&problem, " Customers put it as: %s.", buf_cstr(&quotes));
     buf_free(&quotes);
 
-    const char *first = jx_str(a, "first_seen"), *last = jx_str(a, "last_seen");
+    /* who, not how many: the description adds the count and the dates */
     char *affected = xasprintf(
-        "%lld conversation%s%s%s%s%s from customers using %s (%s)%s.", (long long)n,
-        n == 1 ? "" : "s", first ? " between " : "", first ? first : "", last ? " and " : "",
-        last ? last : "", area, comp,
+        "Customers using %s (%s)%s.", area, comp,
         !strcmp(kind, "bug")       ? " who hit the failure"
         : !strcmp(kind, "feature") ? " who ask for the capability"
                                    : " who could not find how to do it");
