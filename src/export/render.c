@@ -172,19 +172,61 @@ static void summary(blocks *b, const export_doc *d) {
                   (long long)s->id));
 }
 
+/* The story's description (markdown written by story_render_description, the one
+ * renderer of a story's content) as blocks: "## " headings, "- [ ] " task items,
+ * "- " bullets, other lines joined into paragraphs. */
+static void description_blocks(blocks *b, const char *md) {
+    block *list = NULL;
+    buf_t para = BUF_INIT;
+    const char *p = md;
+    while (*p) {
+        const char *end = strchr(p, '\n');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char *line = xstrndup(p, n);
+        p += n + (end ? 1 : 0);
+        int heading = !strncmp(line, "## ", 3), task = !strncmp(line, "- [ ] ", 6);
+        int bullet = !task && !strncmp(line, "- ", 2), blank = line[0] == '\0';
+        if ((heading || task || bullet || blank) && para.len) {
+            add(b, B_PARAGRAPH, buf_detach(&para));
+            para = (buf_t)BUF_INIT;
+        }
+        if (!task && !bullet) list = NULL;
+        if (heading) {
+            add(b, B_HEADING, xstrdup(line + 3));
+        } else if (task || bullet) {
+            enum block_kind kind = task ? B_TASKS : B_BULLETS;
+            if (!list || list->kind != kind) list = add(b, kind, NULL);
+            add_item(list, xstrdup(line + (task ? 6 : 2)));
+        } else if (!blank) {
+            if (para.len) buf_putc(&para, ' ');
+            buf_puts(&para, line);
+        }
+        free(line);
+    }
+    if (para.len) add(b, B_PARAGRAPH, buf_detach(&para));
+    else buf_free(&para);
+}
+
 static void build(blocks *b, const export_doc *d) {
     const export_story *s = d->story;
     summary(b, d);
-    if (s->description[0]) add(b, B_PARAGRAPH, xstrdup(s->description));
-    text_section(b, "Problem", s->problem);
-    text_section(b, "Who is affected", s->affected);
-    if (d->ncriteria) {
-        add(b, B_HEADING, xstrdup("Acceptance criteria"));
-        block *k = add(b, B_TASKS, NULL);
-        for (size_t i = 0; i < d->ncriteria; i++) add_item(k, xstrdup(d->criteria[i]));
-    }
     /* Rows beyond the load cap are counted, never listed. */
     int64_t unlisted = s->evidence_total - (int64_t)s->nevidence;
+    /* The description written by feedline's story phase (story_render_description)
+     * already has every section; a description from elsewhere gets the story's fields
+     * and its evidence list added. */
+    int written = strstr(s->description, "## Problem") != NULL;
+    int has_evidence = strstr(s->description, "## Evidence") != NULL;
+    if (s->description[0]) description_blocks(b, s->description);
+    if (!written) {
+        text_section(b, "Problem", s->problem);
+        text_section(b, "Who is affected", s->affected);
+        if (d->ncriteria) {
+            add(b, B_HEADING, xstrdup("Acceptance criteria"));
+            block *k = add(b, B_TASKS, NULL);
+            for (size_t i = 0; i < d->ncriteria; i++) add_item(k, xstrdup(d->criteria[i]));
+        }
+    }
     if (d->new_from < s->nevidence) {
         char when[32];
         add(b, B_HEADING, xasprintf("New since the last export (%s): %zu conversations",
@@ -192,7 +234,7 @@ static void build(blocks *b, const export_doc *d) {
         evidence_list(b, s, d->new_from, s->nevidence, unlisted);
         unlisted = 0;
     }
-    if (d->new_from > 0) {
+    if (d->new_from > 0 && !has_evidence) {
         add(b, B_HEADING, xasprintf("Evidence (%lld conversations)", (long long)s->evidence_total));
         evidence_list(b, s, 0, d->new_from, unlisted);
     }
