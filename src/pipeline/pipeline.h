@@ -5,7 +5,8 @@
  * stop requests within a second.
  *
  * Owns: phase policy (what is actionable, answer validation, the quality gate,
- * signature canonicalisation, clustering into stories, orphans, the dry-run preview)
+ * signature canonicalisation, clustering into stories, the review of candidate
+ * groups, written stories, story identity across runs, orphans, the dry-run preview)
  * and the run's progress from start to a terminal state. Must not: talk HTTP, parse
  * CLI arguments, or keep run state anywhere but the store (a process can die at any
  * point and the run resumes from the database). */
