@@ -104,6 +104,8 @@ struct oa_batcher {
     int loaded;
 };
 
+static void load_recorded(oa_batcher *b, int64_t now);
+
 /* ------------------------------------------------------------ urls */
 
 static char *join_url(const char *base, const char *path, const char *api_version) {
@@ -219,6 +221,7 @@ static void gather_add(oa_batcher *b, entry *e, int64_t now) {
 void oa_batcher_add(oa_batcher *b, int embeddings, const char key[65], const char *body,
                     size_t len, int weight, void *job) {
     int64_t now = mono_ms();
+    if (!b->loaded) load_recorded(b, now); /* before anything could be sent twice */
     json_t *ready = strmap_get(&b->results, key);
     if (ready) { /* a resumed batch answered it already */
         strmap_put(&b->results, key, NULL);
