@@ -59,6 +59,7 @@ typedef struct entry {
     int weight;      /* embeddings inputs, 1 for chat */
     waiter *waiters;
     remote *batch;
+    size_t slot;     /* its index in batch->entries */
 } entry;
 
 enum rstate { R_UPLOAD, R_CREATE, R_POLL, R_OUTPUT, R_ERRORS, R_FINISH };
@@ -188,6 +189,7 @@ static remote *new_remote(oa_batcher *b, int embeddings, enum rstate state) {
 
 static void remote_add(remote *r, entry *e) {
     XGROW(r->entries, r->cap, r->n + 1);
+    e->slot = r->n;
     r->entries[r->n++] = e;
     e->batch = r;
 }
@@ -369,13 +371,9 @@ static int terminal(const char *status) {
 static entry *find_entry(remote *rb, const char *key, size_t *at) {
     /* Lines come in any order; the index finds the entry, its batch confirms it. */
     entry *e = strmap_get(&rb->b->index, key);
-    if (!e || e->batch != rb) return NULL;
-    for (size_t i = 0; i < rb->n; i++)
-        if (rb->entries[i] == e) {
-            *at = i;
-            return e;
-        }
-    return NULL;
+    if (!e || e->batch != rb || e->slot >= rb->n || rb->entries[e->slot] != e) return NULL;
+    *at = e->slot;
+    return e;
 }
 
 /* One line of an output or error file. */
