@@ -75,7 +75,7 @@ static const struct {
     {"HTTPValidationError", "detail:[#ValidationError"},
     {"PipelineRunResponse", "run_id:int,status:str,message:str"},
     {"PipelineStatus", RUN_COMMON ",error_message:str?,date_from:time?,date_to:time?,"
-                       "auto_create_stories:bool,days:int?,max_conversations:int?,concurrency:int,"
+                       "auto_create_stories:bool,days:int?,max_conversations:int?,concurrency:int,batch:bool,"
                        "errors:[#RunError,warnings:arr,llm:obj"},
     {"RunError", "phase:str,message:str,details:obj?"},
     {"PipelineRunListItem", RUN_COMMON},

@@ -32,7 +32,7 @@ static const api_param P_LIMIT = {"limit", "query", API_T_INT,
 static const api_param P_OFFSET = {"offset", "query", API_T_INT, API_P_MIN | API_P_DEFAULT, 0, 0,
                                    0, NULL, NULL, "Runs to skip"};
 
-enum { B_DAYS, B_MAX, B_DRY, B_CONC, B_AUTO, B_LLM, B_ALL };
+enum { B_DAYS, B_MAX, B_DRY, B_CONC, B_AUTO, B_LLM, B_ALL, B_BATCH };
 static const api_param B_DAYS_P = {"days", "body", API_T_INT,
                                    API_P_MIN | API_P_MAX | API_P_DEFAULT, 1, 90, 7, NULL, NULL,
                                    "Conversations created in the last N days"};
@@ -55,9 +55,14 @@ static const api_param B_ALL_P = {"all_conversations", "body", API_T_BOOL, API_P
                                   "Ignore days and use every stored conversation (feedline "
                                   "extension, for imported historical data)"};
 
+static const api_param B_BATCH_P = {"batch", "body", API_T_BOOL, API_P_DEFAULT, 0, 0, 0, NULL,
+                                    NULL,
+                                    "openai: per-conversation phases through the Batch API "
+                                    "(feedline extension, for backfills)"};
+
 /* In the order of the B_* indexes. */
 static const api_param *const RUN_BODY[] = {&B_DAYS_P, &B_MAX_P, &B_DRY_P, &B_CONC_P,
-                                            &B_AUTO_P, &B_LLM_P, &B_ALL_P, NULL};
+                                            &B_AUTO_P, &B_LLM_P, &B_ALL_P, &B_BATCH_P, NULL};
 static const api_param *const ID_PARAMS[] = {&P_RUN_ID, NULL};
 static const api_param *const PAGE_PARAMS[] = {&P_LIMIT, &P_OFFSET, NULL};
 static const api_param *const NO_PARAMS[] = {NULL};
@@ -112,6 +117,7 @@ static void fill_params(const api_value *v, const char *default_llm, run_params 
     p->concurrency = (int)v[B_CONC].i;
     p->auto_create_stories = (int)v[B_AUTO].i;
     p->llm = v[B_LLM].s ? v[B_LLM].s : default_llm;
+    p->batch = (int)v[B_BATCH].i;
 }
 
 static json_t *started_reply(int64_t id, const run_params *p) {

@@ -15,7 +15,7 @@ static void run_usage(FILE *out) {
     fprintf(out,
             "usage: feedline run [--db DB] [--llm local|openai] [--concurrency N] [--days N]\n"
             "                    [--max N] [--dry-run] [--no-stories] [--vocab FILE] [--json]\n"
-            "                    [--rpm N] [--tpm N]\n"
+            "                    [--rpm N] [--tpm N] [--batch]\n"
             "\n"
             "Runs the pipeline over the stored conversations in the foreground:\n"
             "classification, embeddings, facets, themes (with the quality gate) and stories.\n"
@@ -28,6 +28,10 @@ static void run_usage(FILE *out) {
             "  --rpm N            openai: at most N requests per minute (FEEDLINE_RPM); the\n"
             "                     endpoint's x-ratelimit headers also apply (the lower wins)\n"
             "  --tpm N            openai: at most N tokens per minute (FEEDLINE_TPM)\n"
+            "  --batch            openai: send the per-conversation phases through the Batch\n"
+            "                     API (half price, no per-minute limits, answers within 24 h;\n"
+            "                     for backfills). Stop cancels the batches; resume polls them\n"
+            "                     again instead of sending their requests twice\n"
             "  --days N           only conversations created in the last N days (default: all)\n"
             "  --max N            at most N conversations, newest first (default: no limit)\n"
             "  --dry-run          classify and theme, store no themes or stories, keep a preview\n"
@@ -101,10 +105,10 @@ int cmd_run(int argc, char **argv) {
         {"no-stories", no_argument, NULL, 'S'},   {"vocab", required_argument, NULL, 'v'},
         {"json", no_argument, NULL, 'j'},         {"help", no_argument, NULL, 'h'},
         {"rpm", required_argument, NULL, 'r'},    {"tpm", required_argument, NULL, 't'},
-        {0}};
+        {"batch", no_argument, NULL, 'B'},        {0}};
     const char *db = NULL, *llm = NULL, *vocab_path = NULL;
     long long concurrency = LLM_DEFAULT_CONCURRENCY, days = 0, max = 0;
-    int dry = 0, stories = 1, json = 0, c;
+    int dry = 0, stories = 1, json = 0, batch = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -127,6 +131,7 @@ int cmd_run(int argc, char **argv) {
             if (cli_parse_int("--max", optarg, 1, 100000000, &max)) return EXIT_USAGE;
             break;
         case 'n': dry = 1; break;
+        case 'B': batch = 1; break;
         case 'S': stories = 0; break;
         case 'v': vocab_path = optarg; break;
         case 'j': json = 1; break;
@@ -148,9 +153,14 @@ int cmd_run(int argc, char **argv) {
                         "an endpoint without keys)\n");
         return EXIT_USAGE;
     }
+    if (batch && strcmp(llm, "openai") != 0) {
+        fprintf(stderr, "feedline run: --batch needs --llm openai (the Batch API)\n");
+        return EXIT_USAGE;
+    }
     vocab *v = cli_load_vocab(vocab_path);
     if (!v) return EXIT_FAILURE_;
     run_params p = {0};
+    p.batch = batch;
     p.days = (int)days;
     p.max_conversations = max;
     p.dry_run = dry;

@@ -77,6 +77,8 @@ static llm_provider *make_openai(const vocab *v, const run_record *run, store *s
     if (run->chat_model && run->chat_model[0]) c.chat_model = run->chat_model;
     if (run->embed_model && run->embed_model[0]) c.embed_model = run->embed_model;
     c.concurrency = run->concurrency > 0 ? (int)run->concurrency : LLM_DEFAULT_CONCURRENCY;
+    c.batch = run->batch; /* --batch: the Batch API, its batches recorded on the run */
+    c.batch_run_id = run->id;
     return llm_openai_new(&c, v, st, err, errlen);
 }
 

@@ -71,6 +71,7 @@ void llm_call_reset_result(llm_call *c) {
     c->error[0] = '\0';
     c->from_cache = 0;
     c->attempts = 0;
+    c->batched = 0;
     c->prompt_tokens = c->cached_tokens = c->completion_tokens = 0;
 }
 
@@ -91,4 +92,11 @@ double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t cached
 
 double llm_embed_cost_usd(const llm_provider *p, int64_t tokens) {
     return (double)tokens * p->usd_per_mtok_embed / 1e6;
+}
+
+double llm_call_cost_usd(const llm_provider *p, const llm_call *c) {
+    double usd = c->task == LLM_EMBED
+                     ? llm_embed_cost_usd(p, c->prompt_tokens)
+                     : llm_cost_usd(p, c->prompt_tokens, c->cached_tokens, c->completion_tokens);
+    return c->batched ? usd * LLM_BATCH_PRICE_FACTOR : usd;
 }

@@ -13,7 +13,8 @@
  * storing, so an offline answer and an OpenAI answer go through the same checks.
  *
  * Owns: prompts, HTTP, flow control, the cache. Must not write pipeline results or
- * run state (it may read/write only the llm_cache table, through store.h). */
+ * run state (it may read/write only the llm_cache table, through store.h, and in batch
+ * mode the run_batches rows of its run: the batch ids a resumed run polls again). */
 #ifndef FEEDLINE_LLM_H
 #define FEEDLINE_LLM_H
 
@@ -155,7 +156,10 @@ struct llm_call {
     float *vectors;             /* LLM_EMBED: ntexts * dim (owned by the call) */
     int dim;
     int from_cache;             /* answered from llm_cache without an HTTP request */
-    int attempts;               /* HTTP attempts made (0 offline / cached) */
+    int attempts;               /* HTTP attempts made (0 offline / cached); a request
+                                 * answered through the Batch API counts as one */
+    int batched;                /* answered through the Batch API (billed at
+                                 * LLM_BATCH_PRICE_FACTOR of the usual prices) */
     int64_t prompt_tokens;
     /* Of prompt_tokens, those the endpoint served from its prompt-prefix cache
      * (usage.prompt_tokens_details.cached_tokens; 0 when not reported). */
@@ -212,6 +216,10 @@ struct llm_provider {
     char embed_model[64];
     int embed_dim;        /* dimension of the vectors it produces */
     int max_embed_batch;  /* texts per LLM_EMBED call the provider accepts */
+    /* 0, or the calls the provider wants pending at once, when that is more than the
+     * run's concurrency (batch mode: every call of a phase goes into a few large
+     * batches, so the engine hands over all it can claim). */
+    int max_pending;
     /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
     double usd_per_mtok_prompt;
     double usd_per_mtok_cached;  /* prompt tokens the endpoint's prefix cache served */
@@ -231,6 +239,11 @@ double llm_cost_usd(const llm_provider *p, int64_t prompt_tokens, int64_t cached
                     int64_t completion_tokens);
 /* Estimated cost of embedding input tokens. */
 double llm_embed_cost_usd(const llm_provider *p, int64_t tokens);
+/* The Batch API's price as a share of the usual one (OpenAI: half). */
+#define LLM_BATCH_PRICE_FACTOR 0.5
+/* Estimated cost of one completed call: its tokens at the chat or embedding prices,
+ * times LLM_BATCH_PRICE_FACTOR when it was answered through the Batch API. */
+double llm_call_cost_usd(const llm_provider *p, const llm_call *c);
 
 /* Convenience wrappers. */
 static inline int llm_submit(llm_provider *p, llm_call *c) { return p->ops->submit(p, c); }
@@ -274,6 +287,19 @@ typedef struct llm_openai_config {
      * (ratelimit.h, store_budget.c), one per endpoint base URL. 1 = pace this process
      * alone (FEEDLINE_SHARED_BUDGET=0). */
     int own_budget;
+    /* Batch mode (feedline run --batch): the calls of the per-conversation tasks
+     * (classify, refine, facets, theme, embeddings) go through the Batch API (/files,
+     * /batches) instead of one request each; the other tasks (canonicalisation, story
+     * review and titles) and repair retries stay direct requests. Batches are recorded
+     * in run_batches under batch_run_id (needs the store), so a provider made for the
+     * resumed run polls them again instead of sending their requests twice. */
+    int batch;
+    int64_t batch_run_id;
+    int batch_poll_ms;          /* status polls per batch; 0 = 30000 */
+    int batch_gather_ms;        /* a batch is sent once no call came for this long; 0 = 2000 */
+    int batch_max_requests;     /* requests per batch (API: 50000); 0 = 50000 */
+    int64_t batch_max_bytes;    /* input file size (API: 200 MB); 0 = 190 MB */
+    int batch_max_pending;      /* calls taken at once (llm_provider.max_pending); 0 = 100000 */
 } llm_openai_config;
 
 /* Defaults, then the environment: OPENAI_API_KEY, OPENAI_BASE_URL (default
@@ -283,7 +309,9 @@ typedef struct llm_openai_config {
  * FEEDLINE_LLM_TIMEOUT_MS, FEEDLINE_LLM_MAX_ATTEMPTS, FEEDLINE_LLM_BACKOFF_MS,
  * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_CACHED, FEEDLINE_PRICE_COMPLETION,
  * FEEDLINE_PRICE_EMBED,
- * FEEDLINE_SHARED_BUDGET (0 = own_budget). The strings
+ * FEEDLINE_SHARED_BUDGET (0 = own_budget), FEEDLINE_BATCH_POLL_MS,
+ * FEEDLINE_BATCH_GATHER_MS, FEEDLINE_BATCH_MAX_REQUESTS, FEEDLINE_BATCH_MAX_BYTES,
+ * FEEDLINE_BATCH_MAX_PENDING (batch is set by the caller, from the run). The strings
  * point into the environment (valid while it is unchanged). */
 void llm_openai_config_from_env(llm_openai_config *c);
 /* st (may be NULL: no cache) is used from the provider's thread only, for the

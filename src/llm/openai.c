@@ -23,6 +23,12 @@
  *    unless the endpoint has rejected every request so far (REJECTED_FATAL of them):
  *    then the requests themselves are wrong for it, which is fatal too.
  *
+ * Batch mode (config batch, batch.c): the requests of the per-conversation tasks are
+ * built exactly as above, but instead of the send queue they go to the Batch API layer,
+ * which answers them through batch_result() with the response body of their line; the
+ * answer is then read by the same code as an HTTP answer (usage, validation, cache). A
+ * repair retry, or the retry of unusable embeddings, is a direct request.
+ *
  * Calls: a chat call is one request; an embedding call is split into requests of at
  * most embed_max_inputs texts and embed_max_tokens estimated tokens, after the texts
  * already in the cache are taken out (the embedding cache is per text, so a re-run
@@ -128,6 +134,7 @@ struct oa_provider {
     int fatal;
     int answered;         /* a 2xx was ever received */
     int rejected_in_a_row; /* other 4xx since the last 2xx */
+    oa_batcher *batcher;  /* batch mode, else NULL */
 };
 
 static oa_provider *as_oa(llm_provider *p) { return (oa_provider *)p; }
@@ -312,6 +319,13 @@ static oa_job *new_job(oa_call *oc) {
     return j;
 }
 
+/* Batch mode sends the per-conversation tasks through the Batch API; the others
+ * (canonicalisation, which waits on them, and the story phase's few calls) go direct. */
+static int batched_task(const oa_provider *p, enum llm_task t) {
+    return p->batcher && (t == LLM_CLASSIFY || t == LLM_REFINE || t == LLM_FACETS ||
+                          t == LLM_THEME || t == LLM_EMBED);
+}
+
 /* The chat request body; the same call always gives the same bytes (cache key). */
 static char *chat_body(const oa_provider *p, const llm_call *c, json_t *messages) {
     json_t *b = json_object();
@@ -449,8 +463,9 @@ static void start_chat(oa_provider *p, oa_call *oc) {
     j->messages = messages;
     j->req = new_request(p, p->chat_url);
     set_chat_body(j, body);
+    if (batched_task(p, c->task)) oa_batcher_add(p->batcher, 0, oc->key, body, strlen(body), 1, j);
+    else enqueue(p, j);
     free(body);
-    enqueue(p, j);
 }
 
 /* ------------------------------------------------------------ embeddings */
@@ -507,8 +522,14 @@ static void add_embed_job(oa_provider *p, oa_call *oc, size_t first, size_t n, i
     j->est_tokens = tokens;
     j->req = new_request(p, p->embed_url);
     httpc_request_body(j->req, body, strlen(body));
+    if (batched_task(p, LLM_EMBED)) {
+        char key[65];
+        oa_cache_key(p->base.embed_model, body, strlen(body), key);
+        oa_batcher_add(p->batcher, 1, key, body, strlen(body), (int)n, j);
+    } else {
+        enqueue(p, j);
+    }
     free(body);
-    enqueue(p, j);
 }
 
 static void start_embed(oa_provider *p, oa_call *oc) {
@@ -602,7 +623,7 @@ static void transient(oa_provider *p, oa_job *j, enum llm_status st, const char 
     delay_job(p, j, mono_ms() + d);
 }
 
-static void add_usage(oa_provider *p, oa_job *j, const json_t *env) {
+static void add_usage(oa_provider *p, oa_job *j, const json_t *env, int direct) {
     llm_call *c = j->owner->call;
     json_t *u = jx_obj(env, "usage");
     int64_t pt = jx_int(u, "prompt_tokens", -1), ct = jx_int(u, "completion_tokens", 0);
@@ -622,7 +643,7 @@ static void add_usage(oa_provider *p, oa_job *j, const json_t *env) {
     stat_add(&p->base.stats.prompt_tokens, pt);
     stat_add(&p->base.stats.cached_tokens, cached);
     stat_add(&p->base.stats.completion_tokens, ct);
-    rl_on_usage(&p->rl, j->est_tokens, pt + ct, mono_ms());
+    if (direct) rl_on_usage(&p->rl, j->est_tokens, pt + ct, mono_ms());
 }
 
 /* An unusable chat answer: one repair retry, then the call fails. */
@@ -757,11 +778,34 @@ static void on_success(oa_provider *p, oa_job *j) {
         transient(p, j, LLM_ERR_HTTP, "malformed response body (not a JSON object)");
         return;
     }
-    add_usage(p, j, env);
+    add_usage(p, j, env, 1);
     if (j->owner->call->task == LLM_EMBED) embed_answer(p, j, env);
     else chat_answer(p, j, env);
     json_decref(env);
 }
+
+/* A batch line's outcome for one of its requests (batch.c): the line's response body
+ * is read as the HTTP answer of the same request would be. */
+static void batch_result(void *ctx, void *job, const json_t *body, int usage,
+                         enum llm_status st, const char *error) {
+    oa_provider *p = ctx;
+    oa_job *j = job;
+    llm_call *c = j->owner->call;
+    if (!body) {
+        job_fail(p, j, st, "%s", error ? error : "the batch request failed");
+        return;
+    }
+    c->batched = 1;
+    if (usage) { /* a line serving identical requests is billed once */
+        c->attempts++;
+        stat_add(&p->base.stats.requests, 1);
+        add_usage(p, j, body, 0);
+    }
+    if (c->task == LLM_EMBED) embed_answer(p, j, body);
+    else chat_answer(p, j, body);
+}
+
+static void batch_fatal(void *ctx, const char *why) { fatal(ctx, "%s", why); }
 
 static void on_rate_limited(oa_provider *p, oa_job *j, int64_t now) {
     httpc_request *r = j->req;
@@ -931,6 +975,7 @@ static void cancel_jobs(oa_provider *p) {
     oa_job *j;
     while ((j = dequeue(p))) job_fail(p, j, LLM_ERR_CANCELLED, "cancelled");
     while (p->ndelayed) job_fail(p, p->delayed[--p->ndelayed], LLM_ERR_CANCELLED, "cancelled");
+    if (p->batcher) oa_batcher_fail_waiting(p->batcher, "cancelled");
 }
 
 /* Fatal error: every pending call completes cancelled, carrying the reason (its
@@ -962,7 +1007,9 @@ static int oa_submit(llm_provider *bp, llm_call *call) {
     return 0;
 }
 
-static int has_waiting_jobs(const oa_provider *p) { return p->q_head || p->ndelayed; }
+static int has_waiting_jobs(const oa_provider *p) {
+    return p->q_head || p->ndelayed || (p->batcher && oa_batcher_busy(p->batcher));
+}
 
 /* Drives sends, the HTTP loop and completions for up to timeout_ms; returns as soon
  * as something completed (after starting what can start), so the caller can submit
@@ -979,11 +1026,14 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         int64_t now = mono_ms();
         int64_t next_retry = promote_delayed(p, now);
         int64_t next_send = dispatch(p, now);
+        int64_t next_batch = p->batcher ? oa_batcher_step(p->batcher, now) : -1;
+        completed += deliver(p, p->nlive); /* a resumed batch may answer at once */
         oa_cache_flush(p->cache, 0);
         int64_t wait = deadline - now;
         if (completed > 0 || p->fatal) wait = 0;
         if (next_send >= 0 && next_send < wait) wait = next_send;
         if (next_retry >= 0 && next_retry < wait) wait = next_retry;
+        if (next_batch >= 0 && next_batch < wait) wait = next_batch;
         if (httpc_in_flight(p->http) > 0) {
             if (httpc_poll(p->http, (int)wait) < 0) fatal(p, "the HTTP client failed (libcurl)");
         } else if (wait > 0 && has_waiting_jobs(p)) {
@@ -1013,6 +1063,8 @@ static size_t oa_pending(llm_provider *bp) { return as_oa(bp)->nlive; }
 static void oa_cancel_all(llm_provider *bp) {
     oa_provider *p = as_oa(bp);
     cancel_jobs(p);
+    /* A stop: the batches are cancelled too; a resume reads what they answered. */
+    if (p->batcher) oa_batcher_cancel_remote(p->batcher);
     /* Calls submitted by the done callbacks below wait for the next poll. */
     size_t n = 0;
     for (oa_call *oc = p->done_head; oc; oc = oc->done_next) n++;
@@ -1030,6 +1082,7 @@ static void oa_destroy(llm_provider *bp) {
         oc->call->priv = NULL;
         free_oa_call(oc);
     }
+    oa_batcher_free(p->batcher);
     httpc_free(p->http);
     oa_cache_free(p->cache);
     prompts_free(p->prompts);
@@ -1154,6 +1207,11 @@ void llm_openai_config_from_env(llm_openai_config *c) {
     c->usd_embed = env_num("FEEDLINE_PRICE_EMBED", -1);
     const char *shared = env_str("FEEDLINE_SHARED_BUDGET");
     c->own_budget = shared && !strcmp(shared, "0");
+    c->batch_poll_ms = (int)env_num("FEEDLINE_BATCH_POLL_MS", 0);
+    c->batch_gather_ms = (int)env_num("FEEDLINE_BATCH_GATHER_MS", 0);
+    c->batch_max_requests = (int)env_num("FEEDLINE_BATCH_MAX_REQUESTS", 0);
+    c->batch_max_bytes = (int64_t)env_num("FEEDLINE_BATCH_MAX_BYTES", 0);
+    c->batch_max_pending = (int)env_num("FEEDLINE_BATCH_MAX_PENDING", 0);
 }
 
 static int model_name_ok(const char *m) {
@@ -1210,6 +1268,27 @@ static void share_budget(oa_provider *p, const llm_openai_config *c, store *st,
     rl_share(&p->rl, 1, mono_ms());
 }
 
+#define BATCH_MAX_PENDING 100000
+
+static void start_batch_mode(oa_provider *p, const llm_openai_config *c, store *st,
+                             const char *base) {
+    oa_batch_cfg bc = {0};
+    bc.base_url = base;
+    bc.embed_base_url = c->embed_base_url;
+    bc.api_version = c->api_version;
+    bc.auth_name = p->auth_name;
+    bc.auth_value = p->auth_value;
+    bc.timeout_ms = p->timeout_ms;
+    bc.poll_ms = c->batch_poll_ms;
+    bc.gather_ms = c->batch_gather_ms;
+    bc.max_requests = c->batch_max_requests;
+    bc.max_bytes = c->batch_max_bytes;
+    bc.st = st;
+    bc.run_id = c->batch_run_id;
+    p->batcher = oa_batcher_new(&bc, p->http, batch_result, batch_fatal, p);
+    p->base.max_pending = c->batch_max_pending > 0 ? c->batch_max_pending : BATCH_MAX_PENDING;
+}
+
 llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct store *st,
                              char *err, size_t errlen) {
     if (check_config(c, err, errlen) != 0) return NULL;
@@ -1240,5 +1319,6 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
     rng_seed(&p->rng, c->seed ? c->seed : (uint64_t)mono_us());
     p->cache = oa_cache_new(st);
     p->prompts = prompts_new(v);
+    if (c->batch) start_batch_mode(p, c, st, base);
     return &p->base;
 }

@@ -93,6 +93,7 @@ static void account_usage(engine *e, const llm_call *c) {
     e->u_prompt += c->prompt_tokens;
     e->u_cached += c->cached_tokens;
     e->u_completion += c->completion_tokens;
+    e->u_cost += llm_call_cost_usd(e->llm, c);
 }
 
 static void on_call_done(llm_call *call);
@@ -319,10 +320,7 @@ static int flush(engine *e) {
     if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
         rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
                                  e->u_cache_hits, e->u_prompt, e->u_cached, e->u_completion,
-                                 e->ops->phase == PHASE_EMBEDDINGS
-                                     ? llm_embed_cost_usd(e->llm, e->u_prompt)
-                                     : llm_cost_usd(e->llm, e->u_prompt, e->u_cached,
-                                                    e->u_completion));
+                                 e->u_cost);
     if (rc == STORE_OK) rc = store_commit(e->st);
     if (rc != STORE_OK) {
         log_warn("run %lld: writing %s results failed (will retry): %s", (long long)e->run->id,
@@ -345,6 +343,7 @@ static int flush(engine *e) {
     if (n > 0) memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
     e->nfinished -= n;
     e->u_requests = e->u_cache_hits = e->u_prompt = e->u_cached = e->u_completion = 0;
+    e->u_cost = 0;
     return 0;
 }
 
@@ -463,6 +462,7 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
     e.run = run;
     e.ops = ops;
     e.concurrency = run->concurrency > 0 ? (int)run->concurrency : 1;
+    if (llm->max_pending > e.concurrency) e.concurrency = llm->max_pending; /* batch mode */
     e.group_max = ops->group_max ? ops->group_max : (size_t)llm->max_embed_batch;
     if (e.group_max < 1) e.group_max = 1;
     if (e.group_max > ENGINE_MAX_GROUP) e.group_max = ENGINE_MAX_GROUP;

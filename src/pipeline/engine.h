@@ -103,6 +103,7 @@ struct engine {
     size_t nwarnings, warnings_cap;
     /* Usage not yet written. */
     int64_t u_requests, u_cache_hits, u_prompt, u_cached, u_completion;
+    double u_cost; /* llm_call_cost_usd of the calls (batch answers at the batch price) */
     /* Totals for progress. */
     int64_t total, done, failed;
     /* Items whose claims another process took over after ours ran out (a pause past

@@ -43,6 +43,7 @@ static json_t *status_without_warnings(store *s, const run_record *r, int64_t no
     json_object_set_new(o, "max_conversations",
                         r->max_conversations ? json_integer(r->max_conversations) : json_null());
     json_object_set_new(o, "concurrency", json_integer(r->concurrency));
+    json_object_set_new(o, "batch", json_boolean(r->batch));
     int64_t end = r->completed_at ? r->completed_at : now;
     json_object_set_new(o, "duration_seconds", json_real(round1((double)(end - r->started_at))));
 

@@ -290,6 +290,27 @@ static const char MIGRATION_5[] =
  * is taken over without waiting for its lease. SQLite leaves it NULL (lease only). */
 static const char MIGRATION_6[] = "ALTER TABLE work_items ADD COLUMN owner_session BIGINT;";
 
+/* Migration 7: batch mode (feedline run --batch). The run remembers that it sends its
+ * per-conversation phases through the OpenAI Batch API, and every batch it created:
+ * a resumed run polls the same batches instead of sending their requests again.
+ * custom_ids: the request keys of the batch, one per line (the LLM cache key of the
+ * request body), so a resumed run knows which of its calls a batch already carries.
+ * done = 1 once the batch's output was read (or it is gone): nothing left to poll. */
+static const char MIGRATION_7[] =
+    "ALTER TABLE pipeline_runs ADD COLUMN batch BIGINT NOT NULL DEFAULT 0;"
+    "CREATE TABLE run_batches ("
+    " batch_id TEXT PRIMARY KEY,"
+    " run_id BIGINT NOT NULL REFERENCES pipeline_runs(id) ON DELETE CASCADE,"
+    " endpoint TEXT NOT NULL,"
+    " input_file_id TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " requests BIGINT NOT NULL DEFAULT 0,"
+    " custom_ids TEXT NOT NULL DEFAULT '',"
+    " done BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL);"
+    "CREATE INDEX run_batches_run ON run_batches(run_id, done);";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
@@ -297,5 +318,6 @@ const migration MIGRATIONS[] = {
     {4, "story lifecycle, reviews and exports", MIGRATION_4},
     {5, "cached prompt tokens", MIGRATION_5},
     {6, "claim sessions", MIGRATION_6},
+    {7, "batch mode", MIGRATION_7},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

@@ -86,6 +86,7 @@ typedef struct run_params {
     const char *llm;           /* "local" | "openai" */
     const char *chat_model;
     const char *embed_model;
+    int batch;                 /* per-conversation phases through the OpenAI Batch API */
 } run_params;
 
 typedef struct run_record {
@@ -111,6 +112,7 @@ typedef struct run_record {
     int64_t llm_requests, llm_cache_hits, prompt_tokens, completion_tokens;
     double cost_usd;
     int64_t cached_tokens;
+    int batch;            /* run_params.batch */
 } run_record;
 void run_record_free(run_record *r);
 
@@ -418,6 +420,25 @@ int store_cache_get(store *s, const char *key, char **response, int64_t *prompt_
 int store_cache_put(store *s, const char *key, const char *model, const char *task,
                     const char *response, int64_t prompt_tokens, int64_t completion_tokens,
                     int64_t now);
+
+/* ---------------------------------------------------------------- run batches */
+/* The OpenAI batches of a batch-mode run (store_batch.c), written by the LLM provider
+ * (the only run state it writes: the batch ids a resumed run must poll again). */
+typedef struct run_batch_row {
+    char *batch_id, *endpoint, *input_file_id, *status;
+    char *custom_ids; /* request keys, '\n'-separated */
+    int64_t requests;
+    int done;
+} run_batch_row;
+void run_batch_rows_free(run_batch_row *rows, size_t n);
+int store_batch_put(store *s, int64_t run_id, const char *batch_id, const char *endpoint,
+                    const char *input_file_id, const char *status, int64_t requests,
+                    const char *custom_ids, int64_t now);
+/* Sets the status, and done when the batch needs no more polling. */
+int store_batch_set_status(store *s, const char *batch_id, const char *status, int done,
+                           int64_t now);
+/* The run's batches in creation order; only those not done unless all. */
+int store_batch_list(store *s, int64_t run_id, int all, run_batch_row **rows, size_t *n);
 
 /* ---------------------------------------------------------------- sync state */
 /* Small key/value state of incremental sources (store_sync.c). Keys are namespaced by

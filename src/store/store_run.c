@@ -45,7 +45,7 @@ void run_record_free(run_record *r) {
     " r.preview,"                                                                       \
     " COALESCE(u.requests, 0), COALESCE(u.cache_hits, 0), COALESCE(u.prompt_tokens, 0)," \
     " COALESCE(u.completion_tokens, 0), COALESCE(u.cost_usd, 0),"                       \
-    " COALESCE(u.cached_tokens, 0)"                                                     \
+    " COALESCE(u.cached_tokens, 0), r.batch"                                            \
     RUN_COUNTERS(COUNTER_COL)                                                           \
     " FROM pipeline_runs r LEFT JOIN (SELECT run_id, SUM(requests) AS requests,"        \
     " SUM(cache_hits) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"              \
@@ -84,6 +84,7 @@ static void read_run(db_stmt *st, run_record *r) {
     r->completion_tokens = db_col_int(st, i++);
     r->cost_usd = db_col_double(st, i++);
     r->cached_tokens = db_col_int(st, i++);
+    r->batch = (int)db_col_int(st, i++);
 #define READ_COUNTER(n) r->n = db_col_int(st, i++);
     RUN_COUNTERS(READ_COUNTER)
 #undef READ_COUNTER
@@ -94,8 +95,8 @@ int store_run_create(store *s, const run_params *p, int64_t now, int64_t *run_id
     db_stmt *st = store_stmt(s,
         "INSERT INTO pipeline_runs (started_at, date_from, date_to, status, active_slot,"
         " current_phase, dry_run, auto_create_stories, days, max_conversations, concurrency,"
-        " llm, chat_model, embed_model, heartbeat_at)"
-        " VALUES (?, ?, ?, 'running', 1, 'classification', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " llm, chat_model, embed_model, heartbeat_at, batch)"
+        " VALUES (?, ?, ?, 'running', 1, 'classification', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " RETURNING id");
     if (!st) return STORE_ERR;
     int i = 1;
@@ -112,6 +113,7 @@ int store_run_create(store *s, const run_params *p, int64_t now, int64_t *run_id
     db_bind_text(st, i++, p->chat_model);
     db_bind_text(st, i++, p->embed_model);
     db_bind_int(st, i++, now);
+    db_bind_int(st, i++, p->batch ? 1 : 0);
     int rc = db_step(st);
     if (rc == DB_ROW) {
         *run_id = db_col_int(st, 0);

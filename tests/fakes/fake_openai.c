@@ -48,6 +48,21 @@
  * request's cached_tokens is the longest of its boundary prefixes already there, 0
  * when none. Counted per task in /_stats (cached_tokens).
  *
+ * Batch API: POST .../files (multipart/form-data, purpose=batch, the JSONL file),
+ * POST .../batches ({"input_file_id", "endpoint", "completion_window"}), GET
+ * .../batches/ID, POST .../batches/ID/cancel and GET .../files/ID/content. Each line of
+ * a batch is answered exactly as its chat or embeddings request would be (the same
+ * handlers, without transport faults), batch_delay_ms after the batch was created (the
+ * status polls see validating/in_progress until then). Per line, batch_line_error (a
+ * rate, drawn like the faults from the custom_id and how many times it was seen) makes
+ * it an error line (HTTP 500 in the error file). batch_expire_frac < 1 makes batches
+ * expire with only that share of their lines answered (the rest in the error file with
+ * code batch_expired). A cancelled batch answers the share of its delay that had
+ * passed when the cancel arrived (code batch_cancelled for the rest). /_stats counts
+ * files_uploaded, batch_lines_uploaded, batch_duplicate_lines (custom_ids uploaded
+ * before), batches_created, batch_polls, batch_cancels, batch_downloads,
+ * batch_line_errors, and lists the batches (id, status, requests, polls).
+ *
  * Single-threaded: the handler runs on the server loop, so its state needs no lock. */
 #include <getopt.h>
 #include <math.h>
@@ -84,6 +99,9 @@ typedef struct fake_config {
     uint64_t seed;
     char *require_key;
     int no_prompt_cache; /* answer as a server without usage details (no cache) */
+    double batch_delay_ms;
+    double batch_line_error;
+    double batch_expire_frac; /* 1 = batches do not expire */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -107,7 +125,18 @@ typedef struct counters {
     int64_t prompt_tokens, completion_tokens, cached_tokens;
     task_stat tasks[LLM_TASK_COUNT];
     uint64_t canon_proposals, canon_max_proposals; /* proposals per canonicalisation */
+    uint64_t files_uploaded, batch_lines_uploaded, batch_duplicate_lines, batches_created;
+    uint64_t batch_polls, batch_cancels, batch_downloads, batch_line_errors;
 } counters;
+
+typedef struct fbatch {
+    char id[40], input_file_id[40], output_file_id[40], error_file_id[40];
+    char endpoint[96];
+    char status[16];
+    json_t *lines;        /* [{"custom_id", "body"}] */
+    int64_t created_ms, cancel_ms;
+    int64_t polls, completed, failed;
+} fbatch;
 
 typedef struct fake {
     fh_server *srv;
@@ -124,6 +153,12 @@ typedef struct fake {
     tsq accepted, arrivals;
     counters c;
     int64_t t0_ms;
+    strmap_t files;      /* file id -> content (char *) */
+    strmap_t uploaded;   /* custom_ids ever uploaded */
+    strmap_t line_seen;  /* custom_id -> times answered in a batch (uintptr_t) */
+    fbatch **batches;
+    size_t nbatches, batches_cap;
+    uint64_t next_file, next_batch;
 } fake;
 
 static fh_server *g_server; /* for the signal handler only */
@@ -363,15 +398,14 @@ static void customer_parts(const char *text, buf_t *first, buf_t *all) {
     }
 }
 
-/* The chat answer's content, or NULL with an HTTP error sent. */
-static char *chat_content(fake *f, fh_request *req, const json_t *body, int *task) {
+/* The chat answer's content, or NULL with why (an HTTP 400 for the caller). */
+static char *chat_content(fake *f, const json_t *body, int *task, char *why, size_t whylen) {
     const char *msg = task_message(jx_arr(body, "messages"));
     prompt_blocks b;
     if (!msg || prompts_parse_user(msg, &b) != 0 || b.task < 0 || b.task == LLM_EMBED) {
         if (msg) prompt_blocks_free(&b);
         f->c.bad_requests++;
-        respond_error(req, 400, "invalid_request_error", NULL,
-                      "the user message has no known \"Task:\" line");
+        snprintf(why, whylen, "the user message has no known \"Task:\" line");
         return NULL;
     }
     *task = b.task;
@@ -398,7 +432,7 @@ static char *chat_content(fake *f, fh_request *req, const json_t *body, int *tas
         out = jx_dump(c.answer);
     } else {
         f->c.bad_requests++;
-        respond_error(req, 400, "invalid_request_error", NULL, c.error[0] ? c.error : "no answer");
+        snprintf(why, whylen, "%s", c.error[0] ? c.error : "no answer");
     }
     llm_call_reset_result(&c);
     json_decref(c.args);
@@ -425,14 +459,14 @@ static json_t *chat_envelope(const char *model, const char *content, int64_t pt,
                      choice, "usage", usage);
 }
 
-/* The embeddings response text, or NULL with an HTTP error sent. */
-static char *embeddings_text(fake *f, fh_request *req, const json_t *body, int types_fault,
-                             size_t *ninputs, int64_t *tokens) {
+/* The embeddings response text, or NULL with why (an HTTP 400 for the caller). */
+static char *embeddings_text(fake *f, const json_t *body, int types_fault, size_t *ninputs,
+                             int64_t *tokens, char *why, size_t whylen) {
     json_t *input = json_object_get(body, "input");
     size_t n = json_is_array(input) ? json_array_size(input) : json_is_string(input) ? 1 : 0;
     if (n == 0) {
         f->c.bad_requests++;
-        respond_error(req, 400, "invalid_request_error", NULL, "input must be a string or a list");
+        snprintf(why, whylen, "input must be a string or a list");
         return NULL;
     }
     const char **texts = xcalloc(n, sizeof *texts);
@@ -443,7 +477,7 @@ static char *embeddings_text(fake *f, fh_request *req, const json_t *body, int t
         if (!texts[i] || !texts[i][0]) {
             free(texts);
             f->c.bad_requests++;
-            respond_error(req, 400, "invalid_request_error", NULL, "inputs must be non-empty strings");
+            snprintf(why, whylen, "inputs must be non-empty strings");
             return NULL;
         }
         bytes += (int64_t)strlen(texts[i]);
@@ -482,7 +516,7 @@ static char *embeddings_text(fake *f, fh_request *req, const json_t *body, int t
     if (!ok) {
         buf_free(&b);
         f->c.bad_requests++;
-        respond_error(req, 400, "invalid_request_error", NULL, "cannot embed the inputs");
+        snprintf(why, whylen, "cannot embed the inputs");
         return NULL;
     }
     return buf_detach(&b);
@@ -516,10 +550,10 @@ static int admit(fake *f, fh_request *req, int64_t now) {
 }
 
 /* The chat completion text (envelope) for a request, with the content faults
- * applied; NULL when an error was sent instead. */
-static char *chat_text(fake *f, fh_request *req, const json_t *body, size_t body_len, int fault,
-                       int *task) {
-    char *content = chat_content(f, req, body, task);
+ * applied; NULL with why when the request is bad (HTTP 400). */
+static char *chat_text(fake *f, uint64_t id, const json_t *body, size_t body_len, int fault,
+                       int *task, char *why, size_t whylen) {
+    char *content = chat_content(f, body, task, why, whylen);
     if (!content) return NULL;
     f->c.chat++;
     if (fault == F_NONJSON) {
@@ -544,7 +578,7 @@ static char *chat_text(fake *f, fh_request *req, const json_t *body, size_t body
     }
     f->c.completion_tokens += ct;
     const char *model = jx_str(body, "model");
-    json_t *env = chat_envelope(model ? model : "fake", content, pt, cached, ct, fh_req_id(req));
+    json_t *env = chat_envelope(model ? model : "fake", content, pt, cached, ct, id);
     char *text = jx_dump(env);
     json_decref(env);
     free(content);
@@ -557,19 +591,24 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
                    int embeddings, int64_t now, int64_t delay) {
     char *text = NULL;
     int task = LLM_EMBED;
+    char why[300] = "";
     if (embeddings) {
         size_t n = 0;
         int64_t tokens = 0;
-        text = embeddings_text(f, req, body, fault == F_TYPES || fault == F_NONJSON, &n, &tokens);
+        text = embeddings_text(f, body, fault == F_TYPES || fault == F_NONJSON, &n, &tokens, why,
+                               sizeof why);
         if (text) {
             f->c.embeddings++;
             f->c.embedding_inputs += n;
             f->c.prompt_tokens += tokens;
         }
     } else {
-        text = chat_text(f, req, body, body_len, fault, &task);
+        text = chat_text(f, fh_req_id(req), body, body_len, fault, &task, why, sizeof why);
     }
-    if (!text) return;
+    if (!text) {
+        respond_error(req, 400, "invalid_request_error", NULL, why);
+        return;
+    }
     if (task >= 0 && task < LLM_TASK_COUNT && f->cfg.task_latency_ms[task] >= 0)
         delay = (int64_t)(f->cfg.task_latency_ms[task] + 0.5);
     count_task(f, task, now, now + delay);
@@ -619,6 +658,333 @@ static void api_request(fake *f, fh_request *req, int embeddings) {
     json_decref(body);
 }
 
+/* ------------------------------------------------------------ Batch API */
+
+static const char *path_after(const char *path, const char *marker) {
+    const char *p = strstr(path, marker);
+    return p ? p + strlen(marker) : NULL;
+}
+
+/* The "file" part of a multipart/form-data body, or NULL. */
+static char *multipart_file(fh_request *req, size_t *outlen) {
+    const char *ct = fh_req_header(req, "Content-Type");
+    const char *bd = ct ? strstr(ct, "boundary=") : NULL;
+    if (!bd) return NULL;
+    char delim[200];
+    snprintf(delim, sizeof delim, "--%.*s", (int)strcspn(bd + 9, "; \r\n"), bd + 9);
+    size_t len;
+    const char *body = fh_req_body(req, &len), *end = body + len;
+    const char *p = body;
+    size_t dl = strlen(delim);
+    while (p && p < end) {
+        const char *part = memmem(p, (size_t)(end - p), delim, dl);
+        if (!part) return NULL;
+        part += dl;
+        const char *hdr_end = memmem(part, (size_t)(end - part), "\r\n\r\n", 4);
+        if (!hdr_end) return NULL;
+        const char *content = hdr_end + 4;
+        const char *next = memmem(content, (size_t)(end - content), delim, dl);
+        if (!next) return NULL;
+        size_t hl = (size_t)(hdr_end - part);
+        if (memmem(part, hl, "name=\"file\"", 11)) {
+            size_t n = (size_t)(next - content);
+            if (n >= 2 && content[n - 2] == '\r' && content[n - 1] == '\n') n -= 2;
+            *outlen = n;
+            return xstrndup(content, n);
+        }
+        p = next;
+    }
+    return NULL;
+}
+
+static char *new_file(fake *f, char *content) {
+    char id[40];
+    snprintf(id, sizeof id, "file-fake%llu", (unsigned long long)++f->next_file);
+    free(strmap_put(&f->files, id, content));
+    return xstrdup(id);
+}
+
+static void h_file_upload(fake *f, fh_request *req) {
+    size_t n = 0;
+    char *content = multipart_file(req, &n);
+    if (!content) {
+        f->c.bad_requests++;
+        respond_error(req, 400, "invalid_request_error", NULL, "expected a multipart file");
+        return;
+    }
+    f->c.files_uploaded++;
+    char *id = new_file(f, content);
+    respond_json(req, 200, json_pack("{ss ss sI ss ss}", "id", id, "object", "file", "bytes",
+                                     (json_int_t)n, "purpose", "batch", "filename",
+                                     "batch.jsonl"));
+    free(id);
+}
+
+static fbatch *find_batch(fake *f, const char *id, size_t idlen) {
+    for (size_t i = 0; i < f->nbatches; i++)
+        if (strlen(f->batches[i]->id) == idlen && !strncmp(f->batches[i]->id, id, idlen))
+            return f->batches[i];
+    return NULL;
+}
+
+static json_t *batch_json(const fbatch *b) {
+    json_t *o = json_pack("{ss ss ss ss ss ss s{sIsIsI}}", "id", b->id, "object", "batch",
+                          "endpoint", b->endpoint, "input_file_id", b->input_file_id,
+                          "completion_window", "24h", "status", b->status, "request_counts",
+                          "total", (json_int_t)json_array_size(b->lines), "completed",
+                          (json_int_t)b->completed, "failed", (json_int_t)b->failed);
+    json_object_set_new(o, "output_file_id",
+                        b->output_file_id[0] ? json_string(b->output_file_id) : json_null());
+    json_object_set_new(o, "error_file_id",
+                        b->error_file_id[0] ? json_string(b->error_file_id) : json_null());
+    return o;
+}
+
+static void h_batch_create(fake *f, fh_request *req) {
+    size_t len;
+    const char *raw = fh_req_body(req, &len);
+    json_t *o = json_loadb(raw, len, 0, NULL);
+    const char *fid = jx_str(o, "input_file_id"), *endpoint = jx_str(o, "endpoint");
+    const char *content = fid ? strmap_get(&f->files, fid) : NULL;
+    if (!content || !endpoint ||
+        (!strstr(endpoint, "/chat/completions") && !strstr(endpoint, "/embeddings"))) {
+        json_decref(o);
+        f->c.bad_requests++;
+        respond_error(req, 400, "invalid_request_error", NULL,
+                      "input_file_id and a supported endpoint are required");
+        return;
+    }
+    fbatch *b = xcalloc(1, sizeof *b);
+    snprintf(b->id, sizeof b->id, "batch_fake%llu", (unsigned long long)++f->next_batch);
+    snprintf(b->input_file_id, sizeof b->input_file_id, "%s", fid);
+    snprintf(b->endpoint, sizeof b->endpoint, "%s", endpoint);
+    snprintf(b->status, sizeof b->status, "validating");
+    b->lines = json_array();
+    b->created_ms = mono_ms();
+    b->cancel_ms = -1;
+    strmap_t in_batch = STRMAP_INIT;
+    const char *why = NULL;
+    for (const char *p = content; *p && !why;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (n > 0) {
+            json_t *line = json_loadb(p, n, 0, NULL);
+            const char *cid = jx_str(line, "custom_id"), *url = jx_str(line, "url");
+            if (!cid || !url || strcmp(url, endpoint) || !json_is_object(jx_obj(line, "body")))
+                why = "every line needs custom_id, the batch's url and a body";
+            else if (strmap_has(&in_batch, cid))
+                why = "custom_id values must be unique within a batch";
+            else {
+                strmap_put(&in_batch, cid, NULL);
+                if (strmap_has(&f->uploaded, cid)) f->c.batch_duplicate_lines++;
+                strmap_put(&f->uploaded, cid, NULL);
+                json_array_append_new(b->lines, json_pack("{sssO}", "custom_id", cid, "body",
+                                                          jx_obj(line, "body")));
+            }
+            json_decref(line);
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    strmap_free(&in_batch, NULL);
+    json_decref(o);
+    if (why || !json_array_size(b->lines)) {
+        json_decref(b->lines);
+        free(b);
+        f->c.bad_requests++;
+        respond_error(req, 400, "invalid_request_error", NULL, why ? why : "the file is empty");
+        return;
+    }
+    f->c.batches_created++;
+    f->c.batch_lines_uploaded += json_array_size(b->lines);
+    XGROW(f->batches, f->batches_cap, f->nbatches + 1);
+    f->batches[f->nbatches++] = b;
+    respond_json(req, 200, batch_json(b));
+}
+
+/* One line answered as its direct request would be; 0, or -1 with an error object. */
+static char *batch_line(fake *f, const fbatch *b, const json_t *line, size_t i) {
+    const char *cid = jx_str(line, "custom_id");
+    json_t *body = jx_obj(line, "body");
+    uintptr_t seen = (uintptr_t)strmap_get(&f->line_seen, cid);
+    strmap_put(&f->line_seen, cid, (void *)(seen + 1));
+    char rid[96];
+    snprintf(rid, sizeof rid, "batch_req_%s_%zu", b->id, i);
+    if (f->cfg.batch_line_error > 0) {
+        uint64_t x = hash_mix64(fnv1a64(cid, strlen(cid)) ^ hash_mix64(f->cfg.seed) ^
+                                hash_mix64(seen + 0x51ed));
+        double u = (double)(x >> 11) / 9007199254740992.0;
+        if (u < f->cfg.batch_line_error) {
+            f->c.batch_line_errors++;
+            json_t *e = json_pack("{ss ss s{si s{s{ssss}}} sn}", "id", rid, "custom_id", cid,
+                                  "response", "status_code", 500, "body", "error", "message",
+                                  "The server had an error (injected)", "type", "server_error",
+                                  "error");
+            char *t = jx_dump(e);
+            json_decref(e);
+            return t;
+        }
+    }
+    char why[300] = "";
+    char *text = NULL;
+    int task = LLM_EMBED;
+    char *bs = jx_dump(body);
+    if (strstr(b->endpoint, "/embeddings")) {
+        size_t n = 0;
+        int64_t tokens = 0;
+        text = embeddings_text(f, body, 0, &n, &tokens, why, sizeof why);
+        if (text) {
+            f->c.embedding_inputs += n;
+            f->c.prompt_tokens += tokens;
+        }
+    } else {
+        text = chat_text(f, (uint64_t)i + 1, body, strlen(bs), F_NONE, &task, why, sizeof why);
+    }
+    free(bs);
+    int64_t now = mono_ms() - f->t0_ms;
+    count_task(f, task, now, now);
+    json_t *resp = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    json_t *l;
+    if (resp)
+        l = json_pack("{ss ss s{si ss so} sn}", "id", rid, "custom_id", cid, "response",
+                      "status_code", 200, "request_id", rid, "body", resp, "error");
+    else
+        l = json_pack("{ss ss s{si s{s{ssss}}} sn}", "id", rid, "custom_id", cid, "response",
+                      "status_code", 400, "body", "error", "message", why, "type",
+                      "invalid_request_error", "error");
+    char *t = jx_dump(l);
+    json_decref(l);
+    return t;
+}
+
+/* Ends a batch: the first `answered` lines are answered, the rest get `code`. */
+static void finalize_batch(fake *f, fbatch *b, const char *status, size_t answered,
+                           const char *code) {
+    buf_t out = BUF_INIT, err = BUF_INIT;
+    size_t i;
+    json_t *line;
+    json_array_foreach(b->lines, i, line) {
+        if (i < answered) {
+            char *t = batch_line(f, b, line, i);
+            json_t *o = json_loads(t, 0, NULL);
+            int ok = jx_int(jx_obj(o, "response"), "status_code", 0) == 200;
+            json_decref(o);
+            buf_t *dst = ok ? &out : &err;
+            buf_printf(dst, "%s\n", t);
+            if (ok) b->completed++;
+            else b->failed++;
+            free(t);
+        } else {
+            json_t *e = json_pack("{ss s{ssss} sn}", "custom_id", jx_str(line, "custom_id"),
+                                  "error", "code", code, "message",
+                                  "This request was not executed", "response");
+            char *t = jx_dump(e);
+            json_decref(e);
+            buf_printf(&err, "%s\n", t);
+            free(t);
+        }
+    }
+    if (out.len) {
+        char *id = new_file(f, buf_detach(&out));
+        snprintf(b->output_file_id, sizeof b->output_file_id, "%s", id);
+        free(id);
+    }
+    if (err.len) {
+        char *id = new_file(f, buf_detach(&err));
+        snprintf(b->error_file_id, sizeof b->error_file_id, "%s", id);
+        free(id);
+    }
+    buf_free(&out);
+    buf_free(&err);
+    snprintf(b->status, sizeof b->status, "%s", status);
+}
+
+static void advance_batch(fake *f, fbatch *b) {
+    int64_t now = mono_ms();
+    size_t n = json_array_size(b->lines);
+    double delay = f->cfg.batch_delay_ms;
+    if (!strcmp(b->status, "cancelling")) {
+        double share = delay > 0 ? (double)(b->cancel_ms - b->created_ms) / delay : 1;
+        if (share > 1) share = 1;
+        finalize_batch(f, b, "cancelled", (size_t)floor(share * (double)n), "batch_cancelled");
+        return;
+    }
+    if (strcmp(b->status, "validating") && strcmp(b->status, "in_progress")) return;
+    if ((double)(now - b->created_ms) < delay) {
+        snprintf(b->status, sizeof b->status, "in_progress");
+        return;
+    }
+    if (f->cfg.batch_expire_frac < 1)
+        finalize_batch(f, b, "expired", (size_t)floor(f->cfg.batch_expire_frac * (double)n),
+                       "batch_expired");
+    else
+        finalize_batch(f, b, "completed", n, NULL);
+}
+
+/* GET .../batches/ID, POST .../batches/ID/cancel */
+static void h_batch(fake *f, fh_request *req, const char *rest, int cancel) {
+    size_t idlen = strcspn(rest, "/");
+    fbatch *b = find_batch(f, rest, idlen);
+    if (!b) {
+        respond_error(req, 404, "invalid_request_error", NULL, "no such batch");
+        return;
+    }
+    if (cancel) {
+        f->c.batch_cancels++;
+        advance_batch(f, b); /* a batch already done stays as it is */
+        if (!strcmp(b->status, "validating") || !strcmp(b->status, "in_progress")) {
+            snprintf(b->status, sizeof b->status, "cancelling");
+            b->cancel_ms = mono_ms();
+        }
+    } else {
+        f->c.batch_polls++;
+        b->polls++;
+        advance_batch(f, b);
+    }
+    respond_json(req, 200, batch_json(b));
+}
+
+static void h_file_content(fake *f, fh_request *req, const char *rest) {
+    size_t idlen = strcspn(rest, "/");
+    char id[64];
+    snprintf(id, sizeof id, "%.*s", (int)(idlen < 63 ? idlen : 63), rest);
+    const char *content = strmap_get(&f->files, id);
+    if (!content) {
+        respond_error(req, 404, "invalid_request_error", NULL, "no such file");
+        return;
+    }
+    f->c.batch_downloads++;
+    fh_respond(req, 200, "application/jsonl", content, strlen(content));
+}
+
+/* Routes of the Batch API; 1 when the request was one of them. */
+static int batch_route(fake *f, fh_request *req, const char *method, const char *path) {
+    const char *rest;
+    int post = !strcmp(method, "POST"), get = !strcmp(method, "GET");
+    if (!authorized(f, req) && (strstr(path, "/files") || strstr(path, "/batches"))) {
+        f->c.unauthorized++;
+        respond_error(req, 401, "invalid_request_error", "invalid_api_key",
+                      "Incorrect API key provided.");
+        return 1;
+    }
+    size_t plen = strlen(path);
+    if (post && plen >= 6 && !strcmp(path + plen - 6, "/files")) {
+        h_file_upload(f, req);
+    } else if (post && plen >= 8 && !strcmp(path + plen - 8, "/batches")) {
+        h_batch_create(f, req);
+    } else if ((rest = path_after(path, "/batches/")) && *rest) {
+        const char *slash = strchr(rest, '/');
+        if (post && slash && !strcmp(slash, "/cancel")) h_batch(f, req, rest, 1);
+        else if (get && !slash) h_batch(f, req, rest, 0);
+        else return 0;
+    } else if (get && (rest = path_after(path, "/files/")) && strstr(rest, "/content")) {
+        h_file_content(f, req, rest);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------ admin */
 
 static json_t *stats_json(fake *f) {
@@ -663,6 +1029,21 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "max_conns_open", json_integer(s.max_conns_open));
     json_object_set_new(o, "aborted", json_integer((json_int_t)s.aborted));
     json_object_set_new(o, "now_ms", json_integer(mono_ms() - f->t0_ms));
+#define BATCH_COUNTER(n) json_object_set_new(o, #n, json_integer((json_int_t)f->c.n));
+    BATCH_COUNTER(files_uploaded) BATCH_COUNTER(batch_lines_uploaded)
+    BATCH_COUNTER(batch_duplicate_lines) BATCH_COUNTER(batches_created)
+    BATCH_COUNTER(batch_polls) BATCH_COUNTER(batch_cancels) BATCH_COUNTER(batch_downloads)
+    BATCH_COUNTER(batch_line_errors)
+#undef BATCH_COUNTER
+    json_t *batches = json_array();
+    for (size_t i = 0; i < f->nbatches; i++) {
+        const fbatch *b = f->batches[i];
+        json_array_append_new(batches, json_pack("{ss ss sI sI ss}", "id", b->id, "status",
+                                                 b->status, "requests",
+                                                 (json_int_t)json_array_size(b->lines), "polls",
+                                                 (json_int_t)b->polls, "endpoint", b->endpoint));
+    }
+    json_object_set_new(o, "batches", batches);
     return o;
 }
 
@@ -708,6 +1089,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else if (!strcmp(k, "window_ms") && d >= 1) c.window_ms = (int64_t)d;
         else if (!strcmp(k, "retry_after_ms")) c.retry_after_ms = (int64_t)d;
         else if (!strcmp(k, "prompt_cache")) c.no_prompt_cache = d == 0;
+        else if (!strcmp(k, "batch_delay_ms")) c.batch_delay_ms = d;
+        else if (!strcmp(k, "batch_line_error") && d <= 1) c.batch_line_error = d;
+        else if (!strcmp(k, "batch_expire_frac") && d <= 1) c.batch_expire_frac = d;
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
@@ -718,6 +1102,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.retry_after_ms = c.retry_after_ms;
     memcpy(f->cfg.fault, c.fault, sizeof c.fault);
     f->cfg.no_prompt_cache = c.no_prompt_cache;
+    f->cfg.batch_delay_ms = c.batch_delay_ms;
+    f->cfg.batch_line_error = c.batch_line_error;
+    f->cfg.batch_expire_frac = c.batch_expire_frac;
     return 0;
 }
 
@@ -745,6 +1132,8 @@ static void handle(fh_request *req, void *ctx) {
         api_request(f, req, 0);
     } else if (!strcmp(method, "POST") && plen >= 11 && !strcmp(path + plen - 11, "/embeddings")) {
         api_request(f, req, 1);
+    } else if (batch_route(f, req, method, path)) {
+        /* answered */
     } else {
         f->c.other++;
         respond_error(req, 404, "invalid_request_error", NULL, "no such endpoint");
@@ -839,6 +1228,8 @@ int main(int argc, char **argv) {
     f.cfg.window_ms = 60000;
     f.cfg.retry_after_ms = 1000;
     f.cfg.seed = 1;
+    f.cfg.batch_delay_ms = 300;
+    f.cfg.batch_expire_frac = 1;
     const char *vocab_path = NULL;
     double port = 0, maxconn = 0;
     int rc = parse_args(argc, argv, &f, &vocab_path, &port, &maxconn);
@@ -881,6 +1272,14 @@ int main(int argc, char **argv) {
     llm_provider_destroy(f.local);
     vocab_free(f.v);
     strmap_free(&f.seen, NULL);
+    strmap_free(&f.files, free);
+    strmap_free(&f.uploaded, NULL);
+    strmap_free(&f.line_seen, NULL);
+    for (size_t i = 0; i < f.nbatches; i++) {
+        json_decref(f.batches[i]->lines);
+        free(f.batches[i]);
+    }
+    free(f.batches);
     strmap_free(&f.prefixes[0], NULL);
     strmap_free(&f.prefixes[1], NULL);
     free(f.accepted.t);
