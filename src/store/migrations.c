@@ -311,6 +311,12 @@ static const char MIGRATION_7[] =
     " updated_at BIGINT NOT NULL);"
     "CREATE INDEX run_batches_run ON run_batches(run_id, done);";
 
+/* A conversation's themes across runs: a story's evidence is joined to the theme of
+ * each of its conversations (story detail, description rendering), which scanned
+ * every theme per evidence row without it (minutes on a 100k-conversation run). */
+static const char MIGRATION_8[] =
+    "CREATE INDEX themes_conversation ON themes(conversation_id, run_id);";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
@@ -319,5 +325,6 @@ const migration MIGRATIONS[] = {
     {5, "cached prompt tokens", MIGRATION_5},
     {6, "claim sessions", MIGRATION_6},
     {7, "batch mode", MIGRATION_7},
+    {8, "themes by conversation", MIGRATION_8},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];
