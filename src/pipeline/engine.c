@@ -174,6 +174,12 @@ int engine_starved(const engine *e) {
     return e->in_flight < (size_t)e->concurrency && all_idle(e);
 }
 
+int engine_drained(const engine *e, enum run_phase phase) {
+    if (e->in_flight >= (size_t)e->concurrency) return 0;
+    const lane *l = e->by_phase[phase], *c = e->by_phase[PHASE_CLASSIFICATION];
+    return (!l || lane_idle(l)) && (!c || lane_idle(c));
+}
+
 void engine_abandon_held(engine *e, call_group *g) {
     e->held--;
     for (size_t i = 0; i < g->n; i++) free_item(e, g->items[i]);
@@ -270,12 +276,15 @@ static work_item *pop_ready(lane *l) {
 }
 
 /* Whether the lane's ready items make a call now: a full group, or (embeddings) a
- * partial one that has waited long enough, or that nothing else could use the slot
- * for (no other lane can start anything). */
+ * partial one that has waited long enough, or when no more of its work can come soon
+ * (classification has nothing left to start), or when nothing else could use the slot
+ * (no other lane can start anything). */
 static int group_due(const engine *e, const lane *l) {
     if (l->nready >= l->batch_target) return 1;
     if (!l->exhausted) return 0; /* claim more first */
     if (mono_ms() - l->ready_since_ms >= ENGINE_EMBED_WAIT_MS) return 1;
+    const lane *c = e->by_phase[PHASE_CLASSIFICATION];
+    if (!c || c == l || lane_idle(c)) return 1;
     for (size_t i = 0; i < e->nlanes; i++) {
         const lane *o = &e->lanes[i];
         if (o != l && !lane_idle(o)) return 0;
@@ -657,8 +666,8 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
     }
     e.nlanes = nops;
     /* A free slot goes to the latest phase with work ready: conversations in progress
-     * finish first. FEEDLINE_STREAM_ORDER=earlier (for measurements) prefers the
-     * earliest phase instead. */
+     * finish first, and the theme requests (the endpoint's heaviest) spread over the
+     * run. FEEDLINE_STREAM_ORDER=earlier (for measurements) prefers the earliest. */
     const char *order = getenv("FEEDLINE_STREAM_ORDER");
     int earlier = order && !strcmp(order, "earlier");
     for (size_t i = 0; i < nops; i++) {

@@ -175,6 +175,11 @@ int engine_submit(engine *e, call_group *g);
  * (nothing ready in any lane, nothing more to claim now): work held back should go
  * now, or the room is wasted. */
 int engine_starved(const engine *e);
+/* 1 when the engine has room for another call and neither the phase's lane nor
+ * classification (which seeds it) has anything to start now: no more of the phase's
+ * work can come soon, so work it holds back should go. In a one-phase engine, the
+ * same as engine_starved. */
+int engine_drained(const engine *e, enum run_phase phase);
 /* A held group is dropped on stop: its items are not written (released for resume). */
 void engine_abandon_held(engine *e, call_group *g);
 /* Aborts the phase with a fatal error (e.g. a store failure inside a callback). */

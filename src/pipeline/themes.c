@@ -406,7 +406,7 @@ static size_t sendable(const waitq *q) {
  * unused. */
 static void themes_pump(engine *e) {
     themes_ctx *tc = e->ctx[PHASE_THEMES];
-    int starved = engine_starved(e);
+    int starved = engine_drained(e, PHASE_THEMES);
     int64_t now = mono_ms();
     for (size_t i = 0; i < tc->areas.cap; i++) {
         waitq *q = tc->areas.vals[i];
