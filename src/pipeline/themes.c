@@ -11,8 +11,9 @@
  *    canonicalised in batches: one request carries up to LLM_CANON_BATCH_MAX distinct
  *    proposals (a proposal that near-duplicates one already in the batch rides on its
  *    decision). An area's batch goes when it is full, when the engine has a free slot
- *    and nothing else to start (the end of the phase), or when its oldest proposal has
- *    waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
+ *    and no more theme work can start soon (nothing of the theme phase or of
+ *    classification, which seeds it, left to start: the end of the phase), or when its
+ *    oldest proposal has waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
  *    canonicalisation requests rather than one per new signature;
  *  - a proposal that near-duplicates one being canonicalised waits for that answer
  *    and is decided against what it minted; so two conversations proposing the same
