@@ -1,8 +1,12 @@
 /* llm_latency — a whole `feedline run --llm openai` when the endpoint is slow: every
- * request takes `latency` ms at the fake, so a phase can at best finish in
- * ceil(requests / concurrency) x latency. Reports each phase's wall time against that
- * ideal, the theme phase also against conversations x latency / concurrency, and the
- * whole run against the sum of the phases' ideals.
+ * request takes `latency` ms at the fake, so the run can at best finish in
+ * requests x latency / concurrency (every slot busy from the first request to the
+ * last: the physical ideal). Reports the whole run against it and against the sum of
+ * per-phase ideals ceil(requests / concurrency) x latency, and, per task of the fake
+ * (classify, refine, embed, facets, theme, canonicalize, review, story), its requests
+ * and the window from its first request's arrival to its last answer's release (the
+ * fake's /_stats), which shows how the phases overlap. The run's current_phase (the
+ * earliest phase with unfinished work) is sampled every 2 ms and its changes printed.
  *
  *   llm_latency [--conversations 2000] [--latency-ms 200] [--concurrency 20] [--seed S]
  *
@@ -145,33 +149,52 @@ static char *prepare_db(const char *dir, const options *o) {
     return db;
 }
 
-/* Prints each phase against its ideal; the theme phase also per conversation. */
+static const char *const TASKS[] = {"classify", "refine", "embed", "facets", "theme",
+                                    "canonicalize", "review", "story"};
+#define NTASKS (sizeof TASKS / sizeof TASKS[0])
+
+/* Prints the phases' first sightings as current_phase, each task's window, and the
+ * whole run against the physical ideal and the sum of per-phase ideals. */
 static void report(const options *o, json_t *stats, const run_record *r, const int64_t start[NPHASES],
                    int64_t end) {
+    printf("  current_phase first seen at:");
+    for (size_t i = 0; i < NPHASES; i++)
+        if (start[i] >= 0) printf(" %s %lld ms", PHASES[i].phase, (long long)start[i]);
+    printf("\n");
+    json_t *tasks = jx_obj(stats, "tasks");
+    int64_t t0 = -1;
+    for (size_t i = 0; i < NTASKS; i++) {
+        json_t *t = jx_obj(tasks, TASKS[i]);
+        int64_t f = t ? jx_int(t, "first_ms", -1) : -1;
+        if (f >= 0 && (t0 < 0 || f < t0)) t0 = f;
+    }
+    for (size_t i = 0; i < NTASKS; i++) {
+        json_t *t = jx_obj(tasks, TASKS[i]);
+        if (!t) continue;
+        int64_t f = jx_int(t, "first_ms", 0) - t0, l = jx_int(t, "last_ms", 0) - t0;
+        printf("  %-13s %6lld requests  from %7lld ms to %7lld ms (%lld ms)\n", TASKS[i],
+               (long long)jx_int(t, "requests", 0), (long long)f, (long long)l,
+               (long long)(l - f));
+    }
     double ideal_sum = 0;
     for (size_t i = 0; i < NPHASES; i++) {
         int64_t reqs = task_count(stats, PHASES[i].tasks[0]) + task_count(stats, PHASES[i].tasks[1]);
-        int64_t next = i + 1 < NPHASES && start[i + 1] >= 0 ? start[i + 1] : end;
-        double wall = start[i] >= 0 ? (double)(next - start[i]) : 0;
-        double ideal = ceil_rounds(reqs, o->concurrency) * (double)o->latency;
-        ideal_sum += ideal;
-        printf("  %-22s %5lld requests  %8.0f ms  ideal %8.0f ms  ratio %.3f\n", PHASES[i].phase,
-               (long long)reqs, wall, ideal, ideal > 0 ? wall / ideal : 0.0);
-        if (i == 3 && r) {
-            int64_t items = r->themes_extracted + r->themes_filtered + r->themes_failed;
-            double by_conv = (double)items * (double)o->latency / (double)o->concurrency;
-            printf("  %-22s %5lld conversations: ideal %.0f ms, ratio %.3f (the other requests "
-                   "are canonicalisations of new signatures)\n",
-                   "", (long long)items, by_conv, wall / by_conv);
-            printf("  %-22s %5lld new-signature proposals canonicalised in %lld requests (at "
-                   "most %lld in one)\n",
-                   "", (long long)jx_int(stats, "canonicalize_proposals", 0),
-                   (long long)task_count(stats, "canonicalize"),
-                   (long long)jx_int(stats, "canonicalize_max_proposals", 0));
-        }
+        if (i == NPHASES - 1) reqs += task_count(stats, "review");
+        ideal_sum += ceil_rounds(reqs, o->concurrency) * (double)o->latency;
     }
-    printf("  whole run %.0f ms, sum of phase ideals %.0f ms, ratio %.3f\n", (double)end, ideal_sum,
-           (double)end / ideal_sum);
+    int64_t requests = jx_int(stats, "requests", 0);
+    double physical = (double)requests * (double)o->latency / (double)o->concurrency;
+    if (r)
+        printf("  %lld themes; %lld new-signature proposals canonicalised in %lld requests (at "
+               "most %lld in one)\n",
+               (long long)(r->themes_extracted + r->themes_filtered + r->themes_failed),
+               (long long)jx_int(stats, "canonicalize_proposals", 0),
+               (long long)task_count(stats, "canonicalize"),
+               (long long)jx_int(stats, "canonicalize_max_proposals", 0));
+    printf("  whole run %.0f ms; physical ideal (%lld requests x %ld ms / %ld) %.0f ms, ratio "
+           "%.3f; sum of phase ideals %.0f ms, ratio %.3f\n",
+           (double)end, (long long)requests, o->latency, o->concurrency, physical,
+           (double)end / physical, ideal_sum, (double)end / ideal_sum);
     printf("  fake: %lld requests, max in flight %lld\n", (long long)jx_int(stats, "requests", 0),
            (long long)jx_int(stats, "max_in_flight", 0));
     if (r) /* the endpoint's prompt-prefix cache (the run's usage, chat and embeddings) */

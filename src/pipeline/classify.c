@@ -145,6 +145,11 @@ static int classify_write(engine *e, work_item *it) {
     r.actionable = is_actionable(r.final_type);
     int64_t now = wall_unix();
     int rc = store_put_classification(e->st, e->run->id, &r, now);
+    if (rc == STORE_OK && r.actionable) { /* its next phases, in the same transaction */
+        size_t nnext;
+        const enum run_phase *next = engine_followers(e->run, &nnext);
+        rc = store_work_seed_next(e->st, e->run->id, r.conversation_id, next, nnext);
+    }
     if (rc == STORE_OK && it->reason[0])
         rc = store_put_run_error_for(e->st, e->run->id, PHASE_CLASSIFICATION, it->in.conv.id,
                                      it->reason, now);

@@ -22,10 +22,16 @@
 /* How often a process whose own work is done looks again while others still hold
  * claims of the phase (their results, or their expired leases, end the wait). */
 #define WAIT_OTHERS_MS 200
+/* Streaming: how often an exhausted lane tries to claim again (other processes seed
+ * and release work), and how soon after the previous write results are written when
+ * a request slot is free and nothing is ready (the write seeds the next phases). */
+#define RECHECK_MS 100
+#define STARVED_FLUSH_MS 5
 
 static void free_item(engine *e, work_item *it) {
+    (void)e;
     if (!it) return;
-    if (it->state && e->ops->free_state) e->ops->free_state(it);
+    if (it->state && it->lane->ops->free_state) it->lane->ops->free_state(it);
     phase_inputs_free(&it->in, 1);
     free(it);
 }
@@ -87,13 +93,13 @@ int engine_stop_requested(const run_env *env, store *st, int64_t run_id) {
     return store_run_stop_requested(st, run_id) == 1;
 }
 
-static void account_usage(engine *e, const llm_call *c) {
-    e->u_requests += c->attempts;
-    e->u_cache_hits += c->from_cache;
-    e->u_prompt += c->prompt_tokens;
-    e->u_cached += c->cached_tokens;
-    e->u_completion += c->completion_tokens;
-    e->u_cost += llm_call_cost_usd(e->llm, c);
+static void account_usage(engine *e, lane *l, const llm_call *c) {
+    l->u_requests += c->attempts;
+    l->u_cache_hits += c->from_cache;
+    l->u_prompt += c->prompt_tokens;
+    l->u_cached += c->cached_tokens;
+    l->u_completion += c->completion_tokens;
+    l->u_cost += llm_call_cost_usd(e->llm, c);
 }
 
 static void on_call_done(llm_call *call);
@@ -117,7 +123,7 @@ static void on_call_done(llm_call *call) {
     call_group *g = call->user;
     engine *e = g->e;
     e->in_flight--;
-    account_usage(e, call);
+    account_usage(e, g->lane, call);
     if (call->status == LLM_ERR_CANCELLED || e->stopping) {
         /* Abandoned by a stop: nothing is written, the work item stays claimed by us and
          * is released back to pending when the phase ends. */
@@ -125,7 +131,7 @@ static void on_call_done(llm_call *call) {
         free_group(g);
         return;
     }
-    int again = e->ops->complete(e, g);
+    int again = g->lane->ops->complete(e, g);
     if (again == ENGINE_HOLD) {
         e->held++;
     } else if (again) {
@@ -147,6 +153,7 @@ call_group *engine_join_held(engine *e, call_group *const *held, size_t n) {
     for (size_t i = 0; i < n; i++) items += held[i]->n;
     call_group *g = xcalloc(1, sizeof *g + items * sizeof(work_item *));
     g->e = e;
+    g->lane = n > 0 ? held[0]->lane : NULL;
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < held[i]->n; k++) g->items[g->n++] = held[i]->items[k];
         e->held--;
@@ -155,8 +162,23 @@ call_group *engine_join_held(engine *e, call_group *const *held, size_t n) {
     return g;
 }
 
+/* Nothing of the lane's can start now. */
+static int lane_idle(const lane *l) { return l->nready == 0 && (l->exhausted || l->gated); }
+
+static int all_idle(const engine *e) {
+    for (size_t i = 0; i < e->nlanes; i++)
+        if (!lane_idle(&e->lanes[i])) return 0;
+    return 1;
+}
+
 int engine_starved(const engine *e) {
-    return e->nready == 0 && e->exhausted && e->in_flight < (size_t)e->concurrency;
+    return e->in_flight < (size_t)e->concurrency && all_idle(e);
+}
+
+int engine_drained(const engine *e, enum run_phase phase) {
+    if (e->in_flight >= (size_t)e->concurrency) return 0;
+    const lane *l = e->by_phase[phase], *c = e->by_phase[PHASE_CLASSIFICATION];
+    return (!l || lane_idle(l)) && (!c || lane_idle(c));
 }
 
 void engine_abandon_held(engine *e, call_group *g) {
@@ -204,10 +226,10 @@ static int claim_failed(engine *e, int rc, const char *what) {
     return -1;
 }
 
-static int claim_more(engine *e) {
+static int claim_more(engine *e, lane *l) {
     char **ids = NULL;
     size_t n = 0;
-    int rc = store_work_claim(e->st, e->run->id, e->ops->phase, e->env->owner, e->claim_batch,
+    int rc = store_work_claim(e->st, e->run->id, l->ops->phase, e->env->owner, l->claim_batch,
                               wall_unix(), e->lease_seconds, &ids, &n);
     if (rc) return claim_failed(e, rc, "claiming work");
     if (n == 0) {
@@ -221,8 +243,10 @@ static int claim_more(engine *e) {
         free(in);
         return claim_failed(e, rc, "loading conversations");
     }
+    if (l->nready == 0) l->ready_since_ms = mono_ms();
     for (size_t i = 0; i < n; i++) {
         work_item *it = xcalloc(1, sizeof *it);
+        it->lane = l;
         it->in = in[i];
         if (!it->in.conv.id) {
             /* Deleted since the run selected it: fail it by id, visibly. */
@@ -231,44 +255,70 @@ static int claim_more(engine *e) {
             engine_item_fail(e, it, "conversation not found in the store");
             continue;
         }
-        if (e->ready_tail) e->ready_tail->next = it;
-        else e->ready_head = it;
-        e->ready_tail = it;
-        e->nready++;
+        if (l->ready_tail) l->ready_tail->next = it;
+        else l->ready_head = it;
+        l->ready_tail = it;
+        l->nready++;
     }
     free_ids(ids, n);
     free(in);
     return (int)n;
 }
 
-static work_item *pop_ready(engine *e) {
-    work_item *it = e->ready_head;
+static work_item *pop_ready(lane *l) {
+    work_item *it = l->ready_head;
     if (!it) return NULL;
-    e->ready_head = it->next;
-    if (!e->ready_head) e->ready_tail = NULL;
+    l->ready_head = it->next;
+    if (!l->ready_head) l->ready_tail = NULL;
     it->next = NULL;
-    e->nready--;
+    l->nready--;
+    if (l->nready > 0) l->ready_since_ms = mono_ms(); /* the rest start waiting anew */
     return it;
 }
 
-/* Starts calls while there is room under the concurrency limit. */
+/* Whether the lane's ready items make a call now: a full group, or (embeddings) a
+ * partial one that has waited long enough, or when no more of its work can come soon
+ * (classification has nothing left to start), or when nothing else could use the slot
+ * (no other lane can start anything). */
+static int group_due(const engine *e, const lane *l) {
+    if (l->nready >= l->batch_target) return 1;
+    if (!l->exhausted) return 0; /* claim more first */
+    if (mono_ms() - l->ready_since_ms >= ENGINE_EMBED_WAIT_MS) return 1;
+    const lane *c = e->by_phase[PHASE_CLASSIFICATION];
+    if (!c || c == l || lane_idle(c)) return 1;
+    for (size_t i = 0; i < e->nlanes; i++) {
+        const lane *o = &e->lanes[i];
+        if (o != l && !lane_idle(o)) return 0;
+    }
+    return 1;
+}
+
+/* Starts calls while there is room under the concurrency limit, the latest phase
+ * first (e->order). */
 static void fill(engine *e) {
     /* Back-pressure: results not yet written bound what is started, so memory stays
      * flat however fast the provider answers (the offline one answers at once). */
     while (!e->stopping && !e->fatal && e->in_flight < (size_t)e->concurrency &&
            e->nfinished < FLUSH_MAX_ITEMS) {
-        if (e->nready < e->group_max && !e->exhausted) {
-            int got = claim_more(e);
-            if (got < 0) return;
-            if (got == 0) e->exhausted = 1;
+        lane *pick = NULL;
+        for (size_t k = 0; k < e->nlanes && !pick; k++) {
+            lane *l = &e->lanes[e->order[k]];
+            if (l->gated) continue;
+            if (l->nready < l->batch_target && !l->exhausted) {
+                int got = claim_more(e, l);
+                if (got < 0) return;
+                if (got == 0) l->exhausted = 1;
+            }
+            if (l->nready > 0 && group_due(e, l)) pick = l;
         }
-        if (e->nready == 0) return;
-        size_t n = e->nready < e->group_max ? e->nready : e->group_max;
+        if (!pick) return;
+        size_t n = pick->nready < pick->group_max ? pick->nready : pick->group_max;
         call_group *g = xcalloc(1, sizeof *g + n * sizeof(work_item *));
         g->e = e;
+        g->lane = pick;
         g->n = n;
-        for (size_t i = 0; i < n; i++) g->items[i] = pop_ready(e);
-        if (e->ops->prepare(e, g)) engine_submit(e, g);
+        for (size_t i = 0; i < n; i++) g->items[i] = pop_ready(pick);
+        if (pick->ops->prepare(e, g)) engine_submit(e, g);
         else free_group(g);
     }
 }
@@ -283,67 +333,82 @@ static void forget_warnings(engine *e) {
     e->nwarnings = 0;
 }
 
+static int has_usage(const lane *l) {
+    return l->u_requests || l->u_cache_hits || l->u_prompt || l->u_completion;
+}
+
 /* Writes finished items and usage in one transaction. 0, or -1 to retry later.
  * Usage is written whole, discarded results included: those requests were made and
  * billed, and the run's usage says what the run cost.
  * Lock order, for processes flushing at the same time on PostgreSQL: the items' own
  * rows (disjoint between processes) and signatures first, then the run's row
- * (warnings), then the phase's usage row. */
+ * (warnings), then the phases' usage rows (in phase order). */
 static int flush(engine *e) {
     e->last_flush_ms = mono_ms();
-    if (e->nfinished == 0 && e->u_requests == 0 && e->u_cache_hits == 0) return 0;
+    int usage = 0;
+    for (size_t i = 0; i < e->nlanes; i++) usage |= has_usage(&e->lanes[i]);
+    if (e->nfinished == 0 && !usage) return 0;
     size_t n = e->nfinished < FLUSH_MAX_ITEMS ? e->nfinished : FLUSH_MAX_ITEMS;
     int64_t now = wall_unix();
     forget_warnings(e); /* a retried flush writes its items' warnings again */
     size_t lost = 0;
+    int seeded = 0;
     int rc = store_begin(e->st);
     for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         work_item *it = e->finished[i];
+        enum run_phase phase = it->lane->ops->phase;
         /* Closing the item first is the fence: it fails when our claim was taken over
          * (we were paused past the lease), and then the other process's result stands
          * and nothing of ours is written for the item. */
-        rc = store_work_finish(e->st, e->run->id, e->ops->phase, it->in.conv.id, e->env->owner,
+        rc = store_work_finish(e->st, e->run->id, phase, it->in.conv.id, e->env->owner,
                                it->failed);
         it->lost = rc == STORE_CONFLICT;
         if (it->lost) {
             lost++;
             rc = STORE_OK;
         } else if (rc == STORE_OK) {
-            rc = it->failed ? store_put_run_error_for(e->st, e->run->id, e->ops->phase,
-                                                      it->in.conv.id, it->reason, now)
-                            : e->ops->write(e, it);
+            rc = it->failed ? store_put_run_error_for(e->st, e->run->id, phase, it->in.conv.id,
+                                                      it->reason, now)
+                            : it->lane->ops->write(e, it);
+            seeded |= !it->failed && phase == PHASE_CLASSIFICATION;
         }
     }
     for (size_t i = 0; rc == STORE_OK && i < e->nwarnings; i++)
         rc = store_run_add_warning(e->st, e->run->id, e->warnings[i]);
     forget_warnings(e);
-    if (rc == STORE_OK && (e->u_requests || e->u_cache_hits || e->u_prompt || e->u_completion))
-        rc = store_run_add_usage(e->st, e->run->id, e->ops->phase, e->u_requests,
-                                 e->u_cache_hits, e->u_prompt, e->u_cached, e->u_completion,
-                                 e->u_cost);
+    for (size_t i = 0; rc == STORE_OK && i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        if (!has_usage(l)) continue;
+        rc = store_run_add_usage(e->st, e->run->id, l->ops->phase, l->u_requests, l->u_cache_hits,
+                                 l->u_prompt, l->u_cached, l->u_completion, l->u_cost);
+    }
     if (rc == STORE_OK) rc = store_commit(e->st);
     if (rc != STORE_OK) {
-        log_warn("run %lld: writing %s results failed (will retry): %s", (long long)e->run->id,
-                 run_phase_name(e->ops->phase), store_errmsg(e->st));
+        log_warn("run %lld: writing results failed (will retry): %s", (long long)e->run->id,
+                 store_errmsg(e->st));
         store_rollback(e->st);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (e->finished[i]->lost) e->discarded++;
-        else if (e->finished[i]->failed) e->failed++;
-        else e->done++;
-        free_item(e, e->finished[i]);
+        work_item *it = e->finished[i];
+        if (it->lost) it->lane->discarded++;
+        else if (it->failed) it->lane->failed++;
+        else it->lane->done++;
+        free_item(e, it);
     }
     if (lost > 0)
-        log_warn("run %lld: %zu %s result(s) discarded: their claims had run out and another "
-                 "process took them over (%lld so far in this phase)",
-                 (long long)e->run->id, lost, run_phase_name(e->ops->phase),
-                 (long long)e->discarded);
+        log_warn("run %lld: %zu result(s) discarded: their claims had run out and another "
+                 "process took them over", (long long)e->run->id, lost);
     /* Usage alone (no item finished yet) may be flushed before the array exists. */
     if (n > 0) memmove(e->finished, e->finished + n, (e->nfinished - n) * sizeof *e->finished);
     e->nfinished -= n;
-    e->u_requests = e->u_cache_hits = e->u_prompt = e->u_cached = e->u_completion = 0;
-    e->u_cost = 0;
+    for (size_t i = 0; i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        l->u_requests = l->u_cache_hits = l->u_prompt = l->u_cached = l->u_completion = 0;
+        l->u_cost = 0;
+        /* Classifications just written seeded the later phases: claim them now. */
+        if (seeded && l->ops->phase != PHASE_CLASSIFICATION) l->exhausted = 0;
+    }
     return 0;
 }
 
@@ -351,27 +416,27 @@ static int flush(engine *e) {
  * were taken over by another process while we were paused: they are dropped unstarted,
  * so a process that resumes after its lease ran out spends no requests on them. Items
  * already in flight finish, and flush() discards their results. */
-static void drop_lost_ready(engine *e, char **held, size_t n) {
-    work_item **link = &e->ready_head, *it;
+static void drop_lost_ready(engine *e, lane *l, char **held, size_t n) {
+    work_item **link = &l->ready_head, *it;
     size_t dropped = 0;
-    e->ready_tail = NULL;
+    l->ready_tail = NULL;
     while ((it = *link)) {
         const char *id = it->in.conv.id;
         if (n > 0 && bsearch(&id, held, n, sizeof *held, cmp_id)) { /* held: NULL when 0 */
-            e->ready_tail = it;
+            l->ready_tail = it;
             link = &it->next;
             continue;
         }
         *link = it->next;
-        e->nready--;
+        l->nready--;
         free_item(e, it);
         dropped++;
     }
     if (dropped > 0) {
-        e->discarded += (int64_t)dropped;
+        l->discarded += (int64_t)dropped;
         log_warn("run %lld: %zu claimed %s item(s) dropped before they started: their claims "
                  "had run out and another process took them over",
-                 (long long)e->run->id, dropped, run_phase_name(e->ops->phase));
+                 (long long)e->run->id, dropped, run_phase_name(l->ops->phase));
     }
 }
 
@@ -387,16 +452,82 @@ static void renew_leases(engine *e) {
         log_warn("run %lld: leases renewed %lld ms after the previous renewal (lease %lld s): "
                  "this process was paused or stalled", (long long)e->run->id, (long long)gap,
                  (long long)e->lease_seconds);
-    char **held = NULL;
-    size_t n = 0;
-    if (store_work_renew(e->st, e->run->id, e->ops->phase, e->env->owner,
-                         wall_unix() + e->lease_seconds, &held, &n)) {
-        log_warn("run %lld: renewing leases failed: %s", (long long)e->run->id,
+    for (size_t i = 0; i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        char **held = NULL;
+        size_t n = 0;
+        if (store_work_renew(e->st, e->run->id, l->ops->phase, e->env->owner,
+                             wall_unix() + e->lease_seconds, &held, &n)) {
+            log_warn("run %lld: renewing leases failed: %s", (long long)e->run->id,
+                     store_errmsg(e->st));
+            return;
+        }
+        drop_lost_ready(e, l, held, n);
+        free_ids(held, n);
+    }
+}
+
+/* Probes a lane's phase: *claimable, *claimed as store_work_probe. 0, or -1 (retry
+ * later, or fatal: e->fatal says). */
+static int probe(engine *e, enum run_phase phase, int *claimable, int64_t *claimed) {
+    *claimable = 0;
+    *claimed = 0;
+    int rc = store_work_probe(e->st, e->run->id, phase, wall_unix(), claimable, claimed);
+    if (rc == STORE_OK) return 0;
+    if (rc == STORE_RETRY)
+        log_warn("run %lld: checking the work (will retry): %s", (long long)e->run->id,
                  store_errmsg(e->st));
+    else
+        engine_fatal(e, "checking the work: %s", store_errmsg(e->st));
+    return -1;
+}
+
+/* The phase's work is complete everywhere: nothing pending or claimed (by anyone). */
+static int phase_done(engine *e, enum run_phase phase) {
+    int claimable;
+    int64_t claimed;
+    if (probe(e, phase, &claimable, &claimed)) return 0;
+    return !claimable && claimed == 0;
+}
+
+/* A gated lane (the embedding corpus needs every actionable conversation) opens once
+ * classification is complete: its corpus is fixed from then on. */
+static void open_gate(engine *e, lane *l) {
+    if (!l->gated || !phase_done(e, PHASE_CLASSIFICATION)) return;
+    if (l->ops->begin && l->ops->begin(e) != 0) {
+        if (!e->fatal) engine_fatal(e, "%s: setup failed", run_phase_name(l->ops->phase));
         return;
     }
-    drop_lost_ready(e, held, n);
-    free_ids(held, n);
+    l->begun = 1;
+    l->gated = 0;
+    l->exhausted = 0;
+}
+
+/* The driver keeps current_phase at the earliest phase with unfinished work. */
+static void show_phase(engine *e) {
+    if (!e->streaming || e->env->helper) return;
+    enum run_phase first = e->lanes[e->nlanes - 1].ops->phase;
+    for (size_t i = 0; i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        int claimable;
+        int64_t claimed;
+        if (probe(e, l->ops->phase, &claimable, &claimed)) return;
+        l->busy = claimable || claimed > 0;
+        if (l->busy) {
+            first = l->ops->phase;
+            break;
+        }
+    }
+    if (first == e->shown) return;
+    if (!e->lanes[e->nlanes - 1].busy && e->shown < PHASE_COUNT) return; /* all done: keep it */
+    if (store_run_set_phase(e->st, e->run->id, first) == STORE_OK) e->shown = first;
+    else log_warn("run %lld: setting the phase: %s", (long long)e->run->id, store_errmsg(e->st));
+}
+
+/* The lane progress reports: the current phase's. */
+static lane *shown_lane(engine *e) {
+    lane *l = e->shown < PHASE_COUNT ? e->by_phase[e->shown] : NULL;
+    return l ? l : &e->lanes[0];
 }
 
 static void report(engine *e) {
@@ -404,35 +535,43 @@ static void report(engine *e) {
     if (!e->env->helper && (store_run_heartbeat(e->st, e->run->id, e->env->owner, wall_unix()) ||
                             store_run_refresh_counters(e->st, e->run->id)))
         log_warn("run %lld: bookkeeping failed: %s", (long long)e->run->id, store_errmsg(e->st));
+    show_phase(e);
     if (e->env->progress) {
-        run_progress p = {e->run->id, e->ops->phase, e->done + e->failed, e->failed, e->total,
+        lane *l = shown_lane(e);
+        if (e->streaming) { /* the later phases grow as conversations are classified */
+            work_counts c;
+            if (store_work_counts(e->st, e->run->id, l->ops->phase, &c) == STORE_OK) {
+                l->total = c.pending + c.claimed + c.done + c.failed;
+                l->done = c.done;
+                l->failed = c.failed;
+            }
+        }
+        run_progress p = {e->run->id, l->ops->phase, l->done + l->failed, l->failed, l->total,
                           (int64_t)e->in_flight};
         e->env->progress(e->env->progress_ctx, &p);
     }
 }
 
-/* Other workers may still hold claims; the phase is over when nothing is pending or
- * claimed anywhere. Work that became claimable again (released, or a dead worker's
- * expired lease) is taken up. Returns 1 when complete, 0 if there is more to do or
- * to wait for. */
-static int phase_complete(engine *e) {
-    int claimable = 0;
-    int64_t claimed = 0;
-    int rc = store_work_probe(e->st, e->run->id, e->ops->phase, wall_unix(), &claimable, &claimed);
-    if (rc == STORE_RETRY) {
-        log_warn("run %lld: checking the phase (will retry): %s", (long long)e->run->id,
-                 store_errmsg(e->st));
-        return 0;
+/* Called with nothing of ours in flight, ready or unwritten. Other processes may still
+ * hold claims; the work is over when nothing is pending or claimed anywhere, in any
+ * lane (checked in phase order: once classification is complete nothing seeds the
+ * later phases any more). Work that became claimable again (released, seeded by
+ * another process, or a dead worker's expired lease) is taken up. Returns 1 when
+ * complete (a helper: when nothing is claimable), 0 if there is more to do or to wait
+ * for. */
+static int work_complete(engine *e) {
+    int complete = 1;
+    for (size_t i = 0; i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        if (l->gated) open_gate(e, l);
+        if (e->fatal) return 1;
+        int claimable;
+        int64_t claimed;
+        if (probe(e, l->ops->phase, &claimable, &claimed)) return e->fatal;
+        if (claimable && !l->gated) l->exhausted = 0;
+        if (claimable || (claimed > 0 && !e->env->helper)) complete = 0;
     }
-    if (rc) {
-        engine_fatal(e, "checking the phase: %s", store_errmsg(e->st));
-        return 1;
-    }
-    if (claimable) {
-        e->exhausted = 0;
-        return 0;
-    }
-    return claimed == 0;
+    return complete;
 }
 
 /* Called with nothing of ours in flight, ready or unwritten: every item still claimed
@@ -444,53 +583,114 @@ static void release_lost_claims(engine *e) {
         return;
     }
     e->lost_claims = 0;
-    e->exhausted = 0;
+    for (size_t i = 0; i < e->nlanes; i++) e->lanes[i].exhausted = 0;
 }
 
 static void drain_ready(engine *e) {
-    work_item *it;
-    while ((it = pop_ready(e))) free_item(e, it);
+    for (size_t i = 0; i < e->nlanes; i++) {
+        work_item *it;
+        while ((it = pop_ready(&e->lanes[i]))) free_item(e, it);
+    }
 }
 
-int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run_record *run,
-                     const phase_ops *ops, char *err, size_t errlen) {
+int pipeline_streams(const run_env *env, const llm_provider *llm) {
+    if (env->stream) return env->stream > 0;
+    const char *v = getenv("FEEDLINE_STREAM");
+    if (v && (!strcmp(v, "0") || !strcmp(v, "1"))) return v[0] == '1';
+    return llm->ops->prepare_embeddings == NULL;
+}
+
+const enum run_phase *engine_followers(const run_record *run, size_t *n) {
+    static const enum run_phase all[] = {PHASE_EMBEDDINGS, PHASE_FACETS, PHASE_THEMES};
+    static const enum run_phase dry[] = {PHASE_THEMES};
+    if (run->dry_run) {
+        *n = 1;
+        return dry;
+    }
+    *n = 3;
+    return all;
+}
+
+/* Sets up a lane; 0, or -1 (message in err). */
+static int lane_init(engine *e, lane *l, const phase_ops *ops, const run_env *env, char *err,
+                     size_t errlen) {
+    l->ops = ops;
+    l->group_max = ops->group_max ? ops->group_max : (size_t)e->llm->max_embed_batch;
+    if (l->group_max < 1) l->group_max = 1;
+    if (l->group_max > ENGINE_MAX_GROUP) l->group_max = ENGINE_MAX_GROUP;
+    l->batch_target = l->group_max;
+    if (e->streaming && l->batch_target > ENGINE_EMBED_BATCH) l->batch_target = ENGINE_EMBED_BATCH;
+    /* Two rounds of calls: enough to keep the calls going between claims, and little
+     * enough that at the end of a phase no process sits on a long tail of work while
+     * the others (workers) have nothing left to claim. FEEDLINE_CLAIM_BATCH overrides. */
+    size_t want = (size_t)e->concurrency * 2 * l->group_max;
+    long batch = env->claim_batch > 0 ? env->claim_batch : env_count("FEEDLINE_CLAIM_BATCH", 4096, 0);
+    l->claim_batch = batch > 0 ? (size_t)batch : (want < 32 ? 32 : want);
+    if (l->claim_batch > 4096) l->claim_batch = 4096;
+    work_counts c;
+    if (store_work_counts(e->st, e->run->id, ops->phase, &c)) {
+        snprintf(err, errlen, "%s", store_errmsg(e->st));
+        return -1;
+    }
+    l->total = c.pending + c.claimed + c.done + c.failed;
+    l->done = c.done;
+    l->failed = c.failed;
+    /* The embedding corpus (prepare_embeddings) is every actionable conversation of the
+     * run: streaming, it is complete only once classification is. */
+    l->gated = e->streaming && ops->phase == PHASE_EMBEDDINGS &&
+               e->llm->ops->prepare_embeddings != NULL;
+    if (l->gated) return 0;
+    if (ops->begin && ops->begin(e) != 0) {
+        snprintf(err, errlen, "%s", e->fatal ? e->fatal_msg : "phase setup failed");
+        return -1;
+    }
+    l->begun = 1;
+    return 0;
+}
+
+int engine_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
+               const phase_ops *const *ops, size_t nops, char *err, size_t errlen) {
     engine e;
     memset(&e, 0, sizeof e);
     e.env = env;
     e.st = st;
     e.llm = llm;
     e.run = run;
-    e.ops = ops;
     e.concurrency = run->concurrency > 0 ? (int)run->concurrency : 1;
     if (llm->max_pending > e.concurrency) e.concurrency = llm->max_pending; /* batch mode */
-    e.group_max = ops->group_max ? ops->group_max : (size_t)llm->max_embed_batch;
-    if (e.group_max < 1) e.group_max = 1;
-    if (e.group_max > ENGINE_MAX_GROUP) e.group_max = ENGINE_MAX_GROUP;
-    /* Two rounds of calls: enough to keep the calls going between claims, and little
-     * enough that at the end of a phase no process sits on a long tail of work while
-     * the others (workers) have nothing left to claim. FEEDLINE_CLAIM_BATCH overrides. */
-    size_t want = (size_t)e.concurrency * 2 * e.group_max;
-    long batch = env->claim_batch > 0 ? env->claim_batch : env_count("FEEDLINE_CLAIM_BATCH", 4096, 0);
-    e.claim_batch = batch > 0 ? (size_t)batch : (want < 32 ? 32 : want);
-    if (e.claim_batch > 4096) e.claim_batch = 4096;
-
-    work_counts c;
-    if (store_work_counts(st, run->id, ops->phase, &c)) {
-        snprintf(err, errlen, "%s", store_errmsg(st));
+    e.streaming = nops > 1;
+    if (nops == 0 || nops > PHASE_COUNT) {
+        snprintf(err, errlen, "no phases to run");
         return -1;
     }
-    e.total = c.pending + c.claimed + c.done + c.failed;
-    e.done = c.done;
-    e.failed = c.failed;
-
-    if (ops->begin && ops->begin(&e) != 0) {
-        snprintf(err, errlen, "%s", e.fatal ? e.fatal_msg : "phase setup failed");
+    e.nlanes = nops;
+    /* A free slot goes to the latest phase with work ready: conversations in progress
+     * finish first, and the theme requests (the endpoint's heaviest) spread over the
+     * run. FEEDLINE_STREAM_ORDER=earlier (for measurements) prefers the earliest. */
+    const char *order = getenv("FEEDLINE_STREAM_ORDER");
+    int earlier = order && !strcmp(order, "earlier");
+    for (size_t i = 0; i < nops; i++) {
+        e.by_phase[ops[i]->phase] = &e.lanes[i];
+        e.order[i] = earlier ? i : nops - 1 - i;
+    }
+    e.shown = ops[0]->phase;
+    int rc = 0;
+    for (size_t i = 0; i < nops && rc == 0; i++)
+        rc = lane_init(&e, &e.lanes[i], ops[i], env, err, errlen);
+    if (rc) {
+        for (size_t i = 0; i < nops; i++)
+            if (e.lanes[i].begun && e.lanes[i].ops->end) e.lanes[i].ops->end(&e);
         return -1;
     }
     e.lease_seconds = pipeline_lease_seconds(env);
     e.renew_interval_ms = e.lease_seconds * 1000 / 4;
     if (e.renew_interval_ms > TICK_INTERVAL_MS) e.renew_interval_ms = TICK_INTERVAL_MS;
-    e.last_tick_ms = e.last_flush_ms = e.last_stop_check_ms = e.last_renew_ms = mono_ms();
+    e.last_tick_ms = e.last_flush_ms = e.last_stop_check_ms = e.last_renew_ms =
+        e.last_recheck_ms = mono_ms();
+    if (e.streaming && !env->helper) {
+        e.shown = PHASE_COUNT; /* unknown: written at once */
+        show_phase(&e);
+    }
     int flush_failures = 0;
     for (;;) {
         int64_t now = mono_ms();
@@ -503,24 +703,41 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
         if (e.stopping || e.fatal) break;
 
         fill(&e);
-        if (ops->pump && !e.fatal) ops->pump(&e);
+        for (size_t i = 0; i < e.nlanes && !e.fatal; i++)
+            if (e.lanes[i].ops->pump && e.lanes[i].begun) e.lanes[i].ops->pump(&e);
         if (e.in_flight > 0 || e.held > 0) {
             if (llm_poll(llm, POLL_TIMEOUT_MS) < 0)
                 engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
-        } else if (e.nready == 0 && e.exhausted) {
+        } else if (all_idle(&e)) {
+            int waiting = 1;
             if (flush(&e) == 0 && e.nfinished == 0) {
                 if (e.lost_claims) release_lost_claims(&e);
-                /* A helper is done once nothing is claimable; the driver waits. */
-                if (e.exhausted && (env->helper || phase_complete(&e))) break;
+                if (all_idle(&e)) {
+                    if (work_complete(&e)) break;
+                    waiting = all_idle(&e);
+                }
             }
-            if (e.exhausted) sleep_ms(WAIT_OTHERS_MS); /* others hold claims: wait */
+            if (waiting) sleep_ms(WAIT_OTHERS_MS); /* others hold claims: wait */
         }
         now = mono_ms();
-        if (e.nfinished >= FLUSH_MAX_ITEMS || now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
+        /* A free slot and nothing to start: what is finished may seed the next phases. */
+        int starved_flush = e.streaming && e.nfinished > 0 && engine_starved(&e) &&
+                            now - e.last_flush_ms >= STARVED_FLUSH_MS;
+        if (starved_flush || e.nfinished >= FLUSH_MAX_ITEMS ||
+            now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
             if (flush(&e) != 0 && ++flush_failures > FLUSH_RETRIES)
                 engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
             else if (flush_failures && e.nfinished == 0)
                 flush_failures = 0;
+        }
+        if (e.streaming && now - e.last_recheck_ms >= RECHECK_MS) {
+            /* Other processes seed, release and expire work: look again. */
+            e.last_recheck_ms = now;
+            for (size_t i = 0; i < e.nlanes; i++) {
+                lane *l = &e.lanes[i];
+                if (l->gated) open_gate(&e, l);
+                else l->exhausted = 0;
+            }
         }
         if (now - e.last_renew_ms >= e.renew_interval_ms) renew_leases(&e);
         if (now - e.last_tick_ms >= TICK_INTERVAL_MS) {
@@ -542,10 +759,16 @@ int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run
     if (store_work_release(st, run->id, env->owner))
         log_warn("run %lld: releasing claims: %s", (long long)run->id, store_errmsg(st));
     report(&e);
-    if (ops->end) ops->end(&e);
+    for (size_t i = 0; i < e.nlanes; i++)
+        if (e.lanes[i].begun && e.lanes[i].ops->end) e.lanes[i].ops->end(&e);
     if (e.fatal) {
         snprintf(err, errlen, "%s", e.fatal_msg);
         return -1;
     }
     return e.stopping ? 1 : 0;
+}
+
+int engine_run_phase(const run_env *env, store *st, llm_provider *llm, const run_record *run,
+                     const phase_ops *ops, char *err, size_t errlen) {
+    return engine_run(env, st, llm, run, &ops, 1, err, errlen);
 }

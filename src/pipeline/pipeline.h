@@ -2,7 +2,10 @@
  * → themes + quality gate → stories) against a store and an LLM provider, one file
  * per phase, driven by one generic engine (engine.c) that claims work, keeps up to
  * `concurrency` LLM calls in flight, writes results in short transactions and honours
- * stop requests within a second.
+ * stop requests within a second. With a provider that answers over the network the
+ * per-conversation phases stream: a conversation moves to its next phases as soon as
+ * it is classified, and one engine loop serves them all (see engine.h); only the story
+ * phase waits for the whole set.
  *
  * Owns: phase policy (what is actionable, answer validation, the quality gate,
  * signature canonicalisation, clustering into stories, the review of candidate
@@ -56,6 +59,11 @@ typedef struct run_env {
      * the engine leaves a phase as soon as nothing is left to claim instead of waiting
      * for the phase to end, and leaves the run's heartbeat and counters to the driver. */
     int helper;
+    /* Streaming of the per-conversation phases: 0 = by the provider (streams unless it
+     * needs the embedding corpus first, i.e. the offline analyzer, whose answers are
+     * CPU-bound and gain nothing from overlap), 1 = always, -1 = never (phase by
+     * phase). Workers decide the same way as their driver. */
+    int stream;
     /* Optional: called with provider_ctx just before a provider made by make_provider
      * is destroyed, so an observer (the HTTP server's /metrics) can stop reading its
      * stats and keep their totals. */
@@ -69,6 +77,10 @@ typedef struct run_env {
 
 /* The lease env asks for (see run_env.lease_seconds). */
 int pipeline_lease_seconds(const run_env *env);
+
+/* 1 when a run with this provider streams its per-conversation phases (run_env.stream,
+ * else $FEEDLINE_STREAM=0/1, else by the provider). */
+int pipeline_streams(const run_env *env, const llm_provider *llm);
 
 /* Drives an existing run (status running: just created, or resumed) through its
  * remaining phases to a terminal state, in the calling thread. Returns 0 when the run
@@ -110,12 +122,15 @@ int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds);
 /* A worker process joins the active run of a shared (PostgreSQL) database and helps
  * with its per-conversation phases: classification, embeddings, facets, themes. The
  * process that started the run (feedline run / serve, "the coordinator") stays in
- * charge: it seeds each phase, waits until every item of the phase is done, advances
- * the run, runs the story phase once and finishes the run. Workers only claim batches
- * of the current phase (FOR UPDATE SKIP LOCKED, with a lease), process them with their
- * own provider and concurrency, and write the results, which are keyed by
- * (run, conversation) so whoever computes an item, it is stored once. Dry runs are
- * left to the coordinator (it keeps the preview tally in memory). */
+ * charge: it selects the conversations, waits until every item is done, keeps
+ * current_phase, runs the story phase once and finishes the run. Workers claim batches
+ * (FOR UPDATE SKIP LOCKED, with a lease) of every per-conversation phase when the run
+ * streams (later phases first, as the driver does), else of the current phase only;
+ * they process them with their own provider and concurrency, and write the results,
+ * which are keyed by (run, conversation) so whoever computes an item, it is stored
+ * once; a classification they write seeds the conversation's later phases like the
+ * driver's. Dry runs are left to the coordinator (it keeps the preview tally in
+ * memory). */
 typedef struct worker_options {
     int concurrency; /* LLM calls in flight in this process; 0 = the run's setting */
     int once;        /* return as soon as no run is active (at start or after one) */

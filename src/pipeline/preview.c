@@ -24,6 +24,7 @@ struct preview_tally {
     char **order;     /* signatures in first-seen order, for stable ties */
     size_t norder, order_cap;
     int64_t passed, filtered;
+    strmap_t themed;  /* conversation id -> its signature (char*), for the samples */
 };
 
 static void bump(json_t *obj, const char *key) {
@@ -68,23 +69,32 @@ static int pass_fill(const classification_brief *b, void *ctx) {
 }
 
 preview_tally *preview_tally_new(store *s, int64_t run_id) {
+    (void)s;
+    (void)run_id;
     preview_tally *t = xcalloc(1, sizeof *t);
     t->by_type = json_object();
     t->by_confidence = json_object();
-    if (store_classifications_each(s, run_id, pass_types, t) != STORE_OK ||
-        store_classifications_each(s, run_id, pass_fill, t) != STORE_OK) {
-        preview_tally_free(t);
-        return NULL;
-    }
     return t;
+}
+
+/* The samples, from the run's classifications (complete once the themes are: a
+ * streaming run themes conversations while others are still being classified). */
+static int choose_samples(preview_tally *t, store *s, int64_t run_id) {
+    if (store_classifications_each(s, run_id, pass_types, t) != STORE_OK ||
+        store_classifications_each(s, run_id, pass_fill, t) != STORE_OK)
+        return -1;
+    for (size_t i = 0; i < t->nsamples; i++) {
+        const char *sig = strmap_get(&t->themed, t->samples[i].id);
+        if (sig) t->samples[i].signature = xstrdup(sig);
+    }
+    return 0;
 }
 
 void preview_tally_add(preview_tally *t, const char *conversation_id, const char *signature,
                        int passed) {
     if (!t) return;
-    for (size_t i = 0; i < t->nsamples; i++)
-        if (!strcmp(t->samples[i].id, conversation_id) && !t->samples[i].signature)
-            t->samples[i].signature = xstrdup(signature);
+    if (signature && !strmap_has(&t->themed, conversation_id))
+        strmap_put(&t->themed, conversation_id, xstrdup(signature));
     if (!passed) {
         t->filtered++;
         return;
@@ -128,6 +138,7 @@ static json_t *top_themes(const preview_tally *t) {
 
 int preview_tally_finish(preview_tally *t, store *s, int64_t run_id,
                          const strmap_t *new_signatures) {
+    if (choose_samples(t, s, run_id) != 0) return -1;
     json_t *samples = json_array();
     for (size_t i = 0; i < t->nsamples; i++) {
         const sample *x = &t->samples[i];
@@ -173,6 +184,7 @@ void preview_tally_free(preview_tally *t) {
         free(t->samples[i].signature);
     }
     strmap_free(&t->seen_types, NULL);
+    strmap_free(&t->themed, free);
     strmap_free(&t->counts, NULL);
     for (size_t i = 0; i < t->norder; i++) free(t->order[i]);
     free(t->order);

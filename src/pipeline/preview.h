@@ -17,12 +17,13 @@
 
 typedef struct preview_tally preview_tally;
 
-/* Reads the run's classifications, chooses the samples. NULL on a store error. */
+/* An empty tally (the samples are chosen from the run's classifications at the end). */
 preview_tally *preview_tally_new(store *s, int64_t run_id);
 /* Records a theme decided for a conversation in the dry run. */
 void preview_tally_add(preview_tally *t, const char *conversation_id, const char *signature,
                        int passed);
-/* Writes the preview JSON and the dry run's theme counters. new_signatures: the run's
+/* Chooses the samples from the run's classifications (with the signature recorded for
+ * each), writes the preview JSON and the dry run's theme counters. new_signatures: the run's
  * signatures outside the vocabulary (counted new unless already registered). */
 int preview_tally_finish(preview_tally *t, store *s, int64_t run_id,
                          const strmap_t *new_signatures);

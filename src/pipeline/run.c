@@ -1,8 +1,10 @@
 /* The run driver: takes a running run from wherever it is to a terminal state.
- * Phases run in order; each is skipped when its work is already done, so the same
- * function starts a fresh run and resumes a stopped or failed one. All state is in the
- * store; a crash at any point leaves a run that store_run_fail_orphaned() marks failed
- * and pipeline_resume() can continue. */
+ * The per-conversation phases stream (one engine serves them all at once: a
+ * conversation moves on as soon as it is classified) or, with the offline analyzer,
+ * run in order; the story phase follows once they are complete. Work already done is
+ * skipped, so the same function starts a fresh run and resumes a stopped or failed
+ * one. All state is in the store; a crash at any point leaves a run that
+ * store_run_fail_orphaned() marks failed and pipeline_resume() can continue. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,33 @@ static step_result select_conversations(store *st, const run_record *run, char *
     return STEP_DONE;
 }
 
+/* Every per-conversation phase at once. The later phases' work is seeded as
+ * conversations are classified (classify.c); seeding it here from the classifications
+ * already stored is idempotent and covers runs whose classifications were written
+ * without it. */
+static step_result run_streaming(const run_env *env, store *st, llm_provider *llm,
+                                 const run_record *run, char *err, size_t errlen) {
+    size_t nnext;
+    const enum run_phase *next = engine_followers(run, &nnext);
+    for (size_t i = 0; i < nnext; i++)
+        if (seed_actionable(st, run->id, next[i], err, errlen)) return STEP_FAILED;
+    const phase_ops *all[] = {&CLASSIFY_OPS, &EMBED_OPS, &FACETS_OPS, &THEMES_OPS};
+    const phase_ops *dry[] = {&CLASSIFY_OPS, &THEMES_OPS};
+    int rc = run->dry_run ? engine_run(env, st, llm, run, dry, 2, err, errlen)
+                          : engine_run(env, st, llm, run, all, 4, err, errlen);
+    return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
+}
+
+/* The story phase: it needs every theme of the run. */
+static step_result run_stories(const run_env *env, store *st, llm_provider *llm,
+                               const run_record *run, char *err, size_t errlen) {
+    if (!run->auto_create_stories) return STEP_DONE;
+    if (engine_stop_requested(env, st, run->id)) return STEP_STOPPED;
+    if (set_phase(st, run->id, PHASE_STORIES, err, errlen)) return STEP_FAILED;
+    int rc = stories_run(env, st, llm, run, err, errlen);
+    return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
+}
+
 static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
                               const run_record *run, char *err, size_t errlen) {
     /* With INTERCOM_ACCESS_TOKEN set, the run's window is fetched first (source/). */
@@ -69,6 +98,11 @@ static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
     if (fetched != 0) return fetched == 1 ? STEP_STOPPED : STEP_FAILED;
     step_result r = select_conversations(st, run, err, errlen);
     if (r != STEP_DONE) return r;
+    if (pipeline_streams(env, llm)) {
+        r = run_streaming(env, st, llm, run, err, errlen);
+        if (r != STEP_DONE || run->dry_run) return r;
+        return run_stories(env, st, llm, run, err, errlen);
+    }
     r = run_engine_phase(env, st, llm, run, &CLASSIFY_OPS, err, errlen);
     if (r != STEP_DONE) return r;
     if (run->dry_run) /* a dry run stops at themes: nothing else would be kept */
@@ -79,11 +113,7 @@ static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
         r = run_engine_phase(env, st, llm, run, phases[i], err, errlen);
         if (r != STEP_DONE) return r;
     }
-    if (!run->auto_create_stories) return STEP_DONE;
-    if (engine_stop_requested(env, st, run->id)) return STEP_STOPPED;
-    if (set_phase(st, run->id, PHASE_STORIES, err, errlen)) return STEP_FAILED;
-    int rc = stories_run(env, st, llm, run, err, errlen);
-    return rc == 0 ? STEP_DONE : rc == 1 ? STEP_STOPPED : STEP_FAILED;
+    return run_stories(env, st, llm, run, err, errlen);
 }
 
 static void finish(store *st, int64_t run_id, const char *status, const char *error) {

@@ -639,16 +639,18 @@ int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_
         if (llm_poll(llm, 50) < 0) break;
     }
     int64_t requests = 0, hits = 0, prompt = 0, cached = 0, completion = 0;
+    double cost = 0;
     for (size_t i = 0; i < n; i++) {
         requests += calls[i].attempts;
         hits += calls[i].from_cache;
         prompt += calls[i].prompt_tokens;
         cached += calls[i].cached_tokens;
         completion += calls[i].completion_tokens;
+        cost += llm_call_cost_usd(llm, &calls[i]);
     }
     if ((requests || hits) &&
         store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, cached,
-                            completion, llm_cost_usd(llm, prompt, cached, completion)) != STORE_OK)
+                            completion, cost) != STORE_OK)
         log_warn("run %lld: recording story usage: %s", (long long)run->id, store_errmsg(st));
     return stopped || stories_stop_requested(env, st, run);
 }

@@ -11,8 +11,9 @@
  *    canonicalised in batches: one request carries up to LLM_CANON_BATCH_MAX distinct
  *    proposals (a proposal that near-duplicates one already in the batch rides on its
  *    decision). An area's batch goes when it is full, when the engine has a free slot
- *    and nothing else to start (the end of the phase), or when its oldest proposal has
- *    waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
+ *    and no more theme work can start soon (nothing of the theme phase or of
+ *    classification, which seeds it, left to start: the end of the phase), or when its
+ *    oldest proposal has waited CANON_MAX_WAIT_MS. Waiting costs no slot, so a run pays a few
  *    canonicalisation requests rather than one per new signature;
  *  - a proposal that near-duplicates one being canonicalised waits for that answer
  *    and is decided against what it minted; so two conversations proposing the same
@@ -264,7 +265,7 @@ static void remember(themes_ctx *tc, theme_state *ts) {
 
 static void finish_item(engine *e, work_item *it) {
     theme_state *ts = it->state;
-    themes_ctx *tc = e->phase_ctx;
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
     remember(tc, ts);
     quality_check(ts->signature, ts->in_vocab, ts->match_confidence, QUALITY_THRESHOLD, &ts->q);
     engine_item_ok(e, it);
@@ -405,8 +406,8 @@ static size_t sendable(const waitq *q) {
  * proposal has waited long enough, or when the engine would otherwise leave a slot
  * unused. */
 static void themes_pump(engine *e) {
-    themes_ctx *tc = e->phase_ctx;
-    int starved = engine_starved(e);
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
+    int starved = engine_drained(e, PHASE_THEMES);
     int64_t now = mono_ms();
     for (size_t i = 0; i < tc->areas.cap; i++) {
         waitq *q = tc->areas.vals[i];
@@ -436,7 +437,7 @@ static int themes_begin(engine *e) {
     themes_ctx *tc = xcalloc(1, sizeof *tc);
     tc->v = e->env->vocab;
     if (e->run->dry_run) tc->tally = preview_tally_new(e->st, e->run->id);
-    e->phase_ctx = tc;
+    e->ctx[PHASE_THEMES] = tc;
     return 0;
 }
 
@@ -449,7 +450,7 @@ static void free_waitq(void *p) {
 }
 
 static void themes_end(engine *e) {
-    themes_ctx *tc = e->phase_ctx;
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
     /* On stop, groups still waiting for their area are abandoned (resumed later). */
     for (size_t i = 0; i < tc->areas.cap; i++) {
         waitq *q = tc->areas.vals[i];
@@ -467,7 +468,7 @@ static void themes_end(engine *e) {
     strmap_free(&tc->session, free);
     strmap_free(&tc->areas, free_waitq);
     free(tc);
-    e->phase_ctx = NULL;
+    e->ctx[PHASE_THEMES] = NULL;
 }
 
 static int themes_prepare(engine *e, call_group *g) {
@@ -482,7 +483,7 @@ static int themes_prepare(engine *e, call_group *g) {
 }
 
 static int complete_extraction(engine *e, call_group *g) {
-    themes_ctx *tc = e->phase_ctx;
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
     work_item *it = g->items[0];
     const llm_call *c = &g->call;
     char why[160];
@@ -531,7 +532,7 @@ static void apply_decision(themes_ctx *tc, theme_state *ts, const json_t *d) {
 }
 
 static int complete_canonicalization(engine *e, call_group *g) {
-    themes_ctx *tc = e->phase_ctx;
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
     const llm_call *c = &g->call;
     char why[160] = "";
     int ok = c->status == LLM_OK && validate_canon(c->args, c->answer, why, sizeof why) == 0;
@@ -563,7 +564,7 @@ static int themes_complete(engine *e, call_group *g) {
 }
 
 static int themes_write(engine *e, work_item *it) {
-    themes_ctx *tc = e->phase_ctx;
+    themes_ctx *tc = e->ctx[PHASE_THEMES];
     theme_state *ts = it->state;
     if (tc->tally) { /* dry run: nothing stored but the bookkeeping */
         preview_tally_add(tc->tally, it->in.conv.id, ts->signature, ts->q.passed);

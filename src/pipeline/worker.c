@@ -2,8 +2,9 @@
  * run of a shared database and helps with its per-conversation phases.
  *
  * Each turn looks at the database only: the active run, its current phase, whether
- * anything of that phase is claimable. When there is, the generic engine runs the
- * phase in helper mode (it claims batches under this process's name, keeps its leases
+ * anything is claimable in the phases it would work on (every per-conversation phase
+ * when the run streams, else the current one). When there is, the generic engine runs
+ * them in helper mode (it claims batches under this process's name, keeps its leases
  * alive, writes results and returns as soon as nothing is left to claim); then the
  * worker looks again at once. Otherwise it sleeps idle_ms. Nothing about the run is
  * kept in memory between turns except the LLM provider, which lives as long as the
@@ -75,24 +76,55 @@ static void failed_turn(worker *w) {
     w->retry_at_ms = mono_ms() + w->backoff_ms;
 }
 
-/* NULL when the run is one to help with now, else why not. */
-static const char *why_not_join(worker *w, const run_record *run, const phase_ops *ops) {
+static int ensure_provider(worker *w, const run_record *run);
+
+/* The phases to work on: all per-conversation ones when the run streams (the driver
+ * decides the same way), else the current one. */
+static size_t lanes_of(const worker *w, const run_record *run, const phase_ops *ops,
+                       const phase_ops **lanes) {
+    if (!pipeline_streams(&w->env, w->llm)) {
+        lanes[0] = ops;
+        return 1;
+    }
+    lanes[0] = &CLASSIFY_OPS;
+    if (run->dry_run) {
+        lanes[1] = &THEMES_OPS;
+        return 2;
+    }
+    lanes[1] = &EMBED_OPS;
+    lanes[2] = &FACETS_OPS;
+    lanes[3] = &THEMES_OPS;
+    return 4;
+}
+
+/* NULL when the run is one to help with now (*n lanes set), else why not. */
+static const char *why_not_join(worker *w, const run_record *run, const phase_ops *ops,
+                                const phase_ops **lanes, size_t *n) {
     if (strcmp(run->status, "running") != 0) return "stopping";
     if (run->dry_run) return "a dry run (its driver does it alone)";
     if (w->opt.llm && strcmp(w->opt.llm, run->llm) != 0) return "uses another LLM provider";
     if (!ops) return "not in a per-conversation phase";
     if (run->heartbeat_at < wall_unix() - RUN_STALE_SECONDS)
         return "its driver has no recent heartbeat (nobody would advance it)";
-    int claimable = 0;
-    int64_t claimed = 0;
-    if (store_work_probe(w->st, run->id, ops->phase, wall_unix(), &claimable, &claimed) !=
-        STORE_OK) {
-        log_warn("worker %s: run %lld: %s", w->env.owner, (long long)run->id,
-                 store_errmsg(w->st));
-        return "the database did not answer";
-    }
-    if (!claimable) return "nothing to claim in this phase";
     if (mono_ms() < w->retry_at_ms) return "waiting after a failure";
+    if (ensure_provider(w, run) != 0) {
+        failed_turn(w);
+        return "cannot create the LLM provider";
+    }
+    *n = lanes_of(w, run, ops, lanes);
+    int any = 0;
+    for (size_t i = 0; i < *n && !any; i++) {
+        int claimable = 0;
+        int64_t claimed = 0;
+        if (store_work_probe(w->st, run->id, lanes[i]->phase, wall_unix(), &claimable,
+                             &claimed) != STORE_OK) {
+            log_warn("worker %s: run %lld: %s", w->env.owner, (long long)run->id,
+                     store_errmsg(w->st));
+            return "the database did not answer";
+        }
+        any = claimable;
+    }
+    if (!any) return *n > 1 ? "nothing to claim" : "nothing to claim in this phase";
     return NULL;
 }
 
@@ -113,23 +145,19 @@ static int ensure_provider(worker *w, const run_record *run) {
     return 0;
 }
 
-static turn_result help_with(worker *w, run_record *run, const phase_ops *ops) {
+static turn_result help_with(worker *w, run_record *run, const phase_ops *const *lanes,
+                             size_t n) {
     /* This process's concurrency, not the driver's, bounds what it keeps in flight. */
     if (w->opt.concurrency > 0) run->concurrency = w->opt.concurrency;
-    if (ensure_provider(w, run) != 0) {
-        failed_turn(w);
-        return TURN_IDLE;
-    }
-    log_info("worker %s: run %lld: joining %s", w->env.owner, (long long)run->id,
-             run_phase_name(ops->phase));
+    const char *what = n > 1 ? "the streaming phases" : run_phase_name(lanes[0]->phase);
+    log_info("worker %s: run %lld: joining %s", w->env.owner, (long long)run->id, what);
     w->noted_run = 0;
     char err[512] = "";
-    int rc = engine_run_phase(&w->env, w->st, w->llm, run, ops, err, sizeof err);
+    int rc = engine_run(&w->env, w->st, w->llm, run, lanes, n, err, sizeof err);
     if (rc < 0) {
         /* The run is not ours to fail: our claims were released for the others, and
          * the driver sees the same failure if it is not ours alone. */
-        log_warn("worker %s: run %lld: %s: %s", w->env.owner, (long long)run->id,
-                 run_phase_name(ops->phase), err);
+        log_warn("worker %s: run %lld: %s: %s", w->env.owner, (long long)run->id, what, err);
         drop_provider(w); /* a provider that failed fatally refuses further calls */
         failed_turn(w);
         return TURN_IDLE;
@@ -155,10 +183,12 @@ static turn_result turn(worker *w) {
     if (store_run_get(w->st, id, &run) != STORE_FOUND) return TURN_IDLE;
     if (w->llm && w->llm_run != run.id) drop_provider(w);
     const phase_ops *ops = phase_ops_of(run_phase_from_name(run.current_phase));
-    const char *why = why_not_join(w, &run, ops);
+    const phase_ops *lanes[PHASE_COUNT];
+    size_t n = 0;
+    const char *why = why_not_join(w, &run, ops, lanes, &n);
     turn_result out = TURN_IDLE;
     if (why) note(w, run.id, why);
-    else out = help_with(w, &run, ops);
+    else out = help_with(w, &run, lanes, n);
     run_record_free(&run);
     return out;
 }

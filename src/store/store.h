@@ -182,6 +182,11 @@ int store_work_seed_conversations(store *s, int64_t run_id, int64_t from, int64_
 /* Seeds phase work from the run's actionable classifications (idempotent). */
 int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
                                int64_t *count);
+/* Seeds one conversation's work items of the given phases (idempotent): called in the
+ * transaction that stores its actionable classification, so a streaming run can take
+ * the conversation to its next phases at once. */
+int store_work_seed_next(store *s, int64_t run_id, const char *conversation_id,
+                         const enum run_phase *phases, size_t n);
 /* Claims up to max pending (or lease-expired) items, in conversation id order.
  * *ids receives n strdup'ed ids (free each and the array). */
 int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,

@@ -72,6 +72,22 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
     return STORE_OK;
 }
 
+int store_work_seed_next(store *s, int64_t run_id, const char *conversation_id,
+                         const enum run_phase *phases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        db_stmt *st = store_stmt(s,
+            "INSERT INTO work_items (run_id, phase, conversation_id) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING");
+        if (!st) return STORE_ERR;
+        db_bind_int(st, 1, run_id);
+        db_bind_text(st, 2, run_phase_name(phases[i]));
+        db_bind_text(st, 3, conversation_id);
+        int rc = store_exec_stmt(s, st, "seeding the next phases");
+        if (rc) return rc;
+    }
+    return STORE_OK;
+}
+
 static void free_ids(char **ids, size_t n) {
     for (size_t i = 0; i < n; i++) free(ids[i]);
     free(ids);

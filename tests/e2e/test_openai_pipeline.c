@@ -163,6 +163,26 @@ TEST(concurrency_is_exactly_the_configured_number_in_flight) {
     json_t *st = fakeproc_stats(&fp);
     CHECK_INT(jx_int(st, "max_in_flight", -1), 8);
     CHECK_INT(jx_int(jx_obj(run, "llm"), "requests", -1), jx_int(st, "requests", -2));
+    /* The phases stream: facet and theme requests start (the fake's first arrival)
+     * long before the last classification answer is released, and the embeddings go
+     * in a few batches, not one request at the end. */
+    json_t *tasks = jx_obj(st, "tasks");
+    int64_t classified = jx_int(jx_obj(tasks, "refine"), "last_ms", 0);
+    if (jx_int(jx_obj(tasks, "classify"), "last_ms", 0) > classified)
+        classified = jx_int(jx_obj(tasks, "classify"), "last_ms", 0);
+    int64_t theme = jx_int(jx_obj(tasks, "theme"), "first_ms", -1);
+    int64_t facets = jx_int(jx_obj(tasks, "facets"), "first_ms", -1);
+    int64_t embed = jx_int(jx_obj(tasks, "embed"), "first_ms", -1);
+    fprintf(stdout, "    last classification answer at %lld ms; first theme %lld ms, facets "
+                    "%lld ms, embeddings %lld ms (%lld requests)\n",
+            (long long)(classified - jx_int(jx_obj(tasks, "classify"), "first_ms", 0)),
+            (long long)(theme - jx_int(jx_obj(tasks, "classify"), "first_ms", 0)),
+            (long long)(facets - jx_int(jx_obj(tasks, "classify"), "first_ms", 0)),
+            (long long)(embed - jx_int(jx_obj(tasks, "classify"), "first_ms", 0)),
+            (long long)jx_int(jx_obj(tasks, "embed"), "requests", 0));
+    CHECK(theme >= 0 && theme < classified - 200);
+    CHECK(facets >= 0 && facets < classified - 200);
+    CHECK(embed >= 0 && embed < classified);
     json_decref(st);
     json_decref(run);
     free(out);
@@ -226,6 +246,7 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     CHECK(jx_num(jx_obj(r2, "llm"), "cost_usd", 1) == 0);
     CHECK_INT(num(r2, "themes_extracted"), num(r1, "themes_extracted"));
     /* the same conversations again: last run's stories, grown by nothing, no twins */
+    CHECK(num(r1, "stories_created") > 0);
     CHECK_INT(num(r2, "stories_created"), 0);
     CHECK_INT(num(r2, "stories_updated"), 0);
     CHECK_INT(num(r2, "conversations_classified"), num(r1, "conversations_classified"));
@@ -432,8 +453,7 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "stopped");
     int64_t themes = num(run, "themes_extracted") + num(run, "themes_filtered");
-    int64_t actionable = num(run, "facets_extracted") + num(run, "facets_failed");
-    CHECK(themes > 0 && themes < actionable); /* finished results kept, not all done */
+    CHECK(themes > 0); /* finished results kept */
     CHECK_INT(num(run, "themes_failed"), 0); /* cancelled work is not a failure */
     json_decref(run);
 
@@ -443,6 +463,8 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     CHECK_STR(jx_str(run, "status"), "completed");
     check_accounting(run);
     CHECK_INT(num(run, "themes_failed"), 0);
+    /* ... and not all were done at the stop. */
+    CHECK(num(run, "themes_extracted") + num(run, "themes_filtered") > themes);
     json_decref(run);
     env_free(&env);
     free(db);

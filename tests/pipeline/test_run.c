@@ -124,10 +124,14 @@ static void check_same_counters(const run_record *a, const run_record *b) {
 #undef SAME
 }
 
-TEST(stop_mid_themes_then_resume_equals_uninterrupted_run) {
+/* Stops a run after 40 theme calls, resumes it, and compares it with an uninterrupted
+ * run: every counter and every story equal. stream: run_env.stream (-1 phase by phase,
+ * 1 streaming). */
+static void stop_mid_themes_then_resume(int stream) {
     harness ref, h;
     setup(&ref);
     run_env e = env_of(&ref);
+    e.stream = stream;
     run_params p = params();
     int64_t ref_id;
     char err[256];
@@ -139,11 +143,21 @@ TEST(stop_mid_themes_then_resume_equals_uninterrupted_run) {
     h.cfg.stop_task = LLM_THEME;
     h.cfg.stop_after = 40;
     e = env_of(&h);
+    e.stream = stream;
     int64_t id;
     CHECK_INT(pipeline_start(&e, &p, &id, err, sizeof err), 1);
     run_record b = get_run(&h, id);
     CHECK_STR(b.status, "stopped");
-    CHECK_STR(b.current_phase, "theme_extraction");
+    if (stream > 0) {
+        /* Themes were extracted while conversations were still being classified, and
+         * the run says it stopped in the earliest phase with unfinished work. */
+        CHECK(b.conversations_classified < a.conversations_classified);
+        CHECK_STR(b.current_phase, "classification");
+        /* The offline embedder waits for the whole corpus: no embedding yet. */
+        CHECK_INT(b.embeddings_generated, 0);
+    } else {
+        CHECK_STR(b.current_phase, "theme_extraction");
+    }
     CHECK(b.themes_extracted + b.themes_filtered < a.themes_extracted + a.themes_filtered);
     CHECK(b.themes_extracted + b.themes_filtered >= 30); /* finished work was kept */
     CHECK_INT(b.stories_created, 0);
@@ -164,6 +178,12 @@ TEST(stop_mid_themes_then_resume_equals_uninterrupted_run) {
     run_record_free(&b);
     teardown(&ref);
     teardown(&h);
+}
+
+TEST(stop_mid_themes_then_resume_equals_uninterrupted_run) { stop_mid_themes_then_resume(-1); }
+
+TEST(streaming_stop_mid_themes_then_resume_equals_uninterrupted_run) {
+    stop_mid_themes_then_resume(1);
 }
 
 TEST(failures_are_counted_with_reasons_and_retried_by_resume) {
@@ -228,10 +248,11 @@ TEST(resume_retries_failed_items_until_none_fail) {
     teardown(&h);
 }
 
-TEST(dry_run_keeps_a_bounded_preview_and_stores_no_themes_or_stories) {
+static void dry_run(int stream) {
     harness h;
     setup(&h);
     run_env e = env_of(&h);
+    e.stream = stream;
     run_params p = params();
     p.dry_run = 1;
     int64_t id;
@@ -252,6 +273,12 @@ TEST(dry_run_keeps_a_bounded_preview_and_stores_no_themes_or_stories) {
     CHECK(json_array_size(json_object_get(pv, "top_themes")) == 5);
     json_t *by_type = json_object_get(json_object_get(pv, "classification_breakdown"), "by_type");
     CHECK(json_object_size(by_type) >= 4);
+    /* Samples carry the theme of their conversation when it has one. */
+    size_t i, themed = 0;
+    json_t *x;
+    json_array_foreach(json_object_get(pv, "samples"), i, x)
+        themed += json_array_size(json_object_get(x, "themes")) > 0;
+    CHECK(themed > 0);
     json_decref(pv);
     store *st = fx_store_open(h.db);
     story_filter f = {0};
@@ -265,6 +292,10 @@ TEST(dry_run_keeps_a_bounded_preview_and_stores_no_themes_or_stories) {
     run_record_free(&r);
     teardown(&h);
 }
+
+TEST(dry_run_keeps_a_bounded_preview_and_stores_no_themes_or_stories) { dry_run(-1); }
+
+TEST(streaming_dry_run_keeps_the_same_preview) { dry_run(1); }
 
 TEST(second_start_while_active_is_refused) {
     harness h;
