@@ -458,6 +458,10 @@ static enum MHD_Result send_reply(api_req *r) {
         MHD_add_response_header(resp, "Access-Control-Allow-Headers", CORS_HEADERS);
         MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
     }
+    /* Counted when queued, not when the last byte has left: a client that reads its
+     * answer and then asks /metrics must find its request counted. The duration is the
+     * time to the answer, not the time the client took to read it. */
+    api_metrics_record(r->srv->metrics, r->route_index, r->status, mono_us() - r->start_us);
     enum MHD_Result ret = MHD_queue_response(r->conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -495,11 +499,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)conn;
-    api_server *srv = cls;
+    (void)cls;
     api_req *r = *req_cls;
     if (!r) return;
     int64_t us = mono_us() - r->start_us;
-    if (r->replied) api_metrics_record(srv->metrics, r->route_index, r->status, us);
     log_debug("%s %s %u %.3fms%s", r->method, r->path, r->status, (double)us / 1000.0,
               toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
     req_free(r);
