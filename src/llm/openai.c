@@ -1294,7 +1294,8 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
     if (check_config(c, err, errlen) != 0) return NULL;
     int conc = c->concurrency > 0 ? c->concurrency : LLM_DEFAULT_CONCURRENCY;
     if (conc > LLM_MAX_CONCURRENCY) conc = LLM_MAX_CONCURRENCY;
-    httpc *http = httpc_new((size_t)conc, MAX_RESPONSE_BYTES);
+    httpc *http =
+        httpc_new((size_t)conc, c->max_response_bytes ? c->max_response_bytes : MAX_RESPONSE_BYTES);
     if (!http) {
         snprintf(err, errlen, "cannot initialise the HTTP client (libcurl)");
         return NULL;

@@ -31,6 +31,7 @@
 #include "support/server.h"
 #include "text/text.h"
 #include "util/buf.h"
+#include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
@@ -399,4 +400,147 @@ TEST(a_request_flood_leaves_health_fast) {
     CHECK_INT(ts_stop(&s, 60000), 0);
     ts_remove_db(db);
     free(db);
+}
+
+/* ---------- LLM endpoint ---------- */
+
+static int start_fake(fakeproc *fp) {
+    char *vpath = fx_path("data/theme_vocabulary.json");
+    const char *args[] = {"--vocab", vpath, NULL};
+    int rc = fakeproc_start(fp, "fake_openai", args);
+    free(vpath);
+    return rc;
+}
+
+static void count_done(llm_call *c) { (*(int *)c->user)++; }
+
+/* One classify call against the fake with a 1 MiB answer cap; its status, error and
+ * how long it took. */
+static void one_call(const fakeproc *fp, llm_call *call, int64_t *ms) {
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1", fp->url);
+    llm_openai_config c = {0};
+    c.base_url = url;
+    c.api_key = "test-key";
+    c.chat_model = "gpt-4o-mini";
+    c.embed_model = "text-embedding-3-small";
+    c.concurrency = 2;
+    c.timeout_ms = 20000;
+    c.max_attempts = 3;
+    c.backoff_base_ms = 10;
+    c.seed = 7;
+    c.max_response_bytes = 1u << 20;
+    c.usd_prompt = c.usd_cached = c.usd_completion = c.usd_embed = -1;
+    char err[256];
+    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
+    REQUIRE(p != NULL);
+    int done = 0;
+    memset(call, 0, sizeof *call);
+    call->task = LLM_CLASSIFY;
+    call->in.digest = "My scheduled pins are not posting to Pinterest since yesterday.";
+    call->done = count_done;
+    call->user = &done;
+    int64_t t0 = mono_ms();
+    REQUIRE(llm_submit(p, call) == 0);
+    for (int i = 0; i < 600 && !done; i++) llm_poll(p, 50);
+    *ms = mono_ms() - t0;
+    CHECK_INT(done, 1);
+    llm_provider_destroy(p);
+}
+
+TEST(gigantic_and_endless_llm_answers_fail_the_call_at_the_size_cap) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp) == 0);
+    static const char *const cfgs[] = {"{\"huge_body_bytes\": 4194304}",
+                                       "{\"huge_body_bytes\": 0, \"endless_body\": 1}"};
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(fakeproc_post(&fp, "/_config", cfgs[i]) == 200);
+        llm_call call;
+        int64_t ms;
+        one_call(&fp, &call, &ms);
+        printf("    %s: status %d after %lld ms: %s\n", cfgs[i], (int)call.status, (long long)ms,
+               call.error);
+        CHECK_INT(call.status, LLM_ERR_HTTP);
+        CHECK(strstr(call.error, "larger than 1048576 bytes") != NULL);
+        CHECK_INT(call.attempts, 1); /* final: not retried */
+        CHECK(call.answer == NULL);
+        CHECK(ms < 10000); /* cut at the cap, not at the timeout */
+        llm_call_reset_result(&call);
+    }
+    /* under the cap, a padded answer is still a good answer */
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"huge_body_bytes\": 524288, \"endless_body\": 0}") == 200);
+    llm_call call;
+    int64_t ms;
+    one_call(&fp, &call, &ms);
+    CHECK_INT(call.status, LLM_OK);
+    llm_call_reset_result(&call);
+    CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+/* One `feedline run --llm openai` on a fresh database of the bundled sample with the
+ * fake answering oov (1 or 2); the run record (JSON). */
+static json_t *oov_run(const fakeproc *fp, int oov, char **all_out, char **stories_out) {
+    char cfg[32];
+    snprintf(cfg, sizeof cfg, "{\"oov\": %d}", oov);
+    if (fakeproc_post(fp, "/_config", cfg) != 200) return NULL;
+    char *db = fx_db_url();
+    char *sample = fx_path("data/sample_conversations.jsonl");
+    const char *imp[] = {"import", "--db", db, sample, NULL};
+    CHECK_INT(fx_feedline(imp, NULL, NULL, NULL), 0);
+    store *s = fx_store_open(db);
+    int64_t n_before = store_conv_count(s);
+    store_close(s);
+    char *base = xasprintf("OPENAI_BASE_URL=%s/v1", fp->url);
+    const char *env[] = {base, "OPENAI_API_KEY=test-key", "FEEDLINE_LLM_BACKOFF_MS=20",
+                         "FEEDLINE_LLM_TIMEOUT_MS=5000", NULL};
+    const char *run[] = {"run", "--db", db, "--llm", "openai", "--concurrency", "8", "--json", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = fx_feedline(run, env, &out, &err);
+    CHECK_INT(rc, 0); /* completed, the failures counted */
+    json_t *rec = out ? json_loads(out, 0, NULL) : NULL;
+    CHECK(rec != NULL);
+    *all_out = xasprintf("%s\n%s", out ? out : "", err ? err : "");
+    const char *st[] = {"stories", "--db", db, "--format", "json", NULL};
+    *stories_out = NULL;
+    fx_feedline(st, NULL, stories_out, NULL);
+    s = fx_store_open(db);
+    CHECK_INT(store_conv_count(s), n_before); /* nothing lost */
+    store_close(s);
+    free(out);
+    free(err);
+    free(base);
+    free(sample);
+    free(db);
+    return rec;
+}
+
+TEST(out_of_vocabulary_llm_values_are_rejected_or_defaulted_never_stored) {
+    fakeproc fp;
+    REQUIRE(start_fake(&fp) == 0);
+    /* 1: every answer: classification rejects the type (after a repair), naming it */
+    char *all, *stories;
+    json_t *rec = oov_run(&fp, 1, &all, &stories);
+    CHECK(strstr(all, "conversation_type: missing or not one of") != NULL);
+    CHECK_INT(jx_int(rec, "conversations_classified", -1), 0);
+    CHECK(jx_int(rec, "classification_failed", -1) > 0);
+    CHECK(stories == NULL || strstr(stories, "zz_oov_value") == NULL);
+    json_decref(rec);
+    free(all);
+    free(stories);
+    /* 2: every answer after classification: facets' enums fall back to their defaults,
+     * themes outside the vocabulary are filtered with the reason, no story carries
+     * the values */
+    rec = oov_run(&fp, 2, &all, &stories);
+    CHECK(jx_int(rec, "conversations_classified", -1) > 0);
+    CHECK_INT(jx_int(rec, "facets_failed", -1), 0);
+    CHECK(jx_int(rec, "facets_extracted", -1) > 0);
+    CHECK_INT(jx_int(rec, "themes_extracted", -1), 0);
+    CHECK(jx_int(rec, "themes_filtered", -1) > 0);
+    CHECK_INT(jx_int(rec, "stories_created", -1), 0);
+    CHECK(strstr(all, "not in vocabulary") != NULL);
+    CHECK(stories == NULL || strstr(stories, "zz_oov_value") == NULL);
+    json_decref(rec);
+    free(all);
+    free(stories);
+    CHECK_INT(fakeproc_stop(&fp), 0);
 }
