@@ -21,7 +21,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "llm/llm.h"
@@ -146,6 +148,58 @@ TEST(hostile_import_lines_are_rejected_by_line_and_stored_data_stays) {
     free(err);
     free(first);
     free(bad);
+    fx_rmtree(dir);
+    free(dir);
+    free(db);
+}
+
+/* Runs the release CLI ($FEEDLINE_BUILD/feedline: the sanitizers' allocator would
+ * hide what the program keeps) with args; its exit status and peak resident size. */
+static int cli_rss(const char *const args[], long *maxrss_kb) {
+    const char *build = getenv("FEEDLINE_BUILD");
+    char *dflt = build && *build ? xasprintf("%s/feedline", build) : fx_path("build/feedline");
+    const char *bin = dflt;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        const char *argv[16] = {bin};
+        for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    free(dflt);
+    int st = 0;
+    struct rusage ru;
+    if (pid < 0 || wait4(pid, &st, 0, &ru) != pid) return -1;
+    *maxrss_kb = ru.ru_maxrss;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+TEST(a_line_far_over_the_limit_is_skipped_in_bounded_memory) {
+    /* 200 MiB without a newline, then a good line: the reader keeps at most the limit
+     * (64 MiB) of it, where reading the whole line would take 256 MiB. */
+    char *dir = fx_tmpdir();
+    char *db = fx_db_url();
+    char *path = xasprintf("%s/long.jsonl", dir);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f != NULL);
+    static char chunk[1 << 16];
+    memset(chunk, 'x', sizeof chunk);
+    fputs("{\"id\":\"", f);
+    for (int i = 0; i < 200 * 16; i++) fwrite(chunk, 1, sizeof chunk, f);
+    fputs("\"}\n", f);
+    fputs(GOOD1, f);
+    fclose(f);
+    const char *imp[] = {"import", "--db", db, path, NULL};
+    long rss = 0;
+    CHECK_INT(cli_rss(imp, &rss), 1);
+    printf("    200 MiB line: peak RSS %ld MiB\n", rss / 1024);
+    CHECK(rss > 0 && rss < 120 * 1024);
+    store *s = fx_store_open(db);
+    CHECK_INT(store_conv_count(s), 1);
+    store_close(s);
+    unlink(path);
+    free(path);
     fx_rmtree(dir);
     free(dir);
     free(db);
