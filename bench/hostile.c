@@ -6,7 +6,7 @@
  *
  *  1. lines: a JSONL file of a good line, a 65 MiB line (over the 64 MiB line limit), a
  *     63 MiB line that is valid JSON with a 63 MiB body (over the body limit), a
- *     64 MiB line of '[' (deep nesting), a good line; expects both good lines
+ *     line of exactly 64 MiB of '[' (at the limit: parsed, too deep), a good line; expects both good lines
  *     imported and each bad one named by file:line;
  *  2. many: one JSONL file of --conversations N (default 1 000 000) conversations;
  *     expects N imported and the peak resident size independent of N (compare with
@@ -52,6 +52,7 @@ typedef struct result {
 /* Runs the CLI with argv (NULL-terminated, after the program name), output to a file. */
 static result run_cli(const char *const args[], const char *outpath) {
     result r = {-1, 0, 0, NULL};
+    fflush(stdout); /* or the child's freopen would write our buffer again */
     int64_t t0 = mono_us();
     pid_t pid = fork();
     if (pid == 0) {
@@ -102,6 +103,16 @@ static void fill(FILE *f, int c, size_t n) {
     }
 }
 
+/* The output line holding word (the import summary's "N imported, ..."). */
+static void print_line_with(const char *out, const char *word) {
+    const char *at = out ? strstr(out, word) : NULL;
+    if (!at) return;
+    const char *b = at;
+    while (b > out && b[-1] != '\n') b--;
+    const char *e = strchr(at, '\n');
+    printf("    %.*s\n", (int)(e ? e - b : (long)strlen(b)), b);
+}
+
 static void report(const char *name, const result *r) {
     printf("%-34s exit %d  %7.2f s  peak RSS %7.1f MiB\n", name, r->status, r->seconds,
            (double)r->maxrss_kb / 1024.0);
@@ -137,8 +148,7 @@ static void bench_lines(const char *dir) {
             printf("    line %d: NOT REPORTED\n", line);
         }
     }
-    const char *imp = r.out ? strstr(r.out, "imported") : NULL;
-    if (imp) printf("    %.40s\n", imp);
+    print_line_with(r.out, "imported");
     free(r.out);
     unlink(path);
     free(path);
@@ -168,15 +178,13 @@ static void bench_many(const char *dir, long n) {
     snprintf(name, sizeof name, "%ld conversations (%.0f MiB)", n, (double)sb.st_size / 1048576.0);
     result r = run_cli(args, outp);
     report(name, &r);
-    const char *imp = r.out ? strstr(r.out, "imported") : NULL;
-    if (imp) printf("    %.60s\n", imp);
+    print_line_with(r.out, "imported");
     printf("    %.0f conversations/s\n", (double)n / r.seconds);
     free(r.out);
     snprintf(name, sizeof name, "  the same again (unchanged)");
     r = run_cli(args, outp);
     report(name, &r);
-    const char *unch = r.out ? strstr(r.out, "unchanged") : NULL;
-    if (unch) printf("    %.60s\n", unch);
+    print_line_with(r.out, "unchanged");
     free(r.out);
     unlink(path);
     free(path);
