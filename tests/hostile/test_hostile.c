@@ -475,7 +475,7 @@ static void count_done(llm_call *c) { (*(int *)c->user)++; }
 
 /* One classify call against the fake with a 1 MiB answer cap; its status, error and
  * how long it took. */
-static void one_call(const fakeproc *fp, llm_call *call, int64_t *ms) {
+static void one_call_cap(const fakeproc *fp, llm_call *call, int64_t *ms, size_t cap) {
     char url[128];
     snprintf(url, sizeof url, "%s/v1", fp->url);
     llm_openai_config c = {0};
@@ -488,7 +488,7 @@ static void one_call(const fakeproc *fp, llm_call *call, int64_t *ms) {
     c.max_attempts = 3;
     c.backoff_base_ms = 10;
     c.seed = 7;
-    c.max_response_bytes = 1u << 20;
+    c.max_response_bytes = cap;
     c.usd_prompt = c.usd_cached = c.usd_completion = c.usd_embed = -1;
     char err[256];
     llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
@@ -505,6 +505,10 @@ static void one_call(const fakeproc *fp, llm_call *call, int64_t *ms) {
     *ms = mono_ms() - t0;
     CHECK_INT(done, 1);
     llm_provider_destroy(p);
+}
+
+static void one_call(const fakeproc *fp, llm_call *call, int64_t *ms) {
+    one_call_cap(fp, call, ms, 1u << 20);
 }
 
 TEST(gigantic_and_endless_llm_answers_fail_the_call_at_the_size_cap) {
@@ -524,6 +528,27 @@ TEST(gigantic_and_endless_llm_answers_fail_the_call_at_the_size_cap) {
         CHECK_INT(call.attempts, 1); /* final: not retried */
         CHECK(call.answer == NULL);
         CHECK(ms < 10000); /* cut at the cap, not at the timeout */
+        llm_call_reset_result(&call);
+    }
+    /* without a configured cap, a chat answer is still capped at 16 MiB (the client's
+     * 192 MiB is for embeddings and batch files) */
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"huge_body_bytes\": 0, \"endless_body\": 1}") == 200);
+    {
+        llm_call call;
+        int64_t ms;
+        /* the fake sends 8 MiB of the endless answer: over a 4 MiB cap ... */
+        one_call_cap(&fp, &call, &ms, 4u << 20);
+        CHECK(strstr(call.error, "larger than 4194304 bytes") != NULL);
+        llm_call_reset_result(&call);
+    }
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"huge_body_bytes\": 20971520, \"endless_body\": 1}") == 200);
+    {
+        llm_call call;
+        int64_t ms;
+        one_call_cap(&fp, &call, &ms, 0);
+        printf("    20 MiB of an endless answer, default caps: %s\n", call.error);
+        CHECK_INT(call.status, LLM_ERR_HTTP);
+        CHECK(strstr(call.error, "larger than 16777216 bytes") != NULL);
         llm_call_reset_result(&call);
     }
     /* under the cap, a padded answer is still a good answer */
