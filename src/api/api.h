@@ -45,6 +45,8 @@
 #define API_EVENT_BUFFER (64 * 1024)
 #define API_MAX_BODY (64 * 1024)
 #define API_MAX_CONNECTIONS 1024
+/* per client address: one address cannot take every connection (slow clients) */
+#define API_MAX_CONNECTIONS_PER_IP 512
 #define API_CONN_MEMORY (32 * 1024)
 #define API_IDLE_TIMEOUT_S 30
 

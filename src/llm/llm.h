@@ -272,6 +272,8 @@ typedef struct llm_openai_config {
     int concurrency;            /* HTTP requests on the wire, 1..LLM_MAX_CONCURRENCY */
     double rpm, tpm;            /* configured limits, 0 = none (headers may still set) */
     int timeout_ms;             /* per request; 0 = 60000 */
+    size_t max_response_bytes;  /* per answer, larger ones fail the call; 0 = 192 MiB
+                                   (chat answers: at most 16 MiB in any case) */
     int max_attempts;           /* per request for 5xx/timeouts/transport; 0 = 5 */
     int backoff_base_ms;        /* first retry's full-jitter ceiling; 0 = 500 */
     int embed_max_inputs;       /* per embeddings request; 0 = 2048 */

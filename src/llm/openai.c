@@ -70,6 +70,8 @@
 #define CONNECT_TIMEOUT_MS 10000
 /* 2048 vectors of 3072 floats as JSON text stay below this. */
 #define MAX_RESPONSE_BYTES ((size_t)192 << 20)
+/* A chat answer is a few thousand tokens at most: a larger one is hostile or broken. */
+#define MAX_CHAT_RESPONSE_BYTES ((size_t)16 << 20)
 /* Bytes of a rejected answer echoed back in the repair retry. */
 #define REPAIR_ECHO_BYTES 4000
 /* An endpoint that has answered nothing but this many 4xx (400, 422, ...) in a row
@@ -462,6 +464,7 @@ static void start_chat(oa_provider *p, oa_call *oc) {
     oa_job *j = new_job(oc);
     j->messages = messages;
     j->req = new_request(p, p->chat_url);
+    j->req->max_response_bytes = MAX_CHAT_RESPONSE_BYTES;
     set_chat_body(j, body);
     if (batched_task(p, c->task)) oa_batcher_add(p->batcher, 0, oc->key, body, strlen(body), 1, j);
     else enqueue(p, j);
@@ -1294,7 +1297,8 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
     if (check_config(c, err, errlen) != 0) return NULL;
     int conc = c->concurrency > 0 ? c->concurrency : LLM_DEFAULT_CONCURRENCY;
     if (conc > LLM_MAX_CONCURRENCY) conc = LLM_MAX_CONCURRENCY;
-    httpc *http = httpc_new((size_t)conc, MAX_RESPONSE_BYTES);
+    httpc *http =
+        httpc_new((size_t)conc, c->max_response_bytes ? c->max_response_bytes : MAX_RESPONSE_BYTES);
     if (!http) {
         snprintf(err, errlen, "cannot initialise the HTTP client (libcurl)");
         return NULL;

@@ -120,10 +120,15 @@ httpc *httpc_new(size_t max_connections, size_t max_response_bytes) {
     return h;
 }
 
+static size_t response_cap(const httpc_request *r) {
+    size_t cap = r->owner->max_response_bytes;
+    return r->max_response_bytes && r->max_response_bytes < cap ? r->max_response_bytes : cap;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userp) {
     httpc_request *r = userp;
     size_t n = size * nmemb;
-    if (r->response.len + n > r->owner->max_response_bytes) {
+    if (r->response.len + n > response_cap(r)) {
         r->too_large = 1;
         return 0; /* aborts the transfer */
     }
@@ -227,7 +232,7 @@ static void finish(httpc *h, httpc_request *r, CURLcode code) {
         r->timed_out = code == CURLE_OPERATION_TIMEDOUT;
         if (r->too_large)
             snprintf(r->error, sizeof r->error, "response larger than %zu bytes",
-                     h->max_response_bytes);
+                     response_cap(r));
         else if (!r->error[0])
             snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(code));
     }

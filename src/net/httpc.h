@@ -34,6 +34,7 @@ struct httpc_request {
     char *userpwd;          /* "user:password" for HTTP Basic auth, or NULL */
     long timeout_ms;        /* whole transfer; 0 = no limit */
     long connect_timeout_ms;
+    size_t max_response_bytes; /* this request's cap if lower than the client's; 0 = the client's */
     httpc_done_fn done;
     void *user;
 

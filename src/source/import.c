@@ -109,26 +109,51 @@ static int is_blank(const char *s, size_t n) {
     return 1;
 }
 
+/* Reads one line (without its '\n') into *line, keeping at most limit bytes: the rest
+ * of a longer line is read and dropped, so memory stays bounded whatever the file
+ * holds. *total is the line's whole length. -1 at the end of the file. */
+static int read_line_bounded(FILE *f, char **line, size_t *cap, size_t *len, size_t *total,
+                             size_t limit) {
+    *len = *total = 0;
+    int c = EOF, any = 0;
+    while ((c = getc_unlocked(f)) != EOF) {
+        any = 1;
+        if (c == '\n') break;
+        if (*len <= limit) {
+            if (*len + 1 >= *cap) {
+                size_t ncap = *cap ? *cap * 2 : 4096;
+                if (ncap > limit + 2) ncap = limit + 2;
+                *line = xrealloc(*line, ncap);
+                *cap = ncap;
+            }
+            (*line)[(*len)++] = (char)c;
+        }
+        (*total)++;
+    }
+    if (!any) return -1;
+    if (*line) (*line)[*len] = 0;
+    return 0;
+}
+
 /* JSONL: one JSON object per line. */
 static int import_jsonl(importer *im, FILE *f) {
     char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    size_t cap = 0, len, n;
     int64_t lineno = 0;
     int rc = 0;
-    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+    while (rc == 0 && read_line_bounded(f, &line, &cap, &len, &n, SOURCE_MAX_LINE_BYTES) == 0) {
         lineno++;
-        if (is_blank(line, (size_t)n)) continue;
-        if ((size_t)n > SOURCE_MAX_LINE_BYTES) {
+        if (is_blank(line, len)) continue;
+        if (n > SOURCE_MAX_LINE_BYTES) {
             char msg[128];
-            snprintf(msg, sizeof msg, "line is %zd bytes, the limit is %u", n,
+            snprintf(msg, sizeof msg, "line is %zu bytes, the limit is %u", n,
                      SOURCE_MAX_LINE_BYTES);
             reject(im, lineno, msg);
             continue;
         }
         json_error_t je;
         /* JSON_ALLOW_NUL lets the parser name the field holding a NUL byte. */
-        json_t *v = json_loadb(line, (size_t)n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
+        json_t *v = json_loadb(line, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
         if (!v) {
             char msg[300];
             snprintf(msg, sizeof msg, "invalid JSON at column %d: %s", je.column, je.text);
@@ -211,19 +236,19 @@ static int line_is_object(const char *line, size_t n) {
 static sniffed sniff(FILE *f) {
     sniffed s = {0, 0, 0};
     char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
+    size_t cap = 0, n, total;
     int seen = 0;
-    while (seen < 2 && (n = getline(&line, &cap, f)) >= 0) {
-        if (is_blank(line, (size_t)n)) continue;
+    while (seen < 2 &&
+           read_line_bounded(f, &line, &cap, &n, &total, SOURCE_MAX_LINE_BYTES) == 0) {
+        if (is_blank(line, n)) continue;
         if (seen++ == 0) {
             size_t i = 0;
             while (line[i] == ' ' || line[i] == '\t') i++;
             s.first_object = line[i] == '{';
-            s.first_complete = line_is_object(line, (size_t)n);
+            s.first_complete = line_is_object(line, n);
             if (!s.first_object) break; /* "[" or pretty-printed: a document */
         } else {
-            s.second_complete = line_is_object(line, (size_t)n);
+            s.second_complete = line_is_object(line, n);
         }
     }
     free(line);

@@ -24,7 +24,13 @@
  *    latency_ms, latency_dist, rpm, window_ms, retry_after_ms, the fault_* rates and
  *    prompt_cache (0: no prompt_tokens_details, as servers without them) at run time
  *    (JSON body with those keys); TASK_latency_ms (TASK a chat task name,
- *    e.g. story_latency_ms) sets a fixed latency for that task's answers alone.
+ *    e.g. story_latency_ms) sets a fixed latency for that task's answers alone;
+ *    hostile answers (/_config only): huge_body_bytes N pads every chat answer to N
+ *    bytes (valid JSON, blanks before the last brace), endless_body 1 announces a
+ *    Content-Length of 1 TiB and sends huge_body_bytes (default 8 MiB) of it, oov 1
+ *    replaces every one-word string of a chat answer's object with "zz_oov_value"
+ *    (valid JSON and types, values outside every vocabulary), oov 2 the same except
+ *    in classification answers (so the later phases see such values).
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
  * of window_ms (default 60000); beyond it the answer is 429 with Retry-After,
@@ -102,6 +108,9 @@ typedef struct fake_config {
     double batch_delay_ms;
     double batch_line_error;
     double batch_expire_frac; /* 1 = batches do not expire */
+    size_t huge_body_bytes;   /* > 0: chat answers padded to this size */
+    int endless_body;         /* Content-Length 1 TiB, huge_body_bytes sent */
+    int oov;                  /* one-word strings -> "zz_oov_value" */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -372,6 +381,19 @@ static json_t *wrong_types(const json_t *a) {
     return o;
 }
 
+/* One-word strings (enum-like values) become a value outside every vocabulary. */
+static json_t *oov_values(const json_t *a) {
+    json_t *o = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)a, k, v) {
+        const char *sv = json_string_value(v);
+        if (sv && !strchr(sv, ' ')) json_object_set_new(o, k, json_string("zz_oov_value"));
+        else json_object_set(o, k, v);
+    }
+    return o;
+}
+
 static void count_task(fake *f, int task, int64_t arrival, int64_t release) {
     if (task < 0 || task >= LLM_TASK_COUNT) return;
     task_stat *t = &f->c.tasks[task];
@@ -566,6 +588,16 @@ static char *chat_text(fake *f, uint64_t id, const json_t *body, size_t body_len
         json_decref(a);
         json_decref(w);
     }
+    if (f->cfg.oov == 1 || (f->cfg.oov == 2 && *task != LLM_CLASSIFY)) {
+        json_t *a = json_loads(content, 0, NULL);
+        if (json_is_object(a)) {
+            json_t *w = oov_values(a);
+            free(content);
+            content = jx_dump(w);
+            json_decref(w);
+        }
+        json_decref(a);
+    }
     int64_t pt = (int64_t)body_len / BYTES_PER_TOKEN + 1;
     int64_t ct = (int64_t)strlen(content) / BYTES_PER_TOKEN + 1;
     /* -1: not reported at all */
@@ -614,6 +646,19 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
     count_task(f, task, now, now + delay);
     add_rate_headers(f, req, now);
     size_t tl = strlen(text);
+    if (!embeddings && (f->cfg.huge_body_bytes > tl || f->cfg.endless_body)) {
+        size_t n = f->cfg.huge_body_bytes > tl ? f->cfg.huge_body_bytes : (8u << 20);
+        char *big = xmalloc(n);
+        memcpy(big, text, tl - 1); /* all but the envelope's last brace */
+        memset(big + tl - 1, ' ', n - tl);
+        big[n - 1] = '}';
+        if (f->cfg.endless_body)
+            fh_respond_truncated(req, delay, 200, "application/json", big, (size_t)1 << 40, n);
+        else fh_respond_after(req, delay, 200, "application/json", big, n);
+        free(big);
+        free(text);
+        return;
+    }
     if (fault == F_TRUNCATED) fh_respond_truncated(req, delay, 200, "application/json", text, tl, tl / 2);
     else fh_respond_after(req, delay, 200, "application/json", text, tl);
     free(text);
@@ -1092,6 +1137,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else if (!strcmp(k, "batch_delay_ms")) c.batch_delay_ms = d;
         else if (!strcmp(k, "batch_line_error") && d <= 1) c.batch_line_error = d;
         else if (!strcmp(k, "batch_expire_frac") && d <= 1) c.batch_expire_frac = d;
+        else if (!strcmp(k, "huge_body_bytes") && d <= (double)(1u << 30)) c.huge_body_bytes = (size_t)d;
+        else if (!strcmp(k, "endless_body")) c.endless_body = d != 0;
+        else if (!strcmp(k, "oov") && d <= 2) c.oov = (int)d;
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
@@ -1105,6 +1153,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.batch_delay_ms = c.batch_delay_ms;
     f->cfg.batch_line_error = c.batch_line_error;
     f->cfg.batch_expire_frac = c.batch_expire_frac;
+    f->cfg.huge_body_bytes = c.huge_body_bytes;
+    f->cfg.endless_body = c.endless_body;
+    f->cfg.oov = c.oov;
     return 0;
 }
 
