@@ -688,6 +688,11 @@ static int write_story(store *st, const run_record *run, const splan *p, const s
     } else {
         const spart *first = &p->parts[c->parts[0]];
         char *criteria = jx_dump(s->criteria);
+        /* a recurrence of a closed story says so: whoever closed it wants to know */
+        char *problem = s->recurs_after > 0
+                            ? xasprintf("Recurs after story %lld was closed. %s",
+                                        (long long)s->recurs_after, s->problem ? s->problem : "")
+                            : NULL;
         story_new sn = {0};
         sn.run_id = run->id;
         sn.title = s->title;
@@ -700,7 +705,7 @@ static int write_story(store *st, const run_record *run, const splan *p, const s
         sn.cluster_id = first->cluster_id;
         sn.origin = c->orphan_id > 0 ? "graduated" : "cluster";
         sn.distinguisher = s->distinguisher;
-        sn.problem = s->problem;
+        sn.problem = problem ? problem : s->problem;
         sn.affected = s->affected;
         sn.criteria_json = criteria;
         sn.kind = s->kind;
@@ -713,6 +718,7 @@ static int write_story(store *st, const run_record *run, const splan *p, const s
         sn.n = s->n;
         rc = store_story_insert(st, &sn, now, &story_id);
         free(criteria);
+        free(problem);
         if (rc == STORE_OK) rc = render_and_set(st, story_id, NULL, now);
     }
     for (size_t i = 0; rc == STORE_OK && i < s->n; i++)

@@ -51,7 +51,6 @@ typedef struct scand {
     char *reviewer;     /* "rules" or the model */
     char *merge_into;   /* REVIEW_MERGE: the signature joined */
     json_t *split;      /* REVIEW_SPLIT: [{"name", "parts": [1-based part numbers]}] */
-    int reviewed_ok;    /* 0: the review call failed; the group was kept */
 } scand;
 
 typedef struct sstory {

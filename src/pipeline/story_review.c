@@ -224,7 +224,6 @@ static void take_answer(scand *c, const json_t *a) {
     c->reason = xstrdup(jx_str(a, "reason"));
     if (c->decision == REVIEW_MERGE) c->merge_into = xstrdup(jx_str(a, "merge_with"));
     if (c->decision == REVIEW_SPLIT) c->split = json_deep_copy(jx_arr(a, "split"));
-    c->reviewed_ok = 1;
 }
 
 static size_t cand_by_signature(const splan *p, const char *sig) {

@@ -305,8 +305,14 @@ TEST(story_states_steer_what_a_later_run_does) {
         } else if (!strcmp(jx_str(a, "signature"), rej_sig) && !jx_str(a, "distinguisher")[0]) {
             rej_live++; /* a rejected story must not come back as a new one */
         }
-        if (id == closed) CHECK_STR(jx_str(a, "status"), "closed");
-        else if (!strcmp(jx_str(a, "signature"), closed_sig) && id > closed) closed_new++;
+        if (id == closed) {
+            CHECK_STR(jx_str(a, "status"), "closed");
+        } else if (!strcmp(jx_str(a, "signature"), closed_sig) && id > closed) {
+            closed_new++;
+            char *says = xasprintf("Recurs after story %lld was closed.", (long long)closed);
+            CHECK(strstr(jx_str(a, "problem"), says) != NULL);
+            free(says);
+        }
     }
     CHECK_INT(rej_live, 0);
     CHECK(closed_new >= 1); /* a recurrence after a close is a new story */
