@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "support/convgen.h"
+#include "support/dataset.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
@@ -78,44 +78,7 @@ static int start_fake(fakeproc *fp) {
     return rc;
 }
 
-static char *dataset(size_t n, uint64_t seed) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    char err[256];
-    vocab *v = vocab_load(vpath, err, sizeof err);
-    free(vpath);
-    if (!v) return NULL;
-    char *dir = fx_tmpdir();
-    char *file = xasprintf("%s/conversations.jsonl", dir);
-    FILE *f = fopen(file, "w");
-    convgen *g = convgen_new(v, seed, NULL);
-    for (size_t i = 0; f && i < n; i++) {
-        conversation c = {0};
-        convgen_truth t;
-        convgen_next(g, &c, &t);
-        char *line = convgen_to_jsonl(&c);
-        fprintf(f, "%s\n", line);
-        free(line);
-        conv_free(&c);
-    }
-    convgen_free(g);
-    vocab_free(v);
-    if (f) fclose(f);
-    char *db = fx_db_url();
-    env_set none = {{NULL}};
-    char *out = NULL, *e = NULL;
-    int rc = feedline(&none, &out, &e, "import", "--db", db, file, NULL);
-    if (rc != 0) fprintf(stdout, "    import failed: %s %s\n", out, e);
-    free(out);
-    free(e);
-    free(file);
-    fx_rmtree(dir);
-    free(dir);
-    if (rc != 0) {
-        free(db);
-        return NULL;
-    }
-    return db;
-}
+static char *dataset(size_t n, uint64_t seed) { return ds_imported_db(n, seed); }
 
 static json_t *parse(const char *s) { return s ? json_loads(s, 0, NULL) : NULL; }
 static int64_t num(const json_t *o, const char *k) { return jx_int(o, k, -1); }

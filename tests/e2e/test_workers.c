@@ -21,7 +21,7 @@
 
 #include "store/db.h"
 #include "store/store_report.h"
-#include "support/convgen.h"
+#include "support/dataset.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "support/server.h"
@@ -199,30 +199,7 @@ static void bg_free(bgproc *p) { free(p->log); }
 
 /* n generated conversations as JSONL in dir (the same for every database). */
 static char *write_dataset(const char *dir, size_t n, uint64_t seed) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    char err[256];
-    vocab *v = vocab_load(vpath, err, sizeof err);
-    free(vpath);
-    if (!v) return NULL;
-    char *file = xasprintf("%s/conversations.jsonl", dir);
-    FILE *f = fopen(file, "w");
-    convgen *g = convgen_new(v, seed, NULL);
-    for (size_t i = 0; f && i < n; i++) {
-        conversation c = {0};
-        convgen_truth t;
-        convgen_next(g, &c, &t);
-        char *line = convgen_to_jsonl(&c);
-        fprintf(f, "%s\n", line);
-        free(line);
-        conv_free(&c);
-    }
-    convgen_free(g);
-    vocab_free(v);
-    if (!f || fclose(f) != 0) {
-        free(file);
-        return NULL;
-    }
-    return file;
+    return ds_write_jsonl(dir, n, seed);
 }
 
 /* A fresh database with the dataset imported. */
