@@ -167,7 +167,8 @@ $(B)/fuzz/regress/%: tests/fuzz/regress | $(B)/fuzz/%
 
 fuzz-build: $(FUZZ_BINS)
 
-# Runs every target for FUZZ_SECONDS (one at a time, one process each), starting from
+# Runs every target for FUZZ_SECONDS (one at a time, each one in-process libFuzzer run:
+# no -jobs/-fork, so one process on the machine), starting from
 # its committed corpus; new inputs go to $(B)/fuzz/corpus/<target> (merge what is worth
 # keeping into tests/fuzz/corpus with -merge=1), crashes to $(B)/fuzz/artifacts/.
 fuzz: $(FUZZ_BINS)
@@ -175,7 +176,7 @@ fuzz: $(FUZZ_BINS)
 	for t in $(FUZZ_NAMES); do \
 	  mkdir -p $(B)/fuzz/corpus/$$t; log=$(B)/fuzz/logs/$$t.log; \
 	  echo "== $$t: $(FUZZ_SECONDS) s (log $$log)"; \
-	  if $(B)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -workers=1 -jobs=1 \
+	  if $(B)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=25 -rss_limit_mb=2048 \
 	      -print_final_stats=1 -artifact_prefix=$(B)/fuzz/artifacts/$$t- \
 	      $$(cat tests/fuzz/$$t.options 2>/dev/null) \
 	      $(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
