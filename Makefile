@@ -7,6 +7,7 @@
 #   $(B)/feedline            release CLI          $(B)/asan/feedline   sanitizer CLI
 #   $(B)/asan/tests/...      test binaries         $(B)/fake_*          test servers
 #   $(B)/gen_sample          sample generator      $(B)/bench/*         benchmarks
+#   $(B)/fuzz/fuzz_*         libFuzzer targets (clang; `make fuzz`, corpus replay in `make test`)
 
 CC      ?= gcc
 B       ?= build
@@ -44,7 +45,23 @@ FAKE_BINS    := $(patsubst tests/fakes/%.c,$(B)/%,$(FAKE_MAINS))
 TOOL_BINS    := $(patsubst tools/%.c,$(B)/%,$(TOOL_SRC))
 BENCH_BINS   := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 
-.PHONY: all test demo clean deps bench fakes tools
+# Fuzzing (tests/fuzz/README.md): libFuzzer targets built with clang against a separate
+# instrumented copy of the library ($(B)/fuzz/); the normal build stays $(CC).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_BASE    := $(filter-out -Werror,$(BASE)) -Wno-format-nonliteral
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(B)/fuzz/%)
+FUZZ_OBJ     := $(LIB_SRC:%.c=$(B)/fuzz/%.o) $(GEN_C:$(B)/gen/%.c=$(B)/fuzz/gen/%.o)
+# One corpus replay per target for the suite: links to tests/fuzz/regress, which takes
+# the target's name from its own.
+FUZZ_REGRESS := $(FUZZ_NAMES:%=$(B)/fuzz/regress/%)
+FUZZ_STAMP   := $(B)/.fuzz-deps-ok
+
+.PHONY: all test demo clean deps bench fakes tools fuzz fuzz-build
 all: $(B)/feedline
 
 $(DEPS_STAMP): scripts/install-deps
@@ -125,14 +142,60 @@ $(B)/bench/%: $(B)/rel/bench/%.o $(B)/rel/libsupport.a $(B)/rel/libfeedline.a
 fakes: $(FAKE_BINS)
 tools: $(TOOL_BINS)
 
+# ------------------------------------------------------------------ fuzzing
+$(FUZZ_STAMP): scripts/install-deps
+	@scripts/install-deps fuzz
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found" >&2; exit 1; }
+	@mkdir -p $(B) && touch $@
+
+$(B)/fuzz/%.o: %.c | $(DEPS_STAMP) $(FUZZ_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	@$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c $< -o $@
+$(B)/fuzz/gen/%.o: $(B)/gen/%.c | $(DEPS_STAMP) $(FUZZ_STAMP)
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	@$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_SAN) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c $< -o $@
+$(B)/fuzz/libfeedline.a: $(FUZZ_OBJ)
+	@rm -f $@; ar rcs $@ $^
+$(B)/fuzz/fuzz_%: $(B)/fuzz/tests/fuzz/fuzz_%.o $(B)/fuzz/libfeedline.a
+	@echo "  LD fuzz $@"
+	@$(FUZZ_CC) $(FUZZ_BASE) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
+$(B)/fuzz/regress/%: tests/fuzz/regress | $(B)/fuzz/%
+	@mkdir -p $(dir $@)
+	@ln -sf $(abspath tests/fuzz/regress) $@
+
+fuzz-build: $(FUZZ_BINS)
+
+# Runs every target for FUZZ_SECONDS (one at a time, each one in-process libFuzzer run:
+# no -jobs/-fork, so one process on the machine), starting from
+# its committed corpus; new inputs go to $(B)/fuzz/corpus/<target> (merge what is worth
+# keeping into tests/fuzz/corpus with -merge=1), crashes to $(B)/fuzz/artifacts/.
+fuzz: $(FUZZ_BINS)
+	@mkdir -p $(B)/fuzz/artifacts $(B)/fuzz/logs; fail=""; \
+	for t in $(FUZZ_NAMES); do \
+	  mkdir -p $(B)/fuzz/corpus/$$t; log=$(B)/fuzz/logs/$$t.log; \
+	  echo "== $$t: $(FUZZ_SECONDS) s (log $$log)"; \
+	  if $(B)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=25 -rss_limit_mb=2048 \
+	      -print_final_stats=1 -artifact_prefix=$(B)/fuzz/artifacts/$$t- \
+	      $(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
+	    grep -aE '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec)' $$log; \
+	  else \
+	    grep -aE '^==[0-9]+==ERROR|^SUMMARY|^artifact_prefix|Test unit written' $$log | head -5; \
+	    fail="$$fail $$t"; \
+	  fi; \
+	done; \
+	[ -z "$$fail" ] || { echo "fuzz findings in:$$fail (inputs in $(B)/fuzz/artifacts/)"; exit 1; }
+
 # Build and run the whole suite once per backend: SQLite, then PostgreSQL on a
 # throwaway cluster (scripts/pg-test-cluster; each test makes its own database there).
 # The last line is the total over both passes. T=substring runs only matching test
 # binaries; BACKENDS=sqlite skips the PostgreSQL pass. The cluster lives under /tmp:
 # short unix-socket paths, and reachable by the postgres user when run as root.
 BACKENDS ?= sqlite postgres
-TEST_SELECTED = $(if $(T),$(foreach b,$(TEST_BINS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS))
-test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS) tests/web/node_modules/.installed
+TEST_SELECTED = $(if $(T),$(foreach b,$(TEST_BINS) $(FUZZ_REGRESS),$(if $(findstring $(T),$(b)),$(b))),$(TEST_BINS) $(FUZZ_REGRESS))
+test: $(B)/asan/feedline $(B)/feedline $(TEST_BINS) $(FAKE_BINS) $(TOOL_BINS) $(FUZZ_REGRESS) \
+      tests/web/node_modules/.installed
 	@scripts/install-deps test
 	@export FEEDLINE_BUILD=$(abspath $(B)); \
 	summary=$$(mktemp); pgdir=""; passed=0; failed=0; \

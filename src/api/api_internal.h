@@ -164,6 +164,9 @@ struct api_req {
     int cache_valid;         /* cache_version/second were read before the handler ran */
     int64_t cache_version, cache_second;
     char *cache_key;         /* path and query arguments */
+    /* Without a connection (conn NULL: tests and tests/fuzz drive validate.c directly),
+     * the query arguments api_query reads: name, value, name, value, ..., NULL. */
+    const char *const *query_args;
 };
 
 /* How every JSON answer is serialised. */
@@ -191,7 +194,7 @@ void api_reply_store_error(api_req *r, store *st, int rc);
 
 /* A header of the request, or NULL. */
 const char *api_header(api_req *r, const char *name);
-/* A query argument, or NULL. */
+/* A query argument, or NULL (from query_args when the request has no connection). */
 const char *api_query(api_req *r, const char *name);
 
 /* ------------------------------------------------------------------ validation */

@@ -218,6 +218,11 @@ const char *api_header(api_req *r, const char *name) {
 }
 
 const char *api_query(api_req *r, const char *name) {
+    if (!r->conn) {
+        for (size_t i = 0; r->query_args && r->query_args[i] && r->query_args[i + 1]; i += 2)
+            if (strcmp(r->query_args[i], name) == 0) return r->query_args[i + 1];
+        return NULL;
+    }
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 

@@ -259,9 +259,12 @@ json_t *api_parse_body(api_req *r, api_value *vals, json_t *errors) {
                              &jerr);
     if (!doc) {
         json_t *loc = json_pack("[sI]", "body", (json_int_t)jerr.position);
-        json_t *e = json_pack("{sssosssos{ss}}", "type", "json_invalid", "loc", loc, "msg",
+        /* jansson quotes the bytes near the error, possibly cut inside a UTF-8 sequence:
+         * jx_string repairs them (with "s", json_pack would fail and the malformed body
+         * would pass as one without errors). */
+        json_t *e = json_pack("{sssosssos{so}}", "type", "json_invalid", "loc", loc, "msg",
                               "body: JSON decode error", "input", json_object(), "ctx", "error",
-                              jerr.text);
+                              jx_string(jerr.text));
         json_array_append_new(errors, e);
         return NULL;
     }

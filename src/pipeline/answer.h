@@ -25,4 +25,12 @@ json_t *answer_string_list(const json_t *obj, const char *key, size_t max_items,
 /* Writes "field: reason" into msg and returns -1 (for validators). */
 int answer_reject(char *msg, size_t len, const char *field, const char *why);
 
+/* The phases' answer checks (llm_validate_fn: 0 valid, else why in msg), exposed for
+ * tests and tests/fuzz: classification stages 1 and 2, facets, theme extraction and
+ * canonicalisation. (The story phase's are in story_plan.h.) */
+int classify_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len);
+int facets_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len);
+int theme_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len);
+int canon_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len);
+
 #endif

@@ -173,3 +173,7 @@ const phase_ops CLASSIFY_OPS = {
     .write = classify_write,
     .free_state = classify_free,
 };
+
+int classify_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len) {
+    return validate_stage(args, answer, msg, len);
+}

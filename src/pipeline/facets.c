@@ -85,3 +85,7 @@ const phase_ops FACETS_OPS = {
     .write = facets_write,
     .free_state = facets_free,
 };
+
+int facets_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len) {
+    return validate_facets(args, answer, msg, len);
+}

@@ -627,3 +627,11 @@ const phase_ops THEMES_OPS = {
     .write = themes_write,
     .free_state = free_state,
 };
+
+int theme_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len) {
+    return validate_theme(args, answer, msg, len);
+}
+
+int canon_answer_check(const json_t *args, const json_t *answer, char *msg, size_t len) {
+    return validate_canon(args, answer, msg, len);
+}

@@ -684,3 +684,31 @@ int intercom_fetch(store *st, const intercom_options *opts, const intercom_windo
     res->seconds = (double)(mono_ms() - t0) / 1000.0;
     return res->status;
 }
+
+int intercom_handle_response(store *st, httpc_request *h, const char *conversation_id,
+                             int64_t previous_cursor_len, intercom_result *res) {
+    memset(res, 0, sizeof *res);
+    fetcher f = {0};
+    f.st = st;
+    intercom_options_from_env(&f.o);
+    f.o.seed = 1;
+    apply_defaults(&f.o);
+    intercom_window w = {INTERCOM_CREATED_AT, 0, 0};
+    f.w = &w;
+    f.res = res;
+    rng_seed(&f.rng, f.o.seed);
+    /* A cursor as a previous page would have left it: the same-cursor check runs. */
+    if (previous_cursor_len > 0) f.cursor = xstrndup("fuzz-cursor", (size_t)previous_cursor_len);
+    ic_req *r = new_req(&f, conversation_id ? REQ_DETAIL : REQ_PAGE);
+    r->http = h;
+    if (conversation_id) r->conv_id = xstrdup(conversation_id);
+    else f.page = r;
+    handle_done(&f, r);
+    end_tx(&f);
+    int retrying = f.retry.len > 0;
+    list_free(&f.ready);
+    list_free(&f.retry);
+    free(f.cursor);
+    res->status = f.fatal ? INTERCOM_FAILED : INTERCOM_DONE;
+    return f.fatal ? -1 : retrying ? 1 : 0;
+}

@@ -149,4 +149,16 @@ int intercom_record_last_fetch(store *st, const intercom_window *w, const interc
 int intercom_fetch_for_run(store *st, const run_record *run, const char *owner,
                            atomic_int *stop_flag, char *err, size_t errlen);
 
+/* For tests and tests/fuzz: one finished request handled exactly as a fetch handles it,
+ * without a network: the verdict on its status, headers and body (accepted, retry with
+ * backoff or Retry-After, 429 wait, given up, fatal with the error body's message), a
+ * search page's items parsed and quality-filtered and its next cursor checked against
+ * a previous one of previous_cursor_len bytes (0 = first page), or a detail
+ * (conversation_id non-NULL) parsed, its id checked and stored in st. Takes h (status,
+ * response and resp_headers filled in). Counts go to res (res->error says why on a
+ * fatal answer). Returns 0 accepted or given up, 1 would be retried, -1 fatal. */
+struct httpc_request;
+int intercom_handle_response(store *st, struct httpc_request *h, const char *conversation_id,
+                             int64_t previous_cursor_len, intercom_result *res);
+
 #endif

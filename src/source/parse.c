@@ -70,7 +70,12 @@ static int get_time(const json_t *obj, const char *key, int required, int64_t *o
     if (json_is_integer(v)) {
         *out = (int64_t)json_integer_value(v);
     } else if (json_is_real(v)) {
-        *out = (int64_t)json_real_value(v);
+        /* Range-checked before the conversion: a double beyond int64 does not convert
+         * (undefined behaviour; found by tests/fuzz/fuzz_intercom). */
+        double d = json_real_value(v);
+        if (!(d >= 0 && d <= 253402300799.0))
+            return fail(err, len, "%s: %g is out of range (expected unix seconds)", key, d);
+        *out = (int64_t)d;
     } else if (json_is_string(v)) {
         if (iso8601_parse(json_string_value(v), out) != 0)
             return fail(err, len, "%s: \"%.40s\" is not an ISO-8601 date-time", key,

@@ -68,6 +68,10 @@ TEST(jsonl_errors_name_the_field) {
                  "created_at: \"yesterday\" is not an ISO-8601 date-time");
     expect_error("{\"id\":\"a\",\"created_at\":1768903200000,\"messages\":[{\"author\":\"customer\",\"body\":\"x\"}]}",
                  "created_at: 1768903200000 is out of range");
+    expect_error("{\"id\":\"a\",\"created_at\":1.7e68,\"messages\":[{\"author\":\"customer\",\"body\":\"x\"}]}",
+                 "created_at: 1.7e+68 is out of range");
+    expect_error("{\"id\":\"a\",\"created_at\":1,\"updated_at\":-1e300,\"messages\":[{\"author\":\"customer\",\"body\":\"x\"}]}",
+                 "updated_at: -1e+300 is out of range");
     expect_error("{\"id\":\"a\",\"created_at\":1,\"messages\":[]}", "messages: expected a non-empty array");
     expect_error("{\"id\":\"a\",\"created_at\":1}", "messages: missing");
     expect_error("{\"id\":\"a\",\"created_at\":1,\"messages\":[{\"author\":\"customer\",\"body\":\"x\"},{\"author\":\"agent\",\"body\":\"y\"}]}",
