@@ -179,7 +179,7 @@ fuzz: $(FUZZ_BINS)
 	  if $(B)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -timeout=25 -rss_limit_mb=2048 \
 	      -print_final_stats=1 -artifact_prefix=$(B)/fuzz/artifacts/$$t- \
 	      $(B)/fuzz/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
-	    grep -aE '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec)' $$log; \
+	    grep -aE '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)' $$log; \
 	  else \
 	    grep -aE '^==[0-9]+==ERROR|^SUMMARY|^artifact_prefix|Test unit written' $$log | head -5; \
 	    fail="$$fail $$t"; \

@@ -22,6 +22,7 @@ static int64_t whole_number(const char *s) {
  * margin. */
 static int64_t until(int64_t at_ms, int64_t now_ms) {
     int64_t d = at_ms - now_ms;
+    if (d > INT64_MAX - NET_RESET_MARGIN_MS) return INT64_MAX;
     return (d < 0 ? 0 : d) + NET_RESET_MARGIN_MS;
 }
 
@@ -33,7 +34,10 @@ int64_t net_rate_limit_wait_ms(const httpc_request *r) {
     const char *reset = httpc_response_header(r, "x-ratelimit-reset");
     int64_t secs = whole_number(reset);
     if (secs < 0 && reset && iso8601_parse(reset, &secs) != 0) secs = -1;
-    if (secs > 0 && (w = until(secs * 1000, now)) > wait) wait = w;
+    /* A reset absurdly far ahead (strtoll saturates) must not overflow the conversion to
+     * milliseconds (found by tests/fuzz/fuzz_intercom); callers cap the wait. */
+    if (secs > 0 && (w = until(secs > INT64_MAX / 1000 ? INT64_MAX : secs * 1000, now)) > wait)
+        wait = w;
     /* Linear: epoch milliseconds. */
     int64_t ms = whole_number(httpc_response_header(r, "x-ratelimit-requests-reset"));
     if (ms > 0 && (w = until(ms, now)) > wait) wait = w;

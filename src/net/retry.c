@@ -51,8 +51,10 @@ int64_t parse_retry_after_ms(const char *value, int64_t now_unix) {
     tm.tm_min = mi;
     tm.tm_sec = sec;
     int64_t t = (int64_t)timegm(&tm);
-    int64_t d = (t - now_unix) * 1000;
-    return d < 0 ? 0 : d;
+    int64_t d = t - now_unix;
+    /* A date absurdly far ahead must not overflow the milliseconds; callers cap it. */
+    if (d > INT64_MAX / 1000) return INT64_MAX;
+    return d < 0 ? 0 : d * 1000;
 }
 
 int64_t parse_duration_ms(const char *value) {

@@ -174,6 +174,15 @@ TEST(retry_arithmetic) {
     CHECK_INT(parse_retry_after_ms("Wed, 21 Oct 2015 07:28:00 GMT", 1445412490), 0);
     CHECK_INT(parse_retry_after_ms("soon", 0), -1);
     CHECK_INT(parse_retry_after_ms(NULL, 0), -1);
+    /* Reset times absurdly far ahead saturate instead of overflowing the milliseconds
+     * (found by tests/fuzz/fuzz_intercom); callers cap the wait. */
+    CHECK(parse_retry_after_ms("Wed, 21 Oct 2000000000 07:28:00 GMT", 0) == INT64_MAX);
+    httpc_request *q = httpc_request_new("GET", "http://x/");
+    q->resp_headers[0].name = xstrdup("x-ratelimit-reset");
+    q->resp_headers[0].value = xstrdup("70688888888888888888888888");
+    q->nresp_headers = 1;
+    CHECK(net_rate_limit_wait_ms(q) > (int64_t)1 << 62);
+    httpc_request_free(q);
     CHECK_INT(parse_duration_ms("1s"), 1000);
     CHECK_INT(parse_duration_ms("6m0s"), 360000);
     CHECK_INT(parse_duration_ms("20ms"), 20);
