@@ -33,6 +33,7 @@
  * most embed_max_inputs texts and embed_max_tokens estimated tokens, after the texts
  * already in the cache are taken out (the embedding cache is per text, so a re-run
  * that batches differently still hits it). */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -734,11 +735,14 @@ static int read_vectors(oa_provider *p, oa_job *j, const json_t *env, char *why,
         got[idx] = xmalloc(d * sizeof(float));
         for (size_t k = 0; k < d && rc == 0; k++) {
             json_t *x = json_array_get(e, k);
-            if (!json_is_number(x)) {
-                snprintf(why, len, "embedding %zu: a value is not a number", i);
+            double v = json_number_value(x);
+            /* out of float's range, the conversion itself is undefined behaviour */
+            if (!json_is_number(x) || !(fabs(v) <= FLT_MAX)) {
+                snprintf(why, len, "embedding %zu: a value is not a finite float", i);
                 rc = -1;
+                v = 0;
             }
-            got[idx][k] = (float)json_number_value(x);
+            got[idx][k] = (float)v;
         }
         if (rc) break;
         normalize(got[idx], dim);
