@@ -80,7 +80,17 @@ static db_t *sq_open(const char *path, char *err, size_t errlen) {
                               ? "PRAGMA foreign_keys=ON;"
                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                                 " PRAGMA foreign_keys=ON;";
-    if (sq_exec(&d->base, pragmas) != 0) {
+    /* Switching a new file to WAL takes an exclusive lock, and SQLite answers BUSY to a
+     * connection that opens meanwhile without calling the busy handler; so the pragmas
+     * are retried on BUSY for as long as any other statement would wait. */
+    int rc2, waited_ms = 0;
+    while ((rc2 = sq_exec(&d->base, pragmas)) != 0 &&
+           (sqlite3_errcode(d->h) == SQLITE_BUSY || sqlite3_errcode(d->h) == SQLITE_LOCKED) &&
+           waited_ms < SQLITE_BUSY_TIMEOUT_MS) {
+        sqlite3_sleep(5);
+        waited_ms += 5;
+    }
+    if (rc2 != 0) {
         snprintf(err, errlen, "%s: %s", path, d->err);
         sq_close(&d->base);
         return NULL;
