@@ -273,7 +273,10 @@ TEST(offline_embeddings_are_identical_whoever_computes_them) {
                     "driver %ld, workers %ld and %ld\n",
             embed_driver, embed_a, embed_b, atomic_load(&pd.calls[LLM_CLASSIFY]),
             atomic_load(&pw[0].calls[LLM_CLASSIFY]), atomic_load(&pw[1].calls[LLM_CLASSIFY]));
-    CHECK(embed_a > 0 && embed_b > 0 && embed_driver > 0);
+    /* Shared: more than one process computed embeddings (which ones, and how many, is
+     * up to the claims' timing: a worker busy with its last classifications may find
+     * the embedding work already claimed by the other two). */
+    CHECK((embed_a > 0) + (embed_b > 0) + (embed_driver > 0) >= 2);
     /* Story titles are the driver's alone. */
     CHECK_INT(atomic_load(&pw[0].calls[LLM_STORY]) + atomic_load(&pw[1].calls[LLM_STORY]), 0);
     run_record_free(&a);
