@@ -1,5 +1,5 @@
 /* The OpenAI-compatible provider's side of the persistent response cache (llm_cache,
- * see openai_internal.h): keys, buffered writes, vector encoding. */
+ * see openai_internal.h): keys, writes per poll, vector encoding. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +11,6 @@
 #include "util/strmap.h"
 #include "util/timeutil.h"
 
-/* Buffered writes go out when this many wait, or when the oldest is this old. */
-#define CACHE_FLUSH_ENTRIES 64
-#define CACHE_FLUSH_MS 250
 
 typedef struct pending_entry {
     char *key, *model, *task, *response;
@@ -25,7 +22,6 @@ struct oa_cache {
     pending_entry *pending;
     size_t npending, cap;
     strmap_t pending_by_key; /* key -> (index + 1) */
-    int64_t oldest_ms;
 };
 
 oa_cache *oa_cache_new(store *st) {
@@ -49,7 +45,7 @@ static void free_pending(oa_cache *c) {
 
 void oa_cache_free(oa_cache *c) {
     if (!c) return;
-    oa_cache_flush(c, 1);
+    oa_cache_flush(c);
     free_pending(c);
     free(c->pending);
     free(c);
@@ -81,7 +77,6 @@ char *oa_cache_get(oa_cache *c, const char *key) {
 void oa_cache_put(oa_cache *c, const char *key, const char *model, const char *task,
                   const char *response, int64_t prompt_tokens, int64_t completion_tokens) {
     if (!c || !c->st || strmap_has(&c->pending_by_key, key)) return;
-    if (c->npending == 0) c->oldest_ms = mono_ms();
     XGROW(c->pending, c->cap, c->npending + 1);
     pending_entry *e = &c->pending[c->npending++];
     e->key = xstrdup(key);
@@ -103,10 +98,8 @@ static int write_all(oa_cache *c, int64_t now) {
     return STORE_OK;
 }
 
-void oa_cache_flush(oa_cache *c, int force) {
+void oa_cache_flush(oa_cache *c) {
     if (!c || !c->st || c->npending == 0) return;
-    if (!force && c->npending < CACHE_FLUSH_ENTRIES && mono_ms() - c->oldest_ms < CACHE_FLUSH_MS)
-        return;
     int64_t now = wall_unix();
     int rc = store_begin(c->st);
     if (rc == STORE_OK) {

@@ -220,6 +220,10 @@ struct llm_provider {
      * run's concurrency (batch mode: every call of a phase goes into a few large
      * batches, so the engine hands over all it can claim). */
     int max_pending;
+    /* 1 when answers are paid for (a remote endpoint): whoever receives them stores them
+     * (cache, results, usage) as soon as they arrive, so a crash loses only the calls
+     * in flight; 0 for the offline analyzer, whose answers cost only CPU time. */
+    int paid_answers;
     /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
     double usd_per_mtok_prompt;
     double usd_per_mtok_cached;  /* prompt tokens the endpoint's prefix cache served */

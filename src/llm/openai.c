@@ -1035,7 +1035,7 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         int64_t next_send = dispatch(p, now);
         int64_t next_batch = p->batcher ? oa_batcher_step(p->batcher, now) : -1;
         completed += deliver(p, p->nlive); /* a resumed batch may answer at once */
-        oa_cache_flush(p->cache, 0);
+        oa_cache_flush(p->cache);
         int64_t wait = deadline - now;
         if (completed > 0 || p->fatal) wait = 0;
         if (next_send >= 0 && next_send < wait) wait = next_send;
@@ -1050,6 +1050,8 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         if (p->fatal || completed > 0 || mono_ms() >= deadline) break;
         if (!has_waiting_jobs(p) && httpc_in_flight(p->http) == 0 && !p->done_head) break;
     }
+    /* Answers paid for are in the cache before the caller sees them. */
+    oa_cache_flush(p->cache);
     if (completed > 0 && !p->fatal) {
         /* Start what the done callbacks submitted right away. */
         int64_t now = mono_ms();
@@ -1260,6 +1262,7 @@ static void set_limits(oa_provider *p, const llm_openai_config *c) {
                               ? c->embed_max_inputs : EMBED_MAX_INPUTS;
     p->embed_max_tokens = c->embed_max_tokens > 0 ? c->embed_max_tokens : EMBED_MAX_TOKENS;
     p->base.max_embed_batch = p->embed_max_inputs;
+    p->base.paid_answers = 1;
     p->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
     p->max_attempts = c->max_attempts > 0 ? c->max_attempts : DEFAULT_MAX_ATTEMPTS;
     p->backoff_base_ms = c->backoff_base_ms > 0 ? c->backoff_base_ms : DEFAULT_BACKOFF_MS;

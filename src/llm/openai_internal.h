@@ -27,10 +27,12 @@ void oa_cache_key(const char *model, const char *body, size_t len, char out[65])
 char *oa_cache_get(oa_cache *c, const char *key);
 void oa_cache_put(oa_cache *c, const char *key, const char *model, const char *task,
                   const char *response, int64_t prompt_tokens, int64_t completion_tokens);
-/* Writes buffered entries when enough are waiting or the oldest has waited long
- * enough (always when force). Failures are logged and the entries dropped: the
- * cache is an optimisation, never a reason to fail a run. */
-void oa_cache_flush(oa_cache *c, int force);
+/* Writes the entries put since the last flush, in one transaction. Called at the end
+ * of every poll, so the answers of a poll are on disk before the caller writes what
+ * depends on them, and a crashed run asks again only what was in flight.
+ * Failures are logged and the entries dropped: the cache saves money, it is never a
+ * reason to fail a run. */
+void oa_cache_flush(oa_cache *c);
 
 /* An embedding vector as cache text ("f32:" + base64 of little-endian floats), and
  * back (NULL when malformed). */

@@ -10,9 +10,14 @@
 #include "util/mem.h"
 #include "util/timeutil.h"
 
-/* Finished items are written in transactions of at most this many, at least every
- * FLUSH_INTERVAL_MS: short transactions keep the SQLite write lock brief, so API
- * requests that write (start/stop) never wait long. */
+/* Finished items are written in transactions of at most this many: short
+ * transactions keep the SQLite write lock brief, so API requests that write
+ * (start/stop) never wait long. With a provider whose answers are paid for, what a
+ * poll finished is written before the next poll (a crash then repeats only the calls
+ * in flight, and usage records every answer received); with the offline analyzer at
+ * least every FLUSH_INTERVAL_MS (its answers cost only CPU time, and one transaction
+ * per handful of items would slow a 100k run). A failed write is retried after
+ * FLUSH_INTERVAL_MS. */
 #define FLUSH_MAX_ITEMS 256
 #define FLUSH_INTERVAL_MS 250
 #define STOP_CHECK_INTERVAL_MS 250
@@ -723,12 +728,22 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
         /* A free slot and nothing to start: what is finished may seed the next phases. */
         int starved_flush = e.streaming && e.nfinished > 0 && engine_starved(&e) &&
                             now - e.last_flush_ms >= STARVED_FLUSH_MS;
-        if (starved_flush || e.nfinished >= FLUSH_MAX_ITEMS ||
+        int eager_flush = llm->paid_answers && !flush_failures && e.nfinished > 0;
+        if (eager_flush && !e.fatal && !e.stopping) {
+            /* Send what the free slots can take first, so the write below never
+             * delays a request. */
+            fill(&e);
+            if (e.in_flight > 0 && llm_poll(llm, 0) < 0)
+                engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
+        }
+        if (eager_flush || starved_flush || e.nfinished >= FLUSH_MAX_ITEMS ||
             now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
-            if (flush(&e) != 0 && ++flush_failures > FLUSH_RETRIES)
-                engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
-            else if (flush_failures && e.nfinished == 0)
+            if (flush(&e) != 0) {
+                if (++flush_failures > FLUSH_RETRIES)
+                    engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
+            } else {
                 flush_failures = 0;
+            }
         }
         if (e.streaming && now - e.last_recheck_ms >= RECHECK_MS) {
             /* Other processes seed, release and expire work: look again. */

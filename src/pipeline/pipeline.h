@@ -117,6 +117,11 @@ int pipeline_run_finished(const run_record *run);
 /* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
  * failed/resumable. Returns how many, or -1. */
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds);
+/* Marks the active run failed/resumable when the process driving it ran on this host
+ * and is gone (killed, crashed): no need to wait for its heartbeat to go stale. Done
+ * before every start and resume, and by the server's sweep. Returns the run's id when
+ * it did so, 0 when there was nothing to do, -1 on a store error. */
+int64_t pipeline_recover_dead_run(store *st);
 
 /* ------------------------------------------------------------ workers (worker.c) */
 /* A worker process joins the active run of a shared (PostgreSQL) database and helps

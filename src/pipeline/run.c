@@ -5,11 +5,14 @@
  * skipped, so the same function starts a fresh run and resumes a stopped or failed
  * one. All state is in the store; a crash at any point leaves a run that
  * store_run_fail_orphaned() marks failed and pipeline_resume() can continue. */
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pipeline/engine.h"
 #include "pipeline/stories.h"
@@ -255,6 +258,7 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
     store *st = NULL;
     if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
     int64_t active = 0;
+    if (pipeline_recover_dead_run(st) < 0) log_warn("looking for interrupted runs: %s", store_errmsg(st));
     int rc = store_run_create(st, params, wall_unix(), run_id, &active);
     if (rc == STORE_BUSY) {
         *run_id = active;
@@ -272,6 +276,7 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
 }
 
 int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen) {
+    if (pipeline_recover_dead_run(st) < 0) log_warn("looking for interrupted runs: %s", store_errmsg(st));
     int rc = store_run_resume(st, run_id, wall_unix());
     if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
     if (rc == STORE_OK) return 0;
@@ -350,6 +355,46 @@ int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_
     run_record_free(&run);
     store_close(st);
     return rc;
+}
+
+/* 1 if owner ("host:pid", the format of every process's run owner) names a process
+ * on this host, other than this one, that no longer exists. A reused pid looks alive:
+ * that run waits for its heartbeat to go stale instead. */
+static int owner_is_dead_here(const char *owner) {
+    if (!owner) return 0;
+    char host[256] = "localhost";
+    if (gethostname(host, sizeof host - 1) != 0) return 0;
+    host[sizeof host - 1] = '\0';
+    const char *colon = strchr(owner, ':');
+    if (!colon || (size_t)(colon - owner) != strlen(host) ||
+        strncmp(owner, host, (size_t)(colon - owner)) != 0)
+        return 0;
+    char *end = NULL;
+    long pid = strtol(colon + 1, &end, 10);
+    if (pid <= 0 || (*end && *end != ':') || pid == (long)getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+int64_t pipeline_recover_dead_run(store *st) {
+    int64_t id = 0;
+    char status[16];
+    int rc = store_run_active(st, &id, status);
+    if (rc == STORE_NOTFOUND) return 0;
+    if (rc != STORE_FOUND) return -1;
+    run_record r;
+    if (store_run_get(st, id, &r) != STORE_FOUND) return -1;
+    int64_t out = 0;
+    if (owner_is_dead_here(r.owner)) {
+        int count = 0;
+        if (store_run_fail_owned(st, id, r.owner, wall_unix(), &count) != STORE_OK) out = -1;
+        else if (count) {
+            log_warn("run %lld: its process (%s) is gone; marked failed (resumable)",
+                     (long long)id, r.owner);
+            out = id;
+        }
+    }
+    run_record_free(&r);
+    return out;
 }
 
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {

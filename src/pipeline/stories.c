@@ -616,12 +616,49 @@ static int match_all(const run_env *env, store *st, splan *p) {
 
 /* ---- calls ------------------------------------------------------------------------ */
 
+/* Records the usage of n completed calls in one row update. */
+static void record_story_usage(store *st, llm_provider *llm, const run_record *run,
+                               llm_call *const *calls, size_t n) {
+    int64_t requests = 0, hits = 0, prompt = 0, cached = 0, completion = 0;
+    double cost = 0;
+    for (size_t i = 0; i < n; i++) {
+        requests += calls[i]->attempts;
+        hits += calls[i]->from_cache;
+        prompt += calls[i]->prompt_tokens;
+        cached += calls[i]->cached_tokens;
+        completion += calls[i]->completion_tokens;
+        cost += llm_call_cost_usd(llm, calls[i]);
+    }
+    if ((requests || hits) &&
+        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, cached,
+                            completion, cost) != STORE_OK)
+        log_warn("run %lld: recording story usage: %s", (long long)run->id, store_errmsg(st));
+}
+
+/* The calls completed since the last poll, for their usage. */
+typedef struct story_done_list {
+    llm_call **calls;
+    size_t n;
+} story_done_list;
+
+static void story_call_done(llm_call *call) {
+    story_done_list *d = call->user;
+    d->calls[d->n++] = call;
+}
+
 int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
                     llm_call *calls, size_t n) {
     size_t next = 0;
     int conc = run->concurrency > 0 ? (int)run->concurrency : 1;
     int stopped = 0;
     int64_t last_stop_check = mono_ms();
+    /* Usage is recorded after every poll, for the calls it completed: a crash mid-round
+     * must not leave answers paid for out of the run's usage. */
+    story_done_list done = {xcalloc(n ? n : 1, sizeof(llm_call *)), 0};
+    for (size_t i = 0; i < n; i++) {
+        calls[i].done = story_call_done;
+        calls[i].user = &done;
+    }
     while (next < n || llm_pending(llm) > 0) {
         if (mono_ms() - last_stop_check >= STORY_STOP_CHECK_MS) {
             last_stop_check = mono_ms();
@@ -636,22 +673,14 @@ int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_
             if (llm_submit(llm, &calls[next]) != 0) calls[next].status = LLM_ERR_HTTP;
             next++;
         }
-        if (llm_poll(llm, 50) < 0) break;
+        int polled = llm_poll(llm, 50);
+        if (done.n) record_story_usage(st, llm, run, done.calls, done.n);
+        done.n = 0;
+        if (polled < 0) break;
     }
-    int64_t requests = 0, hits = 0, prompt = 0, cached = 0, completion = 0;
-    double cost = 0;
-    for (size_t i = 0; i < n; i++) {
-        requests += calls[i].attempts;
-        hits += calls[i].from_cache;
-        prompt += calls[i].prompt_tokens;
-        cached += calls[i].cached_tokens;
-        completion += calls[i].completion_tokens;
-        cost += llm_call_cost_usd(llm, &calls[i]);
-    }
-    if ((requests || hits) &&
-        store_run_add_usage(st, run->id, PHASE_STORIES, requests, hits, prompt, cached,
-                            completion, cost) != STORE_OK)
-        log_warn("run %lld: recording story usage: %s", (long long)run->id, store_errmsg(st));
+    /* cancel_all completes what it cancels at once */
+    if (done.n) record_story_usage(st, llm, run, done.calls, done.n);
+    free(done.calls);
     return stopped || stories_stop_requested(env, st, run);
 }
 

@@ -86,7 +86,8 @@ void sstory_add_members_of_part(sstory *s, const splan *p, size_t part);
 
 /* Runs calls[0..n) on the provider, up to the run's concurrency at a time, checking
  * for a stop every 250 ms (a stop cancels what is not answered). Adds the requests,
- * cache hits and tokens to the run's usage of the story phase. Returns 1 if stopped. */
+ * cache hits and tokens to the run's usage of the story phase as answers arrive. It
+ * owns the calls' done and user fields. Returns 1 if stopped. */
 int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
                     llm_call *calls, size_t n);
 

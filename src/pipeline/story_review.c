@@ -295,8 +295,6 @@ static void stories_of(splan *p, size_t ci, const size_t *extra, size_t nextra) 
     }
 }
 
-static void review_done(llm_call *call) { (void)call; }
-
 int story_review(const run_env *env, store *st, llm_provider *llm, const run_record *run,
                  splan *p) {
     size_t n = 0;
@@ -312,7 +310,6 @@ int story_review(const run_env *env, store *st, llm_provider *llm, const run_rec
         calls[k].in.body = calls[k].in.digest = calls[k].in.transcript = "";
         calls[k].in.support_text = "";
         calls[k].validate = story_review_check;
-        calls[k].done = review_done;
     }
     int stopped = story_calls_run(env, st, llm, run, calls, n);
     const char *reviewer = strcmp(llm->ops->name, "local") ? llm->chat_model : "rules";

@@ -183,8 +183,6 @@ static void fallback_text(const vocab *v, const splan *p, sstory *s) {
     free(h);
 }
 
-static void story_done(llm_call *call) { (void)call; }
-
 /* ---- distinct titles ------------------------------------------------------------------ */
 
 void story_titles_distinct(char **titles, char *const *distinguishers, char *const *areas,
@@ -223,7 +221,6 @@ int story_write(const run_env *env, store *st, llm_provider *llm, const run_reco
         calls[k].in.body = calls[k].in.digest = calls[k].in.transcript = "";
         calls[k].in.support_text = "";
         calls[k].validate = story_answer_check;
-        calls[k].done = story_done;
     }
     int stopped = story_calls_run(env, st, llm, run, calls, n);
     for (size_t k = 0; k < n && !stopped; k++) {

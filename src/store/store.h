@@ -148,6 +148,9 @@ int store_run_heartbeat(store *s, int64_t id, const char *owner, int64_t now);
 /* Marks running/stopping runs whose heartbeat is older than stale_before (or missing)
  * as failed with a resumable message; *count = how many. */
 int store_run_fail_orphaned(store *s, int64_t stale_before, int64_t now, int *count);
+/* The same for run id alone, only while its driving process is still owner (so a run
+ * resumed by another process in the meantime is left alone); *count = 0 or 1. */
+int store_run_fail_owned(store *s, int64_t id, const char *owner, int64_t now, int *count);
 /* Recomputes every counter column from the result tables (so a resumed run never
  * double-counts). */
 int store_run_refresh_counters(store *s, int64_t id);

@@ -277,17 +277,32 @@ int store_run_heartbeat(store *s, int64_t id, const char *owner, int64_t now) {
     return store_exec_stmt(s, st, "run heartbeat");
 }
 
+/* What a run whose driving process died says (both ways of finding it out). */
+#define RUN_INTERRUPTED_SET                                                              \
+    "UPDATE pipeline_runs SET status = 'failed', active_slot = NULL, completed_at = ?,"  \
+    " error_message = 'Pipeline interrupted: the process running it stopped."            \
+    " Resume it with POST /api/pipeline/{id}/resume or feedline resume.'"                \
+    " WHERE status IN ('running', 'stopping')"
+
 int store_run_fail_orphaned(store *s, int64_t stale_before, int64_t now, int *count) {
-    db_stmt *st = store_stmt(s,
-        "UPDATE pipeline_runs SET status = 'failed', active_slot = NULL, completed_at = ?,"
-        " error_message = 'Pipeline interrupted: the process running it stopped."
-        " Resume it with POST /api/pipeline/{id}/resume or feedline resume.'"
-        " WHERE status IN ('running', 'stopping')"
-        " AND (heartbeat_at IS NULL OR heartbeat_at < ?)");
+    db_stmt *st = store_stmt(s, RUN_INTERRUPTED_SET
+                             " AND (heartbeat_at IS NULL OR heartbeat_at < ?)");
     if (!st) return STORE_ERR;
     db_bind_int(st, 1, now);
     db_bind_int(st, 2, stale_before);
     int rc = store_exec_stmt(s, st, "failing orphaned runs");
+    if (rc) return rc;
+    *count = (int)db_changes(s->db);
+    return STORE_OK;
+}
+
+int store_run_fail_owned(store *s, int64_t id, const char *owner, int64_t now, int *count) {
+    db_stmt *st = store_stmt(s, RUN_INTERRUPTED_SET " AND id = ? AND owner = ?");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, now);
+    db_bind_int(st, 2, id);
+    db_bind_text(st, 3, owner);
+    int rc = store_exec_stmt(s, st, "failing an interrupted run");
     if (rc) return rc;
     *count = (int)db_changes(s->db);
     return STORE_OK;

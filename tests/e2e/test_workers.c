@@ -24,6 +24,7 @@
 #include "support/dataset.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
+#include "support/outcome.h"
 #include "support/server.h"
 #include "util/buf.h"
 #include "util/jsonx.h"
@@ -217,24 +218,6 @@ static char *database_with(const char *file) {
     return db;
 }
 
-/* One integer from SQL with the run id bound to every '?'. */
-static int64_t q_int(const char *url, const char *sql, int64_t run) {
-    char err[256];
-    db_t *db = db_open(url, err, sizeof err);
-    if (!db) return -1;
-    db_stmt *st = db_prepare(db, sql);
-    int64_t v = -1;
-    if (st) {
-        int k = 0;
-        for (const char *p = sql; *p; p++)
-            if (*p == '?') db_bind_int(st, ++k, run);
-        if (db_step(st) == DB_ROW) v = db_col_int(st, 0);
-        db_finalize(st);
-    }
-    db_close(db);
-    return v;
-}
-
 static int64_t claimed_by(const char *url, int64_t run, const char *owner) {
     char err[256];
     db_t *db = db_open(url, err, sizeof err);
@@ -273,103 +256,11 @@ static int wait_progress(const char *url, int64_t run, const char *phase, int64_
     int64_t deadline = mono_ms() + timeout_ms;
     int ok = 0;
     while (!ok && mono_ms() < deadline) {
-        ok = q_int(url, sql, run) >= min_done;
+        ok = outcome_int(url, sql, run) >= min_done;
         if (!ok) sleep_ms(20);
     }
     free(sql);
     return ok;
-}
-
-static run_record get_run(const char *url, int64_t id) {
-    store *st = fx_store_open(url);
-    run_record r;
-    memset(&r, 0, sizeof r);
-    store_run_get(st, id, &r);
-    store_close(st);
-    return r;
-}
-
-/* Stories as "signature|title|ids" lines, sorted (as tests/pipeline/test_run.c). */
-static char *stories_fingerprint(const char *url, int64_t run) {
-    store *st = fx_store_open(url);
-    story_filter f = {0};
-    f.run_id = run;
-    f.with_conversation_ids = 1;
-    json_t *arr = NULL;
-    store_stories_json(st, &f, &arr, NULL);
-    store_close(st);
-    size_t n = json_array_size(arr);
-    char **lines = xcalloc(n + 1, sizeof(char *));
-    size_t i;
-    json_t *s;
-    json_array_foreach(arr, i, s) {
-        char *ids = json_dumps(json_object_get(s, "conversation_ids"), JSON_COMPACT);
-        lines[i] = xasprintf("%s|%s|%s", json_string_value(json_object_get(s, "signature")),
-                             json_string_value(json_object_get(s, "title")), ids);
-        free(ids);
-    }
-    for (size_t a = 1; a < n; a++)
-        for (size_t b = a; b > 0 && strcmp(lines[b - 1], lines[b]) > 0; b--) {
-            char *t = lines[b];
-            lines[b] = lines[b - 1];
-            lines[b - 1] = t;
-        }
-    buf_t out = BUF_INIT;
-    for (i = 0; i < n; i++) {
-        buf_puts(&out, lines[i]);
-        buf_putc(&out, '\n');
-        free(lines[i]);
-    }
-    free(lines);
-    json_decref(arr);
-    return buf_detach(&out);
-}
-
-/* Result tables: rows per run, and distinct conversations among them. */
-static const char *const RESULT_TABLES[] = {"classifications", "embeddings", "facets", "themes",
-                                            "story_evidence"};
-#define NTABLES (sizeof RESULT_TABLES / sizeof RESULT_TABLES[0])
-
-static void table_counts(const char *url, int64_t run, int64_t rows[NTABLES],
-                         int64_t distinct[NTABLES]) {
-    for (size_t i = 0; i < NTABLES; i++) {
-        char *sql = xasprintf("SELECT COUNT(*) FROM %s WHERE run_id = ?", RESULT_TABLES[i]);
-        rows[i] = q_int(url, sql, run);
-        free(sql);
-        sql = xasprintf("SELECT COUNT(DISTINCT conversation_id) FROM %s WHERE run_id = ?",
-                        RESULT_TABLES[i]);
-        distinct[i] = q_int(url, sql, run);
-        free(sql);
-    }
-}
-
-/* The multi-process run ended exactly like the reference: counters, result rows (each
- * conversation once per table), stories. */
-static void check_same_outcome(const char *ref_db, int64_t ref_id, const char *db, int64_t id) {
-    run_record a = get_run(ref_db, ref_id), b = get_run(db, id);
-    CHECK_STR(a.status, "completed");
-    CHECK_STR(b.status, "completed");
-#define SAME(n) CHECK_INT(b.n, a.n);
-    RUN_COUNTERS(SAME)
-#undef SAME
-    CHECK(a.conversations_classified > 0 && a.themes_extracted > 0 && a.stories_created > 0);
-    int64_t ra[NTABLES], da[NTABLES], rb[NTABLES], dbn[NTABLES];
-    table_counts(ref_db, ref_id, ra, da);
-    table_counts(db, id, rb, dbn);
-    for (size_t i = 0; i < NTABLES; i++) {
-        if (rb[i] != ra[i] || rb[i] != dbn[i])
-            fprintf(stdout, "    %s: %lld rows (%lld distinct), reference %lld\n", RESULT_TABLES[i],
-                    (long long)rb[i], (long long)dbn[i], (long long)ra[i]);
-        CHECK_INT(rb[i], ra[i]);
-        CHECK_INT(rb[i], dbn[i]); /* no conversation twice */
-        CHECK(rb[i] > 0);
-    }
-    char *fa = stories_fingerprint(ref_db, ref_id), *fb = stories_fingerprint(db, id);
-    CHECK_STR(fb, fa);
-    free(fa);
-    free(fb);
-    run_record_free(&a);
-    run_record_free(&b);
 }
 
 /* Requests of the per-conversation chat tasks (embeddings are batched, canonicalisations
@@ -412,7 +303,7 @@ static int reference_run(reference *r, const char *file, const char *latency) {
                    : -1;
     if (rc != 0) fprintf(stdout, "    reference run: %s\n", err ? err : "");
     free(err);
-    r->run = r->db ? q_int(r->db, "SELECT MAX(id) FROM pipeline_runs WHERE ? > 0", 1) : 0;
+    r->run = r->db ? outcome_int(r->db, "SELECT MAX(id) FROM pipeline_runs WHERE ? > 0", 1) : 0;
     r->item_requests = item_requests(&fp);
     env_free(&env);
     fakeproc_stop(&fp);
@@ -497,11 +388,11 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
     CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
     for (int i = 0; i < NW; i++) CHECK_INT(bg_wait(&workers[i], 20000), 0);
 
-    check_same_outcome(ref.db, ref.run, db, run);
+    outcome_check_same(ref.db, ref.run, db, run);
     /* Every item of every phase was claimed once: nothing was done twice. */
-    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts <> 1", run),
+    CHECK_INT(outcome_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts <> 1", run),
               0);
-    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+    CHECK_INT(outcome_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
               0);
     /* ... and the per-conversation requests of all processes add up to one run's. */
     int64_t total = item_requests(&fd);
@@ -582,8 +473,8 @@ static int trio_start(trio *t, const char *victim_latency) {
 static void trio_check_outcome(trio *t) {
     CHECK_INT(bg_wait(&t->driver, RUN_TIMEOUT_MS), 0);
     CHECK_INT(bg_wait(&t->worker, 20000), 0);
-    check_same_outcome(t->ref.db, t->ref.run, t->db, t->run);
-    CHECK_INT(q_int(t->db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'",
+    outcome_check_same(t->ref.db, t->ref.run, t->db, t->run);
+    CHECK_INT(outcome_int(t->db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'",
                     t->run),
               0);
 }
@@ -621,7 +512,7 @@ TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     trio_check_outcome(&t);
     /* The dead worker's batch was claimed again (its session ended) and is the only
      * work claimed twice. */
-    int64_t again = q_int(t.db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
+    int64_t again = outcome_int(t.db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
                           t.run);
     fprintf(stdout, "    %lld items claimed a second time\n", (long long)again);
     CHECK(again >= held);
@@ -672,7 +563,7 @@ TEST(a_worker_paused_past_its_lease_loses_its_batch_and_its_late_results_are_dis
     CHECK(total >= t.ref.item_requests);
     CHECK(total - t.ref.item_requests <= 2 * held);
     /* The requests made are billed once each: the run's usage is what the endpoints saw. */
-    run_record r = get_run(t.db, t.run);
+    run_record r = outcome_run(t.db, t.run);
     int64_t seen = stat_int(&t.fd, "requests") + stat_int(&t.fw, "requests") +
                    stat_int(&t.fv, "requests");
     fprintf(stdout, "    usage: %lld requests recorded, %lld seen by the endpoints\n",
@@ -720,7 +611,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     /* The workers let go too: nothing stays claimed (no lease has to run out). */
     int64_t claimed = -1;
     while (mono_ms() - t0 < 5000 &&
-           (claimed = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ?"
+           (claimed = outcome_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ?"
                                 " AND state = 'claimed'", run)) != 0)
         sleep_ms(20);
     int64_t released_ms = mono_ms() - t0;
@@ -728,7 +619,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
                     "%lld ms\n", (long long)stopped_ms, (long long)released_ms);
     CHECK_INT(claimed, 0);
     CHECK(released_ms < 2000 + 80 * 2);
-    run_record r = get_run(db, run);
+    run_record r = outcome_run(db, run);
     CHECK_STR(r.status, "stopped");
     CHECK(r.conversations_classified < r.conversations_fetched); /* stopped part-way */
     run_record_free(&r);
@@ -750,7 +641,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     /* The workers joined the run before and after the stop. */
     CHECK(log_count(&w1, "joining the streaming phases") >= 2 ||
           log_count(&w2, "joining the streaming phases") >= 2);
-    check_same_outcome(ref.db, ref.run, db, run);
+    outcome_check_same(ref.db, ref.run, db, run);
 
     free(id);
     bg_free(&driver);
@@ -814,14 +705,14 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     CHECK_STR(jx_str(st, "status"), "completed");
     json_decref(st);
     for (int i = 0; i < 2; i++) CHECK_INT(bg_wait(&workers[i], 20000), 0);
-    check_same_outcome(ref.db, ref.run, db, run);
-    int64_t again = q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
+    outcome_check_same(ref.db, ref.run, db, run);
+    int64_t again = outcome_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND attempts > 1",
                           run);
     fprintf(stdout, "    killed a worker holding %lld items; %lld items claimed twice\n",
             (long long)held, (long long)again);
     CHECK(again >= held && again <= held + CLAIM_BATCH);
     /* The server's view of the stories is the reference's. */
-    char *fa = stories_fingerprint(ref.db, ref.run), *fb = ts_stories_fingerprint(&srv, run);
+    char *fa = outcome_stories(ref.db, ref.run), *fb = ts_stories_fingerprint(&srv, run);
     CHECK_STR(fb, fa);
     CHECK(fb && strlen(fb) > 0);
     free(fa);
@@ -893,7 +784,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     REQUIRE(cluster("start-server", pgdir) == 0);
 
     int drc = bg_wait_for(&driver, RUN_TIMEOUT_MS, -100); /* show its output either way */
-    run_record r = get_run(db, run);
+    run_record r = outcome_run(db, run);
     fprintf(stdout, "    the driver exited %d, run %s%s%s\n", drc, r.status,
             r.error_message ? ": " : "", r.error_message ? r.error_message : "");
     if (!strcmp(r.status, "failed")) {
@@ -915,8 +806,8 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     CHECK_INT(bg_wait(&w1, 20000), 0);
     CHECK_INT(bg_wait(&w2, 20000), 0);
     CHECK(log_has(&w1, "joining") || log_has(&w2, "joining"));
-    check_same_outcome(ref.db, ref.run, db, run);
-    CHECK_INT(q_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
+    outcome_check_same(ref.db, ref.run, db, run);
+    CHECK_INT(outcome_int(db, "SELECT COUNT(*) FROM work_items WHERE run_id = ? AND state <> 'done'", run),
               0);
 
     bg_free(&driver);
@@ -979,8 +870,8 @@ static int shared_rate_run(const char *file, const char *dir, const char *rpm, i
     out->rate_limited = jx_int(st, "rate_limited", -1);
     out->max_window = jx_int(st, "max_window_arrivals", -1);
     json_decref(st);
-    out->claims = q_int(db, "SELECT COALESCE(SUM(claims), 0) FROM rate_budget WHERE ? > 0", 1);
-    out->granted = q_int(db, "SELECT COALESCE(SUM(granted), 0) FROM rate_budget WHERE ? > 0", 1);
+    out->claims = outcome_int(db, "SELECT COALESCE(SUM(claims), 0) FROM rate_budget WHERE ? > 0", 1);
+    out->granted = outcome_int(db, "SELECT COALESCE(SUM(granted), 0) FROM rate_budget WHERE ? > 0", 1);
     env_free(&env);
     fakeproc_stop(&fp);
     free(db);
@@ -1072,7 +963,7 @@ TEST(a_stopped_worker_gives_its_claims_back_and_exits_zero) {
     /* Given back at once (not after the lease): nothing is claimed under its name. */
     CHECK_INT(claimed_by(db, run, worker.owner), 0);
     CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
-    run_record r = get_run(db, run);
+    run_record r = outcome_run(db, run);
     CHECK_STR(r.status, "completed");
     CHECK_INT(r.conversations_classified + r.classification_failed, r.conversations_fetched);
     CHECK_INT(r.classification_failed, 0);
@@ -1112,7 +1003,7 @@ TEST(workers_leave_dry_runs_to_their_driver) {
     CHECK_INT(bg_wait(&worker, 20000), 0);
     CHECK_INT(stat_int(&fw, "requests"), 0);
     CHECK(log_has(&worker, "dry run"));
-    run_record r = get_run(db, run);
+    run_record r = outcome_run(db, run);
     CHECK_STR(r.status, "completed");
     CHECK(r.preview_json && strstr(r.preview_json, "top_themes"));
     run_record_free(&r);

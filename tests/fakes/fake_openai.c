@@ -30,7 +30,11 @@
  *    Content-Length of 1 TiB and sends huge_body_bytes (default 8 MiB) of it, oov 1
  *    replaces every one-word string of a chat answer's object with "zz_oov_value"
  *    (valid JSON and types, values outside every vocabulary), oov 2 the same except
- *    in classification answers (so the later phases see such values).
+ *    in classification answers (so the later phases see such values);
+ *    kill_pid P with kill_at_request N sends SIGKILL to process P as the N-th API
+ *    request (counted since the last /_reset) arrives; /_stats then has "killed"
+ *    {at_request, in_flight (that request included), task}. Per task, /_stats gives
+ *    first_request and last_request, the ordinals of its first and last requests.
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
  * of window_ms (default 60000); beyond it the answer is 429 with Retry-After,
@@ -111,6 +115,8 @@ typedef struct fake_config {
     size_t huge_body_bytes;   /* > 0: chat answers padded to this size */
     int endless_body;         /* Content-Length 1 TiB, huge_body_bytes sent */
     int oov;                  /* one-word strings -> "zz_oov_value" */
+    double kill_pid;          /* > 0: SIGKILL this process ... */
+    double kill_at_request;   /* ... when the API request with this ordinal arrives */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -122,6 +128,7 @@ typedef struct tsq {
 typedef struct task_stat {
     uint64_t n;
     int64_t first_ms, last_ms; /* first arrival, last answer release (fake's clock) */
+    uint64_t first_request, last_request; /* their ordinals among API requests (from 1) */
     int64_t cached_tokens;     /* reported as served from the prompt-prefix cache */
 } task_stat;
 
@@ -136,6 +143,12 @@ typedef struct counters {
     uint64_t canon_proposals, canon_max_proposals; /* proposals per canonicalisation */
     uint64_t files_uploaded, batch_lines_uploaded, batch_duplicate_lines, batches_created;
     uint64_t batch_polls, batch_cancels, batch_downloads, batch_line_errors;
+    /* The kill switch: the request that triggered it, what was in flight then (that
+     * request included) and its task (-1: none yet, or not a task). */
+    uint64_t killed_at_request;
+    int64_t killed_in_flight;
+    int killed_task;
+    int last_task; /* the task of the latest API request */
 } counters;
 
 typedef struct fbatch {
@@ -399,6 +412,9 @@ static void count_task(fake *f, int task, int64_t arrival, int64_t release) {
     task_stat *t = &f->c.tasks[task];
     if (t->n++ == 0 || arrival < t->first_ms) t->first_ms = arrival;
     if (release > t->last_ms) t->last_ms = release;
+    if (t->n == 1) t->first_request = f->c.requests;
+    t->last_request = f->c.requests;
+    f->c.last_task = task;
 }
 
 /* A transcript ("[Customer]: ..." and "[Support]: ..." blocks separated by blank
@@ -664,9 +680,28 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
     free(text);
 }
 
+static void handle_api_request(fake *f, fh_request *req, int embeddings);
+
+/* The kill switch (/_config kill_pid, kill_at_request): the client process is killed
+ * with SIGKILL as the request with that ordinal arrives, after the fake has taken it in
+ * (so it counts, with the requests in flight, as work the client may have lost), for
+ * tests that crash a client at a chosen point of a run. It fires once. */
 static void api_request(fake *f, fh_request *req, int embeddings) {
-    int64_t now = mono_ms() - f->t0_ms;
     f->c.requests++;
+    f->c.last_task = -1;
+    handle_api_request(f, req, embeddings);
+    if (f->cfg.kill_pid > 0 && (double)f->c.requests == f->cfg.kill_at_request) {
+        pid_t pid = (pid_t)f->cfg.kill_pid;
+        f->cfg.kill_pid = 0;
+        f->c.killed_at_request = f->c.requests;
+        f->c.killed_in_flight = fh_stats(f->srv).in_flight;
+        f->c.killed_task = f->c.last_task;
+        if (kill(pid, SIGKILL) != 0) perror("fake_openai: kill");
+    }
+}
+
+static void handle_api_request(fake *f, fh_request *req, int embeddings) {
+    int64_t now = mono_ms() - f->t0_ms;
     int64_t inf = fh_stats(f->srv).in_flight;
     if (inf > f->c.max_in_flight) f->c.max_in_flight = inf;
     if (!authorized(f, req)) {
@@ -1042,9 +1077,12 @@ static json_t *stats_json(fake *f) {
         const task_stat *ts = &f->c.tasks[t];
         if (!ts->n) continue;
         json_object_set_new(tasks, llm_task_name((enum llm_task)t),
-                            json_pack("{sIsIsIsI}", "requests", (json_int_t)ts->n, "first_ms",
-                                      (json_int_t)ts->first_ms, "last_ms", (json_int_t)ts->last_ms,
-                                      "cached_tokens", (json_int_t)ts->cached_tokens));
+                            json_pack("{sIsIsIsIsIsI}", "requests", (json_int_t)ts->n,
+                                      "first_ms", (json_int_t)ts->first_ms, "last_ms",
+                                      (json_int_t)ts->last_ms, "first_request",
+                                      (json_int_t)ts->first_request, "last_request",
+                                      (json_int_t)ts->last_request, "cached_tokens",
+                                      (json_int_t)ts->cached_tokens));
     }
     json_t *o = json_object();
     json_object_set_new(o, "requests", json_integer((json_int_t)f->c.requests));
@@ -1089,6 +1127,13 @@ static json_t *stats_json(fake *f) {
                                                  (json_int_t)b->polls, "endpoint", b->endpoint));
     }
     json_object_set_new(o, "batches", batches);
+    if (f->c.killed_at_request) {
+        const char *task = f->c.killed_task >= 0 ? llm_task_name((enum llm_task)f->c.killed_task)
+                                                 : "";
+        json_object_set_new(o, "killed",
+                            json_pack("{sIsIss}", "at_request", (json_int_t)f->c.killed_at_request,
+                                      "in_flight", (json_int_t)f->c.killed_in_flight, "task", task));
+    }
     return o;
 }
 
@@ -1140,6 +1185,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
         else if (!strcmp(k, "huge_body_bytes") && d <= (double)(1u << 30)) c.huge_body_bytes = (size_t)d;
         else if (!strcmp(k, "endless_body")) c.endless_body = d != 0;
         else if (!strcmp(k, "oov") && d <= 2) c.oov = (int)d;
+        else if (!strcmp(k, "kill_pid") && d < 4194304 && d == (double)(int64_t)d) c.kill_pid = d;
+        else if (!strcmp(k, "kill_at_request") && d >= 1 && d == (double)(int64_t)d)
+            c.kill_at_request = d;
         else return snprintf(why, len, "unknown setting %s", k), -1;
     }
     f->cfg.latency_ms = c.latency_ms;
@@ -1156,6 +1204,8 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.huge_body_bytes = c.huge_body_bytes;
     f->cfg.endless_body = c.endless_body;
     f->cfg.oov = c.oov;
+    f->cfg.kill_pid = c.kill_pid;
+    f->cfg.kill_at_request = c.kill_at_request;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "store/store_report.h"
 #include "support/faulty.h"
 #include "support/fixtures.h"
+#include "support/outcome.h"
 #include "util/mem.h"
 
 typedef struct harness {
@@ -71,52 +72,7 @@ static run_params params(void) {
     return p;
 }
 
-static run_record get_run(harness *h, int64_t id) {
-    store *st = fx_store_open(h->db);
-    run_record r;
-    memset(&r, 0, sizeof r);
-    store_run_get(st, id, &r);
-    store_close(st);
-    return r;
-}
 
-/* Stories as "signature|ids" lines, sorted, for comparing two runs. */
-static char *stories_fingerprint(harness *h, int64_t run) {
-    store *st = fx_store_open(h->db);
-    story_filter f = {0};
-    f.run_id = run;
-    f.with_conversation_ids = 1;
-    json_t *arr = NULL;
-    store_stories_json(st, &f, &arr, NULL);
-    store_close(st);
-    size_t n = json_array_size(arr);
-    char **lines = xcalloc(n + 1, sizeof(char *));
-    size_t i;
-    json_t *s;
-    json_array_foreach(arr, i, s) {
-        char *ids = json_dumps(json_object_get(s, "conversation_ids"), JSON_COMPACT);
-        lines[i] = xasprintf("%s|%s|%s", json_string_value(json_object_get(s, "signature")),
-                             json_string_value(json_object_get(s, "title")), ids);
-        free(ids);
-    }
-    for (size_t a = 1; a < n; a++)
-        for (size_t b = a; b > 0 && strcmp(lines[b - 1], lines[b]) > 0; b--) {
-            char *t = lines[b];
-            lines[b] = lines[b - 1];
-            lines[b - 1] = t;
-        }
-    size_t len = 1;
-    for (i = 0; i < n; i++) len += strlen(lines[i]) + 1;
-    char *out = xcalloc(1, len);
-    for (i = 0; i < n; i++) {
-        strcat(out, lines[i]);
-        strcat(out, "\n");
-        free(lines[i]);
-    }
-    free(lines);
-    json_decref(arr);
-    return out;
-}
 
 static void check_same_counters(const run_record *a, const run_record *b) {
 #define SAME(n) CHECK_INT(a->n, b->n);
@@ -136,7 +92,7 @@ static void stop_mid_themes_then_resume(int stream) {
     int64_t ref_id;
     char err[256];
     CHECK_INT(pipeline_start(&e, &p, &ref_id, err, sizeof err), 0);
-    run_record a = get_run(&ref, ref_id);
+    run_record a = outcome_run(ref.db, ref_id);
     CHECK_STR(a.status, "completed");
 
     setup(&h);
@@ -146,7 +102,7 @@ static void stop_mid_themes_then_resume(int stream) {
     e.stream = stream;
     int64_t id;
     CHECK_INT(pipeline_start(&e, &p, &id, err, sizeof err), 1);
-    run_record b = get_run(&h, id);
+    run_record b = outcome_run(h.db, id);
     CHECK_STR(b.status, "stopped");
     if (stream > 0) {
         /* Themes were extracted while conversations were still being classified, and
@@ -166,10 +122,10 @@ static void stop_mid_themes_then_resume(int stream) {
     atomic_store(&h.stop, 0);
     h.cfg.stop_task = -1;
     CHECK_INT(pipeline_resume(&e, id, err, sizeof err), 0);
-    b = get_run(&h, id);
+    b = outcome_run(h.db, id);
     CHECK_STR(b.status, "completed");
     check_same_counters(&a, &b);
-    char *fa = stories_fingerprint(&ref, ref_id), *fb = stories_fingerprint(&h, id);
+    char *fa = outcome_stories(ref.db, ref_id), *fb = outcome_stories(h.db, id);
     CHECK_STR(fa, fb);
     CHECK(strlen(fa) > 0);
     free(fa);
@@ -196,7 +152,7 @@ TEST(failures_are_counted_with_reasons_and_retried_by_resume) {
     int64_t id;
     char err[256];
     CHECK_INT(pipeline_start(&e, &p, &id, err, sizeof err), 0);
-    run_record r = get_run(&h, id);
+    run_record r = outcome_run(h.db, id);
     CHECK_STR(r.status, "completed");
     CHECK(r.facets_failed > 5);
     CHECK_INT(r.facets_extracted + r.facets_failed, r.embeddings_generated + r.embeddings_failed);
@@ -230,14 +186,14 @@ TEST(resume_retries_failed_items_until_none_fail) {
     int64_t id;
     char err[256];
     CHECK_INT(pipeline_start(&e, &p, &id, err, sizeof err), 1);
-    run_record r = get_run(&h, id);
+    run_record r = outcome_run(h.db, id);
     CHECK(r.themes_failed > 10);
     run_record_free(&r);
     atomic_store(&h.stop, 0);
     h.cfg.fail_task = -1;
     h.cfg.stop_task = -1;
     CHECK_INT(pipeline_resume(&e, id, err, sizeof err), 0);
-    r = get_run(&h, id);
+    r = outcome_run(h.db, id);
     CHECK_STR(r.status, "completed");
     CHECK_INT(r.themes_failed, 0);
     CHECK(r.stories_created > 0);
@@ -258,7 +214,7 @@ static void dry_run(int stream) {
     int64_t id;
     char err[256];
     CHECK_INT(pipeline_start(&e, &p, &id, err, sizeof err), 0);
-    run_record r = get_run(&h, id);
+    run_record r = outcome_run(h.db, id);
     CHECK_STR(r.status, "completed");
     CHECK(r.dry_run);
     CHECK(r.conversations_classified > 300);

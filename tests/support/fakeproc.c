@@ -164,12 +164,10 @@ int fakeproc_stop(fakeproc *fp) {
     return rc;
 }
 
-pid_t fakeproc_spawn(char *const argv[], char *const env[], const char *out_path) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
+/* The child's side of a spawn: output to out_path, env added, then argv; waits first
+ * for a byte on gate when gate >= 0. Never returns. */
+static void spawn_child(pid_t parent, char *const argv[], char *const env[],
+                        const char *out_path, int gate) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(127);
     int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -178,6 +176,50 @@ pid_t fakeproc_spawn(char *const argv[], char *const env[], const char *out_path
     dup2(fd, 2);
     close(fd);
     for (size_t i = 0; env && env[i]; i++) putenv(env[i]);
+    if (gate >= 0) {
+        char c;
+        ssize_t r;
+        while ((r = read(gate, &c, 1)) < 0 && errno == EINTR) {}
+        if (r != 1) _exit(127); /* the test went away */
+        close(gate);
+    }
     execvp(argv[0], argv);
     _exit(127);
+}
+
+pid_t fakeproc_spawn(char *const argv[], char *const env[], const char *out_path) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    spawn_child(parent, argv, env, out_path, -1);
+    return -1; /* not reached */
+}
+
+pid_t fakeproc_spawn_gated(char *const argv[], char *const env[], const char *out_path,
+                           int *gate) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[1]);
+        spawn_child(parent, argv, env, out_path, fds[0]);
+    }
+    close(fds[0]);
+    if (pid < 0) {
+        close(fds[1]);
+        return -1;
+    }
+    *gate = fds[1];
+    return pid;
+}
+
+int fakeproc_open_gate(int gate) {
+    ssize_t w = write(gate, "g", 1);
+    close(gate);
+    return w == 1 ? 0 : -1;
 }

@@ -30,6 +30,12 @@ int fakeproc_stop(fakeproc *fp);
 /* Starts argv in the background with env additions ("K=V", NULL-terminated, may be
  * NULL), stdout and stderr to out_path. Returns the pid, or -1. */
 pid_t fakeproc_spawn(char *const argv[], char *const env[], const char *out_path);
+/* The same, but the child waits before exec until fakeproc_open_gate(*gate): the test
+ * learns the pid first (to arm a fake's kill switch with it, say). */
+pid_t fakeproc_spawn_gated(char *const argv[], char *const env[], const char *out_path,
+                           int *gate);
+/* Lets a gated child go on (and closes gate). 0, or -1. */
+int fakeproc_open_gate(int gate);
 /* Waits for a spawned process up to timeout_ms; its exit status, -2 on timeout (the
  * process keeps running), -1 on error or when it was killed by a signal. */
 int fakeproc_wait(pid_t pid, int timeout_ms);
