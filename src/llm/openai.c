@@ -1036,7 +1036,7 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         int64_t next_batch = p->batcher ? oa_batcher_step(p->batcher, now) : -1;
         completed += deliver(p, p->nlive); /* a resumed batch may answer at once */
         oa_cache_flush(p->cache);
-        int64_t wait = deadline - now;
+        int64_t wait = deadline - now; /* may be negative: httpc_poll takes it as 0 */
         if (completed > 0 || p->fatal) wait = 0;
         if (next_send >= 0 && next_send < wait) wait = next_send;
         if (next_retry >= 0 && next_retry < wait) wait = next_retry;

@@ -245,6 +245,9 @@ static void finish(httpc *h, httpc_request *r, CURLcode code) {
 
 int httpc_poll(httpc *h, int timeout_ms) {
     int running = 0;
+    /* curl_multi_poll refuses a negative timeout (CURLM_BAD_FUNCTION_ARGUMENT), and a
+     * caller's deadline can pass between its clock read and this call. */
+    if (timeout_ms < 0) timeout_ms = 0;
     if (h->nactive && curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK) return -1;
     if (curl_multi_perform(h->multi, &running) != CURLM_OK) return -1;
     int done = 0;

@@ -45,19 +45,22 @@ char *xstrndup(const char *s, size_t n) {
     return d;
 }
 
-char *xasprintf(const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
+char *xvasprintf(const char *fmt, va_list ap) {
+    va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        va_end(ap2);
-        return xstrdup("");
-    }
-    char *s = xmalloc((size_t)n + 1);
-    vsnprintf(s, (size_t)n + 1, fmt, ap2);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
     va_end(ap2);
+    if (n < 0) return xstrdup("");
+    char *s = xmalloc((size_t)n + 1);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = xvasprintf(fmt, ap);
+    va_end(ap);
     return s;
 }
 

@@ -5,6 +5,7 @@
 #ifndef FEEDLINE_MEM_H
 #define FEEDLINE_MEM_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 void *xmalloc(size_t n);
@@ -13,6 +14,8 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);           /* NULL in, NULL out */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The same with a va_list (consumed). */
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Grow *arr (element size esz) so that it holds at least need elements. */
 void xgrow(void **arr, size_t *cap, size_t need, size_t esz);

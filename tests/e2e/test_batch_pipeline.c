@@ -12,67 +12,29 @@
 #include <unistd.h>
 
 #include "support/dataset.h"
+#include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
-#define MAX_ARGS 32
-
-static char *bin(void) {
-    const char *b = getenv("FEEDLINE_BIN");
-    return xstrdup(b ? b : "build/asan/feedline");
-}
-
-typedef struct env_set {
-    char *e[16]; /* NULL-terminated */
-} env_set;
-
 static const double PROMPT_USD = 2.0, COMPLETION_USD = 8.0, EMBED_USD = 0.1;
 
-static void env_for(env_set *s, const fakeproc *fp) {
-    memset(s, 0, sizeof *s);
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    int i = 0;
-    s->e[i++] = xasprintf("FEEDLINE_VOCAB=%s", vpath);
-    s->e[i++] = xasprintf("OPENAI_BASE_URL=%s/v1", fp->url);
-    s->e[i++] = xstrdup("OPENAI_API_KEY=test-key");
-    s->e[i++] = xstrdup("FEEDLINE_LLM_BACKOFF_MS=20");
-    s->e[i++] = xstrdup("FEEDLINE_LLM_TIMEOUT_MS=3000");
-    s->e[i++] = xstrdup("FEEDLINE_BATCH_POLL_MS=50");
-    s->e[i++] = xstrdup("FEEDLINE_BATCH_GATHER_MS=150");
-    s->e[i++] = xasprintf("FEEDLINE_PRICE_PROMPT=%g", PROMPT_USD);
-    s->e[i++] = xasprintf("FEEDLINE_PRICE_CACHED=%g", PROMPT_USD);
-    s->e[i++] = xasprintf("FEEDLINE_PRICE_COMPLETION=%g", COMPLETION_USD);
-    s->e[i++] = xasprintf("FEEDLINE_PRICE_EMBED=%g", EMBED_USD);
-    free(vpath);
-}
-
-static void env_free(env_set *s) {
-    for (int i = 0; s->e[i]; i++) free(s->e[i]);
-}
-
-static int feedline(const env_set *env, char **out, char **err, ...) {
-    char *argv[MAX_ARGS];
-    int n = 0;
-    argv[n++] = bin();
-    va_list ap;
-    va_start(ap, err);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && n < MAX_ARGS - 1) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int rc = fx_run(argv, env->e, out, err);
-    free(argv[0]);
-    return rc;
+/* Quick polls and batch gathering, and prices that make the batch discount plain. */
+static void env_for(e2e_env *s, const fakeproc *fp) {
+    e2e_env_for(s, fp);
+    e2e_env_set(s, "FEEDLINE_LLM_TIMEOUT_MS=3000");
+    e2e_env_set(s, "FEEDLINE_BATCH_POLL_MS=50");
+    e2e_env_set(s, "FEEDLINE_BATCH_GATHER_MS=150");
+    e2e_env_set(s, "FEEDLINE_PRICE_PROMPT=%g", PROMPT_USD);
+    e2e_env_set(s, "FEEDLINE_PRICE_CACHED=%g", PROMPT_USD);
+    e2e_env_set(s, "FEEDLINE_PRICE_COMPLETION=%g", COMPLETION_USD);
+    e2e_env_set(s, "FEEDLINE_PRICE_EMBED=%g", EMBED_USD);
 }
 
 static int start_fake(fakeproc *fp) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    const char *args[] = {"--vocab", vpath, NULL};
-    int rc = fakeproc_start(fp, "fake_openai", args);
-    free(vpath);
+    int rc = e2e_start_fake(fp, NULL);
     /* no prompt-prefix cache: every prompt token at the prompt price */
     if (rc == 0 && fakeproc_post(fp, "/_config", "{\"prompt_cache\":0}") != 200) rc = -1;
     return rc;
@@ -90,11 +52,11 @@ static int64_t stat_int(const fakeproc *fp, const char *key) {
     return v;
 }
 
-static json_t *run_json(const env_set *env, const char *db, int batch) {
+static json_t *run_json(const e2e_env *env, const char *db, int batch) {
     char *out = NULL, *err = NULL;
-    int rc = batch ? feedline(env, &out, &err, "run", "--db", db, "--llm", "openai", "--batch",
+    int rc = batch ? e2e_feedline(env, &out, &err, "run", "--db", db, "--llm", "openai", "--batch",
                               "--json", NULL)
-                   : feedline(env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL);
+                   : e2e_feedline(env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL);
     if (rc) fprintf(stdout, "    run: rc %d: %s\n", rc, err);
     json_t *run = parse(out);
     free(out);
@@ -102,9 +64,9 @@ static json_t *run_json(const env_set *env, const char *db, int batch) {
     return run;
 }
 
-static json_t *run1(const env_set *env, const char *cmd, const char *db, int expect_rc) {
+static json_t *run1(const e2e_env *env, const char *cmd, const char *db, int expect_rc) {
     char *out = NULL, *err = NULL;
-    int rc = feedline(env, &out, &err, cmd, "--db", db, "--json", "1", NULL);
+    int rc = e2e_feedline(env, &out, &err, cmd, "--db", db, "--json", "1", NULL);
     if (rc != expect_rc) fprintf(stdout, "    %s: rc %d: %s\n", cmd, rc, err);
     CHECK_INT(rc, expect_rc);
     json_t *run = parse(out);
@@ -139,12 +101,12 @@ TEST(a_batch_run_gives_the_results_of_a_normal_run_at_half_the_price) {
     REQUIRE(start_fake(&fp) == 0);
     char *db1 = dataset(60, 21), *db2 = dataset(60, 21);
     REQUIRE(db1 && db2);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     json_t *normal = run_json(&env, db1, 0);
     REQUIRE(normal != NULL);
     /* small batches: a phase's requests are split over several */
-    env.e[11] = xstrdup("FEEDLINE_BATCH_MAX_REQUESTS=16");
+    e2e_env_set(&env, "FEEDLINE_BATCH_MAX_REQUESTS=16");
     CHECK_INT(stat_int(&fp, "batches_created"), 0);
     json_t *batch = run_json(&env, db2, 1);
     REQUIRE(batch != NULL);
@@ -191,7 +153,7 @@ TEST(a_batch_run_gives_the_results_of_a_normal_run_at_half_the_price) {
     CHECK(cb < cn * 0.7);
     json_decref(normal);
     json_decref(batch);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db1);
     free(db2);
     CHECK_INT(fakeproc_stop(&fp), 0);
@@ -205,11 +167,11 @@ TEST(error_lines_fail_their_items_and_a_resume_retries_them) {
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_line_error\":0.25}") == 200);
     char *db = dataset(40, 22);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     char *dir = fx_tmpdir();
     char *log = xasprintf("%s/run.log", dir);
-    char *b = bin();
+    char *b = (char *)e2e_bin();
     char *argv[] = {b, "run", "--db", db, "--llm", "openai", "--batch", "--no-stories", NULL};
     pid_t pid = fakeproc_spawn(argv, env.e, log);
     REQUIRE(pid > 0);
@@ -219,7 +181,7 @@ TEST(error_lines_fail_their_items_and_a_resume_retries_them) {
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_delay_ms\":60000}") == 200);
     while (stat_int(&fp, "batches_created") < 4 && mono_ms() < deadline) sleep_ms(10);
     char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
     free(out);
     free(err);
     CHECK_INT(fakeproc_wait(pid, 20000), 4);
@@ -243,11 +205,10 @@ TEST(error_lines_fail_their_items_and_a_resume_retries_them) {
     CHECK_INT(num(run, "facets_failed"), 0);
     check_accounting(run);
     json_decref(run);
-    free(b);
     free(log);
     fx_rmtree(dir);
     free(dir);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -260,10 +221,10 @@ TEST(an_expired_batch_keeps_its_answers_and_fails_the_rest) {
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_expire_frac\":0.5}") == 200);
     char *db = dataset(40, 23);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     char *out = NULL, *err = NULL;
-    int rc = feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--batch",
+    int rc = e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--batch",
                       "--no-stories", "--json", NULL);
     CHECK_INT(rc, 0);
     json_t *run = parse(out);
@@ -278,7 +239,7 @@ TEST(an_expired_batch_keeps_its_answers_and_fails_the_rest) {
     CHECK(has_error_like(run, "expired"));
     check_accounting(run);
     json_decref(run);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -298,11 +259,11 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_delay_ms\":4000}") == 200);
     char *db = dataset(40, 24);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     char *dir = fx_tmpdir();
     char *log = xasprintf("%s/run.log", dir);
-    char *b = bin();
+    char *b = (char *)e2e_bin();
     char *argv[] = {b, "run", "--db", db, "--llm", "openai", "--batch", NULL};
     pid_t pid = fakeproc_spawn(argv, env.e, log);
     REQUIRE(pid > 0);
@@ -311,7 +272,7 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     sleep_ms(1500); /* about a third of the batch answered when the cancel arrives */
     char *out = NULL, *err = NULL;
     int64_t t0 = mono_ms();
-    CHECK_INT(feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
     free(out);
     free(err);
     CHECK_INT(fakeproc_wait(pid, 20000), 4);
@@ -343,11 +304,10 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     json_decref(b1);
     CHECK_INT(stat_int(&fp, "batch_duplicate_lines"), 0); /* nothing uploaded twice */
     json_decref(run);
-    free(b);
     free(log);
     fx_rmtree(dir);
     free(dir);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "support/dataset.h"
+#include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "support/outcome.h"
@@ -57,7 +58,7 @@ typedef struct fixture {
     int64_t points[MAX_POINTS];
     const char *point_task[MAX_POINTS];
     size_t npoints;
-    char *env[8];           /* NULL-terminated "K=V" for feedline processes */
+    e2e_env env;            /* for feedline processes */
 } fixture;
 
 static int64_t task_stat(const json_t *stats, const char *task, const char *key) {
@@ -71,11 +72,10 @@ static int64_t billed_requests(const json_t *stats) {
 }
 
 static int run_cli(const fixture *f, const char *cmd, const char *db, const char *id) {
-    const char *args[] = {cmd, "--db", db, "--llm", "openai", "--concurrency", CONCURRENCY_S,
-                          NULL};
-    const char *resume_args[] = {cmd, "--db", db, id, NULL};
     char *out = NULL, *err = NULL;
-    int rc = fx_feedline(id ? resume_args : args, (const char *const *)f->env, &out, &err);
+    int rc = id ? e2e_feedline(&f->env, &out, &err, cmd, "--db", db, id, NULL)
+                : e2e_feedline(&f->env, &out, &err, cmd, "--db", db, "--llm", "openai",
+                               "--concurrency", CONCURRENCY_S, NULL);
     if (rc != 0) fprintf(stdout, "    feedline %s: exit %d: %s%s\n", cmd, rc, out, err);
     free(out);
     free(err);
@@ -97,16 +97,9 @@ static void add_point(fixture *f, int64_t p, const char *task) {
 
 static int fixture_setup(fixture *f) {
     memset(f, 0, sizeof *f);
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    const char *args[] = {"--vocab", vpath, "--latency-ms", "5", NULL};
-    int rc = fakeproc_start(&f->fake, "fake_openai", args);
-    f->env[0] = xasprintf("FEEDLINE_VOCAB=%s", vpath);
-    f->env[1] = xasprintf("OPENAI_BASE_URL=%s/v1", f->fake.url);
-    f->env[2] = xstrdup("OPENAI_API_KEY=test-key");
-    f->env[3] = xstrdup("FEEDLINE_LLM_BACKOFF_MS=20");
-    f->env[4] = xstrdup("FEEDLINE_LLM_TIMEOUT_MS=10000");
-    free(vpath);
-    if (rc != 0) return -1;
+    const char *args[] = {"--latency-ms", "5", NULL};
+    if (e2e_start_fake(&f->fake, args) != 0) return -1;
+    e2e_env_for(&f->env, &f->fake);
     f->pristine = ds_imported_db(CONVERSATIONS, SEED);
     if (!f->pristine) return -1;
     f->ref_db = fx_db_copy(f->pristine);
@@ -132,7 +125,7 @@ static int fixture_setup(fixture *f) {
 
 static void fixture_free(fixture *f) {
     CHECK_INT(fakeproc_stop(&f->fake), 0);
-    for (size_t i = 0; f->env[i]; i++) free(f->env[i]);
+    e2e_env_free(&f->env);
     free(f->pristine);
     free(f->ref_db);
 }
@@ -195,14 +188,13 @@ static int arm_kill(const fixture *f, pid_t pid, int64_t point) {
 TEST(feedline_run_killed_in_every_phase_resumes_to_the_same_result_billing_once) {
     fixture f;
     REQUIRE(fixture_setup(&f) == 0);
-    const char *b = getenv("FEEDLINE_BIN");
     for (size_t i = 0; i < f.npoints; i++) {
         char *db = fx_db_copy(f.pristine);
         char *dir = fx_tmpdir(), *log = xasprintf("%s/run.log", dir);
-        char *argv[] = {(char *)(b && b[0] ? b : "build/asan/feedline"), "run", "--db", db, "--llm", "openai",
+        char *argv[] = {(char *)e2e_bin(), "run", "--db", db, "--llm", "openai",
                         "--concurrency", CONCURRENCY_S, NULL};
         int gate = -1;
-        pid_t pid = fakeproc_spawn_gated(argv, f.env, log, &gate);
+        pid_t pid = fakeproc_spawn_gated(argv, f.env.e, log, &gate);
         REQUIRE(pid > 0);
         REQUIRE(arm_kill(&f, pid, f.points[i]) == 0);
         REQUIRE(fakeproc_open_gate(gate) == 0);
@@ -232,7 +224,7 @@ TEST(feedline_serve_killed_mid_run_restarts_and_resumes_to_the_same_result_billi
     for (size_t i = 0; i < f.npoints; i += 3) {
         char *db = fx_db_copy(f.pristine);
         test_server a;
-        REQUIRE(ts_start(&a, db, NULL, (const char *const *)f.env) == 0);
+        REQUIRE(ts_start(&a, db, NULL, (const char *const *)f.env.e) == 0);
         REQUIRE(arm_kill(&f, a.pid, f.points[i]) == 0);
         int64_t id = ts_start_run(&a, RUN_BODY);
         REQUIRE(id == 1);
@@ -243,7 +235,7 @@ TEST(feedline_serve_killed_mid_run_restarts_and_resumes_to_the_same_result_billi
 
         /* The restarted server finds the run's process gone: failed, resumable. */
         test_server b;
-        REQUIRE(ts_start(&b, db, NULL, (const char *const *)f.env) == 0);
+        REQUIRE(ts_start(&b, db, NULL, (const char *const *)f.env.e) == 0);
         int ok = 0;
         json_t *st = ts_wait_status(&b, id, 30000, is_failed, NULL, &ok);
         CHECK(ok);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "support/dataset.h"
+#include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "llm/llm.h"
 #include "support/fixtures.h"
@@ -17,59 +18,14 @@
 #include "util/mem.h"
 #include "util/timeutil.h"
 
-#define MAX_ARGS 32
-
-static char *bin(void) {
-    const char *b = getenv("FEEDLINE_BIN");
-    return xstrdup(b ? b : "build/asan/feedline");
+/* The environment of a run against the fake: a short LLM timeout (the fault tests'
+ * hung requests), and the API key (NULL: the one the fake accepts). */
+static void env_for(e2e_env *s, const fakeproc *fp, const char *key) {
+    e2e_env_for(s, fp);
+    e2e_env_set(s, "FEEDLINE_LLM_TIMEOUT_MS=1500");
+    if (key) e2e_env_set(s, "OPENAI_API_KEY=%s", key);
 }
 
-typedef struct env_set {
-    char *e[12]; /* NULL-terminated */
-} env_set;
-
-/* The environment a run against the fake needs. */
-static void env_for(env_set *s, const fakeproc *fp, const char *key) {
-    memset(s, 0, sizeof *s);
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    s->e[0] = xasprintf("FEEDLINE_VOCAB=%s", vpath);
-    s->e[1] = xasprintf("OPENAI_BASE_URL=%s/v1", fp->url);
-    s->e[2] = xasprintf("OPENAI_API_KEY=%s", key ? key : "test-key");
-    s->e[3] = xstrdup("FEEDLINE_LLM_BACKOFF_MS=20");
-    s->e[4] = xstrdup("FEEDLINE_LLM_TIMEOUT_MS=1500");
-    free(vpath);
-}
-
-static void env_free(env_set *s) {
-    for (int i = 0; s->e[i]; i++) free(s->e[i]);
-}
-
-/* Runs `feedline ARGS...` with the environment; exit status, output in out/err. */
-static int feedline(const env_set *env, char **out, char **err, ...) {
-    char *argv[MAX_ARGS];
-    int n = 0;
-    argv[n++] = bin();
-    va_list ap;
-    va_start(ap, err);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && n < MAX_ARGS - 1) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    int rc = fx_run(argv, env->e, out, err);
-    free(argv[0]);
-    return rc;
-}
-
-static int start_fake(fakeproc *fp, const char *const extra[]) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    const char *args[MAX_ARGS] = {"--vocab", vpath};
-    size_t n = 2;
-    while (extra && *extra && n < MAX_ARGS - 1) args[n++] = *extra++;
-    args[n] = NULL;
-    int rc = fakeproc_start(fp, "fake_openai", args);
-    free(vpath);
-    return rc;
-}
 
 /* A database with n generated conversations imported. */
 static char *dataset(size_t n, uint64_t seed) { return ds_imported_db(n, seed); }
@@ -108,13 +64,13 @@ static void check_accounting(const json_t *run) {
 TEST(concurrency_is_exactly_the_configured_number_in_flight) {
     const char *opts[] = {"--latency-ms", "40", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = dataset(100, 11);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     char *out = NULL, *err = NULL;
-    int rc = feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--concurrency", "8",
+    int rc = e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--concurrency", "8",
                       "--json", NULL);
     if (rc) fprintf(stdout, "    run: %s\n", err);
     CHECK_INT(rc, 0);
@@ -151,20 +107,20 @@ TEST(concurrency_is_exactly_the_configured_number_in_flight) {
     json_decref(run);
     free(out);
     free(err);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
 
 TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     char *db = dataset(100, 12);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
     json_t *r1 = parse(out);
     free(out);
     free(err);
@@ -198,7 +154,7 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     }
 
     REQUIRE(fakeproc_post(&fp, "/_reset", NULL) == 200);
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
     json_t *r2 = parse(out);
     free(out);
     free(err);
@@ -217,13 +173,13 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     /* the human status shows usage per phase */
     char id[32];
     snprintf(id, sizeof id, "%lld", (long long)num(r1, "id"));
-    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, id, NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "status", "--db", db, id, NULL), 0);
     CHECK(out && strstr(out, "theme_extraction") && strstr(out, "requests") && strstr(out, "$"));
     free(out);
     free(err);
     json_decref(r1);
     json_decref(r2);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -235,19 +191,19 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
  * status shows their share. */
 TEST(prompt_prefix_cache_hits_are_recorded_per_phase_and_priced_at_the_cached_rate) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     char *db = dataset(60, 14);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     /* prices (USD per million tokens) chosen here, so the costs are checked against
      * them and the recorded tokens */
     const double prompt_usd = 2.0, cached_usd = 0.5, completion_usd = 8.0;
-    env.e[5] = xasprintf("FEEDLINE_PRICE_PROMPT=%g", prompt_usd);
-    env.e[6] = xasprintf("FEEDLINE_PRICE_CACHED=%g", cached_usd);
-    env.e[7] = xasprintf("FEEDLINE_PRICE_COMPLETION=%g", completion_usd);
+    e2e_env_set(&env, "FEEDLINE_PRICE_PROMPT=%g", prompt_usd);
+    e2e_env_set(&env, "FEEDLINE_PRICE_CACHED=%g", cached_usd);
+    e2e_env_set(&env, "FEEDLINE_PRICE_COMPLETION=%g", completion_usd);
     char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--json", NULL), 0);
     json_t *run = parse(out);
     free(out);
     free(err);
@@ -279,7 +235,7 @@ TEST(prompt_prefix_cache_hits_are_recorded_per_phase_and_priced_at_the_cached_ra
     snprintf(id, sizeof id, "%lld", (long long)num(run, "id"));
     snprintf(share, sizeof share, "(%lld cached, %.1f%% of prompt)", (long long)theme_cached,
              100.0 * (double)theme_cached / (double)theme_prompt);
-    CHECK_INT(feedline(&env, &out, &err, "status", "--db", db, id, NULL), 0);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "status", "--db", db, id, NULL), 0);
     const char *line = out ? strstr(out, "theme_extraction") : NULL;
     CHECK(line && strstr(line, share) && strstr(line, share) < strchr(line, '\n'));
     if (!line || !strstr(line, share)) fprintf(stdout, "    expected %s in:\n%s", share, out);
@@ -287,7 +243,7 @@ TEST(prompt_prefix_cache_hits_are_recorded_per_phase_and_priced_at_the_cached_ra
     free(out);
     free(err);
     json_decref(run);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -299,15 +255,14 @@ TEST(ten_percent_of_every_fault_still_completes_and_loses_nothing) {
                           "--retry-after-ms",  "100", "--latency-ms",    "10",
                           "--seed",            "9",   NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = dataset(80, 13);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
-    free(env.e[4]);
-    env.e[4] = xstrdup("FEEDLINE_LLM_TIMEOUT_MS=800");
+    e2e_env_set(&env, "FEEDLINE_LLM_TIMEOUT_MS=800");
     char *out = NULL, *err = NULL;
-    int rc = feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--concurrency", "16",
+    int rc = e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--concurrency", "16",
                       "--json", NULL);
     if (rc) fprintf(stdout, "    run: %s\n", err);
     CHECK_INT(rc, 0);
@@ -344,7 +299,7 @@ TEST(ten_percent_of_every_fault_still_completes_and_loses_nothing) {
     json_decref(run);
     free(out);
     free(err);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -353,12 +308,12 @@ TEST(ten_percent_of_every_fault_still_completes_and_loses_nothing) {
  * task it applies `config` (a /_config body, or NULL); once it has seen `seen`, the run
  * is asked to stop. Returns the milliseconds from the stop request to the process's
  * exit, its exit status in *rc (-2: still running after 10 s, killed). */
-static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
+static int64_t run_then_stop(const fakeproc *fp, e2e_env *env, const char *db,
                              const char *concurrency, const char *task, int64_t first,
                              const char *config, int64_t seen, int *rc) {
     char *dir = fx_tmpdir();
     char *log = xasprintf("%s/run.log", dir);
-    char *b = bin();
+    char *b = (char *)e2e_bin();
     char *argv[] = {b, "run", "--db", (char *)db, "--llm", "openai", "--concurrency",
                     (char *)concurrency, NULL};
     *rc = -1;
@@ -370,7 +325,7 @@ static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
         if (config) CHECK_INT(fakeproc_post(fp, "/_config", config), 200);
         while (task_requests(fp, task) < seen && mono_ms() < deadline) sleep_ms(10);
         char *out = NULL, *err = NULL;
-        CHECK_INT(feedline(env, &out, &err, "stop", "--db", db, "1", NULL), 0);
+        CHECK_INT(e2e_feedline(env, &out, &err, "stop", "--db", db, "1", NULL), 0);
         free(out);
         free(err);
         int64_t t0 = mono_ms();
@@ -378,7 +333,6 @@ static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
         elapsed = mono_ms() - t0;
         if (*rc == -2) kill(pid, SIGKILL);
     }
-    free(b);
     free(log);
     fx_rmtree(dir);
     free(dir);
@@ -387,9 +341,9 @@ static int64_t run_then_stop(const fakeproc *fp, env_set *env, const char *db,
 
 /* `feedline CMD --db DB --json 1` (status or resume of run 1), checked to exit 0:
  * the run's JSON, or NULL. */
-static json_t *run1_json(env_set *env, const char *cmd, const char *db) {
+static json_t *run1_json(e2e_env *env, const char *cmd, const char *db) {
     char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(env, &out, &err, cmd, "--db", db, "--json", "1", NULL), 0);
+    CHECK_INT(e2e_feedline(env, &out, &err, cmd, "--db", db, "--json", "1", NULL), 0);
     json_t *run = parse(out);
     free(out);
     free(err);
@@ -399,10 +353,10 @@ static json_t *run1_json(env_set *env, const char *cmd, const char *db) {
 TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     const char *opts[] = {"--latency-ms", "20", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = dataset(80, 14);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     /* Once the theme phase starts, every request is slow (1 s). */
     const int64_t latency = 1000;
@@ -430,7 +384,7 @@ TEST(stop_mid_theme_phase_is_prompt_keeps_results_and_resumes) {
     /* ... and not all were done at the stop. */
     CHECK(num(run, "themes_extracted") + num(run, "themes_filtered") > themes);
     json_decref(run);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -440,11 +394,11 @@ TEST(stop_while_story_titles_are_asked_cancels_them_and_resumes) {
      * yet answered would hold the stop for several rounds of 3 s. */
     const char *opts[] = {"--latency-ms", "10", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"story_latency_ms\":3000}") == 200);
     char *db = dataset(400, 14);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     const int64_t latency = 3000;
     int rc;
@@ -457,6 +411,8 @@ TEST(stop_while_story_titles_are_asked_cancels_them_and_resumes) {
     json_t *run = run1_json(&env, "status", db);
     REQUIRE(run != NULL);
     CHECK_STR(jx_str(run, "status"), "stopped");
+    if (strcmp(jx_str(run, "status") ? jx_str(run, "status") : "", "stopped"))
+        fprintf(stdout, "    run: %s\n", jx_str(run, "error_message"));
     CHECK_INT(num(run, "stories_created"), 0); /* all or nothing */
     json_decref(run);
 
@@ -469,7 +425,7 @@ TEST(stop_while_story_titles_are_asked_cancels_them_and_resumes) {
     /* enough titles that, uncancelled, they would have outlasted the bound */
     CHECK(stories > 2 * ((1000 + latency) / latency + 1));
     json_decref(run);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -478,14 +434,14 @@ TEST(requests_per_minute_flag_is_never_exceeded) {
     /* 1200/min enforced over 3 s windows: at most 60 requests in any 3 s */
     const char *opts[] = {"--rpm", "1200", "--window-ms", "3000", "--latency-ms", "5", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = dataset(30, 15);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, NULL);
     char *out = NULL, *err = NULL;
     int64_t t0 = mono_ms();
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--rpm", "1200",
+    CHECK_INT(e2e_feedline(&env, &out, &err, "run", "--db", db, "--llm", "openai", "--rpm", "1200",
                        "--json", NULL), 0);
     int64_t elapsed = mono_ms() - t0;
     json_t *st = fakeproc_stats(&fp);
@@ -498,7 +454,7 @@ TEST(requests_per_minute_flag_is_never_exceeded) {
     json_decref(st);
     free(out);
     free(err);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -506,14 +462,14 @@ TEST(requests_per_minute_flag_is_never_exceeded) {
 TEST(a_refused_api_key_fails_the_run_once_with_the_reason) {
     const char *opts[] = {"--require-key", "the-right-key", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = dataset(20, 16);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp, "a-wrong-key");
     char *out = NULL, *err = NULL;
     /* no --llm: a key in the environment selects openai, and says so */
-    CHECK_INT(feedline(&env, &out, &err, "run", "--db", db, "--json", NULL), 1);
+    CHECK_INT(e2e_feedline(&env, &out, &err, "run", "--db", db, "--json", NULL), 1);
     CHECK(err && strstr(err, "using --llm openai") != NULL);
     json_t *run = parse(out);
     REQUIRE(run != NULL);
@@ -526,7 +482,7 @@ TEST(a_refused_api_key_fails_the_run_once_with_the_reason) {
     json_decref(run);
     free(out);
     free(err);
-    env_free(&env);
+    e2e_env_free(&env);
     free(db);
     CHECK_INT(fakeproc_stop(&fp), 0);
 }
@@ -550,21 +506,21 @@ static json_t *run_novel(const fakeproc *fp, const char *const *things, size_t n
                     "every time I export a %s to the %s panel (case %zu).\"}]}\n",
                     i, things[i], things[i], things[i], i);
         fclose(f);
-        env_set env;
+        e2e_env env;
         env_for(&env, fp, NULL);
         char *out = NULL, *err = NULL;
-        int rc = feedline(&env, &out, &err, "import", "--db", *db_out, file, NULL);
+        int rc = e2e_feedline(&env, &out, &err, "import", "--db", *db_out, file, NULL);
         free(out);
         free(err);
         out = err = NULL;
         if (rc == 0)
-            rc = feedline(&env, &out, &err, "run", "--db", *db_out, "--llm", "openai",
+            rc = e2e_feedline(&env, &out, &err, "run", "--db", *db_out, "--llm", "openai",
                           "--concurrency", concurrency, "--json", NULL);
         if (rc == 0) run = parse(out);
         else fprintf(stdout, "    import or run failed (%d): %s\n", rc, err ? err : "");
         free(out);
         free(err);
-        env_free(&env);
+        e2e_env_free(&env);
     }
     free(file);
     fx_rmtree(dir);
@@ -577,7 +533,7 @@ TEST(concurrent_extractions_of_one_new_signature_make_one_signature) {
                                        "hologram", "hologram", "hologram"};
     const char *opts[] = {"--latency-ms", "50", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = NULL;
     json_t *run = run_novel(&fp, same, 6, "8", &db);
     REQUIRE(run != NULL);
@@ -618,7 +574,7 @@ TEST(new_signatures_of_an_area_are_canonicalised_in_batches) {
     const size_t nthings = sizeof things / sizeof *things;
     const char *opts[] = {"--latency-ms", "50", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     char *db = NULL;
     json_t *run = run_novel(&fp, things, nthings, "4", &db);
     REQUIRE(run != NULL);

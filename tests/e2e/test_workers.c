@@ -22,6 +22,7 @@
 #include "store/db.h"
 #include "store/store_report.h"
 #include "support/dataset.h"
+#include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "support/outcome.h"
@@ -32,7 +33,6 @@
 #include "util/timeutil.h"
 
 #define MAX_ARGS 24
-#define MAX_ENV 16
 /* Leases: short where a worker is killed (its batch comes back after it), longer
  * elsewhere, so that a process slowed down by a loaded machine keeps its claims. */
 #define SHORT_LEASE "3"
@@ -43,11 +43,6 @@
 
 /* ------------------------------------------------------------------ processes */
 
-static char *bin(void) {
-    const char *b = getenv("FEEDLINE_BIN");
-    return xstrdup(b ? b : "build/asan/feedline");
-}
-
 static int pg_or_skip(const char *name) {
     const char *pg = getenv("FEEDLINE_TEST_PG");
     if (pg && pg[0]) return 1;
@@ -57,81 +52,35 @@ static int pg_or_skip(const char *name) {
     return 0;
 }
 
-typedef struct env_set {
-    char *e[MAX_ENV];
-    int n;
-} env_set;
-
-static void env_add(env_set *s, char *kv) {
-    if (s->n < MAX_ENV - 1) s->e[s->n++] = kv;
-    else free(kv);
-}
-
 /* The environment of a process talking to the fake fp. */
-static void env_for_lease(env_set *s, const fakeproc *fp, const char *lease) {
-    memset(s, 0, sizeof *s);
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    env_add(s, xasprintf("FEEDLINE_VOCAB=%s", vpath));
-    free(vpath);
-    env_add(s, xasprintf("OPENAI_BASE_URL=%s/v1", fp->url));
-    env_add(s, xstrdup("OPENAI_API_KEY=test-key"));
-    env_add(s, xstrdup("FEEDLINE_LLM_BACKOFF_MS=20"));
-    env_add(s, xstrdup("FEEDLINE_LLM_TIMEOUT_MS=10000"));
-    env_add(s, xasprintf("FEEDLINE_LEASE_SECONDS=%s", lease));
-    env_add(s, xstrdup("FEEDLINE_LOG=info"));
-    env_add(s, xasprintf("FEEDLINE_CLAIM_BATCH=%d", CLAIM_BATCH));
+static void env_for_lease(e2e_env *s, const fakeproc *fp, const char *lease) {
+    e2e_env_for(s, fp);
+    e2e_env_set(s, "FEEDLINE_LEASE_SECONDS=%s", lease);
+    e2e_env_set(s, "FEEDLINE_LOG=info");
+    e2e_env_set(s, "FEEDLINE_CLAIM_BATCH=%d", CLAIM_BATCH);
 }
 
-static void env_for(env_set *s, const fakeproc *fp) { env_for_lease(s, fp, LEASE); }
-
-static void env_free(env_set *s) {
-    for (int i = 0; i < s->n; i++) free(s->e[i]);
-    s->n = 0;
-}
+static void env_for(e2e_env *s, const fakeproc *fp) { env_for_lease(s, fp, LEASE); }
 
 static int start_fake(fakeproc *fp, const char *latency_ms, const char *const extra[]) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    const char *args[MAX_ARGS] = {"--vocab", vpath, "--latency-ms", latency_ms};
-    size_t n = 4;
+    const char *args[MAX_ARGS] = {"--latency-ms", latency_ms};
+    size_t n = 2;
     while (extra && *extra && n < MAX_ARGS - 1) args[n++] = *extra++;
     args[n] = NULL;
-    int rc = fakeproc_start(fp, "fake_openai", args);
-    free(vpath);
-    return rc;
-}
-
-/* Runs `feedline ARGS...` to completion; exit status, output in out/err (may be NULL). */
-static int feedline(const env_set *env, char **out, char **err, ...) {
-    char *argv[MAX_ARGS];
-    int n = 0;
-    argv[n++] = bin();
-    va_list ap;
-    va_start(ap, err);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && n < MAX_ARGS - 1) argv[n++] = (char *)a;
-    va_end(ap);
-    argv[n] = NULL;
-    char *o = NULL, *e = NULL;
-    int rc = fx_run(argv, env ? env->e : NULL, &o, &e);
-    free(argv[0]);
-    if (out) *out = o;
-    else free(o);
-    if (err) *err = e;
-    else free(e);
-    return rc;
+    return e2e_start_fake(fp, args);
 }
 
 /* A background `feedline ARGS...` with its output in a log file. */
 typedef struct bgproc {
     pid_t pid;
     char *log;
-    char owner[128]; /* its work-claim owner name (cli_owner: "host:pid") */
+    char owner[300]; /* its work-claim owner name (cli_owner: "host:pid") */
 } bgproc;
 
-static int bg_start(bgproc *p, const char *dir, const char *name, const env_set *env, ...) {
+static int bg_start(bgproc *p, const char *dir, const char *name, const e2e_env *env, ...) {
     char *argv[MAX_ARGS];
     int n = 0;
-    argv[n++] = bin();
+    argv[n++] = (char *)e2e_bin();
     va_list ap;
     va_start(ap, env);
     const char *a;
@@ -140,9 +89,8 @@ static int bg_start(bgproc *p, const char *dir, const char *name, const env_set 
     argv[n] = NULL;
     p->log = xasprintf("%s/%s.log", dir, name);
     p->pid = fakeproc_spawn(argv, env->e, p->log);
-    free(argv[0]);
-    char host[64] = "localhost";
-    gethostname(host, sizeof host - 1);
+    char host[256] = "localhost"; /* as cli_owner */
+    if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
     snprintf(p->owner, sizeof p->owner, "%s:%d", host, (int)p->pid);
     return p->pid > 0 ? 0 : -1;
 }
@@ -207,7 +155,7 @@ static char *write_dataset(const char *dir, size_t n, uint64_t seed) {
 static char *database_with(const char *file) {
     char *db = fx_db_url();
     char *out = NULL, *err = NULL;
-    int rc = feedline(NULL, &out, &err, "import", "--db", db, file, NULL);
+    int rc = e2e_feedline(NULL, &out, &err, "import", "--db", db, file, NULL);
     if (rc != 0) fprintf(stdout, "    import failed: %s %s\n", out, err);
     free(out);
     free(err);
@@ -295,17 +243,17 @@ static int reference_run(reference *r, const char *file, const char *latency) {
     fakeproc fp;
     if (start_fake(&fp, latency, NULL) != 0) return -1;
     r->db = database_with(file);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     char *err = NULL;
-    int rc = r->db ? feedline(&env, NULL, &err, "run", "--db", r->db, "--llm", "openai",
+    int rc = r->db ? e2e_feedline(&env, NULL, &err, "run", "--db", r->db, "--llm", "openai",
                               "--concurrency", "8", NULL)
                    : -1;
     if (rc != 0) fprintf(stdout, "    reference run: %s\n", err ? err : "");
     free(err);
     r->run = r->db ? outcome_int(r->db, "SELECT MAX(id) FROM pipeline_runs WHERE ? > 0", 1) : 0;
     r->item_requests = item_requests(&fp);
-    env_free(&env);
+    e2e_env_free(&env);
     fakeproc_stop(&fp);
     return rc;
 }
@@ -321,17 +269,17 @@ TEST(worker_refuses_a_sqlite_database_and_documents_itself) {
     char *dir = fx_tmpdir();
     char *file = xasprintf("%s/x.db", dir);
     char *out = NULL, *err = NULL;
-    CHECK_INT(feedline(NULL, &out, &err, "worker", "--db", file, "--once", NULL), 2);
+    CHECK_INT(e2e_feedline(NULL, &out, &err, "worker", "--db", file, "--once", NULL), 2);
     CHECK(err && strstr(err, "SQLite") && strstr(err, "PostgreSQL"));
     CHECK(access(file, F_OK) != 0); /* nothing was created */
     free(out);
     free(err);
-    CHECK_INT(feedline(NULL, &out, &err, "worker", "--help", NULL), 0);
+    CHECK_INT(e2e_feedline(NULL, &out, &err, "worker", "--help", NULL), 0);
     CHECK(out && strstr(out, "--concurrency") && strstr(out, "--once") &&
           strstr(out, "FEEDLINE_LEASE_SECONDS"));
     free(out);
     free(err);
-    CHECK_INT(feedline(NULL, &out, &err, "--help", NULL), 0);
+    CHECK_INT(e2e_feedline(NULL, &out, &err, "--help", NULL), 0);
     CHECK(out && strstr(out, "worker"));
     free(out);
     free(err);
@@ -347,7 +295,7 @@ TEST(once_exits_at_once_without_an_active_run) {
     store_close(st);
     char *out = NULL, *err = NULL;
     int64_t t0 = mono_ms();
-    CHECK_INT(feedline(NULL, &out, &err, "worker", "--db", db, "--once", NULL), 0);
+    CHECK_INT(e2e_feedline(NULL, &out, &err, "worker", "--db", db, "--once", NULL), 0);
     CHECK(mono_ms() - t0 < 10000);
     free(out);
     free(err);
@@ -370,7 +318,7 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
     for (int i = 0; i < NW; i++) REQUIRE(start_fake(&fw[i], latency, NULL) == 0);
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set ed, ew[NW];
+    e2e_env ed, ew[NW];
     env_for(&ed, &fd);
     bgproc driver, workers[NW];
     REQUIRE(bg_start(&driver, dir, "driver", &ed, "run", "--db", db, "--llm", "openai",
@@ -418,11 +366,11 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
 
     for (int i = 0; i < NW; i++) {
         bg_free(&workers[i]);
-        env_free(&ew[i]);
+        e2e_env_free(&ew[i]);
         CHECK_INT(fakeproc_stop(&fw[i]), 0);
     }
     bg_free(&driver);
-    env_free(&ed);
+    e2e_env_free(&ed);
     CHECK_INT(fakeproc_stop(&fd), 0);
     free(db);
     reference_free(&ref);
@@ -438,7 +386,7 @@ typedef struct trio {
     char *dir, *file, *db;
     reference ref;
     fakeproc fd, fw, fv;
-    env_set ed, ew, ev;
+    e2e_env ed, ew, ev;
     bgproc driver, worker, victim;
     int64_t run;
 } trio;
@@ -483,9 +431,9 @@ static void trio_free(trio *t) {
     bg_free(&t->driver);
     bg_free(&t->worker);
     bg_free(&t->victim);
-    env_free(&t->ed);
-    env_free(&t->ew);
-    env_free(&t->ev);
+    e2e_env_free(&t->ed);
+    e2e_env_free(&t->ew);
+    e2e_env_free(&t->ev);
     CHECK_INT(fakeproc_stop(&t->fd), 0);
     CHECK_INT(fakeproc_stop(&t->fw), 0);
     CHECK_INT(fakeproc_stop(&t->fv), 0);
@@ -586,7 +534,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     REQUIRE(start_fake(&fp, latency, NULL) == 0);
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
     bgproc driver, w1, w2;
     REQUIRE(bg_start(&driver, dir, "driver", &env, "run", "--db", db, "--llm", "openai",
@@ -605,7 +553,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     REQUIRE(claimed_by(db, run, w1.owner) > 0 && claimed_by(db, run, w2.owner) > 0);
     char *id = xasprintf("%lld", (long long)run);
     int64_t t0 = mono_ms();
-    CHECK_INT(feedline(&env, NULL, NULL, "stop", "--db", db, id, NULL), 0);
+    CHECK_INT(e2e_feedline(&env, NULL, NULL, "stop", "--db", db, id, NULL), 0);
     CHECK_INT(bg_wait_for(&driver, 15000, 4), 4); /* EXIT_STOPPED */
     int64_t stopped_ms = mono_ms() - t0;
     /* The workers let go too: nothing stays claimed (no lease has to run out). */
@@ -630,7 +578,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     int64_t again = wait_active_run(db, 30000);
     CHECK_INT(again, run);
     char *err = NULL;
-    CHECK_INT(feedline(&env, NULL, &err, "run", "--db", db, "--llm", "openai", NULL), 3);
+    CHECK_INT(e2e_feedline(&env, NULL, &err, "run", "--db", db, "--llm", "openai", NULL), 3);
     CHECK(err && strstr(err, "already in progress"));
     free(err);
     CHECK_INT(bg_wait(&resumed, RUN_TIMEOUT_MS), 0);
@@ -648,7 +596,7 @@ TEST(a_stop_reaches_every_process_and_a_resume_with_workers_ends_like_one_proces
     bg_free(&resumed);
     bg_free(&w1);
     bg_free(&w2);
-    env_free(&env);
+    e2e_env_free(&env);
     CHECK_INT(fakeproc_stop(&fp), 0);
     free(db);
     reference_free(&ref);
@@ -676,7 +624,7 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     REQUIRE(start_fake(&fw[2], "3000", NULL) == 0);
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set es, ew[NW];
+    e2e_env es, ew[NW];
     env_for_lease(&es, &fs, SHORT_LEASE);
     test_server srv;
     REQUIRE(ts_start(&srv, db, NULL, (const char *const *)es.e) == 0);
@@ -722,10 +670,10 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
 
     for (int i = 0; i < NW; i++) {
         bg_free(&workers[i]);
-        env_free(&ew[i]);
+        e2e_env_free(&ew[i]);
         CHECK_INT(fakeproc_stop(&fw[i]), 0);
     }
-    env_free(&es);
+    e2e_env_free(&es);
     CHECK_INT(fakeproc_stop(&fs), 0);
     free(db);
     reference_free(&ref);
@@ -766,7 +714,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     REQUIRE(start_fake(&fp, latency, NULL) == 0);
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set env;
+    e2e_env env;
     env_for_lease(&env, &fp, SHORT_LEASE);
     bgproc driver, w1, w2;
     REQUIRE(bg_start(&driver, dir, "driver", &env, "run", "--db", db, "--llm", "openai",
@@ -791,7 +739,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
         /* A clean failure: resumable, and the resume ends where one run would. */
         CHECK_INT(drc, 1);
         char *err = NULL, *id = xasprintf("%lld", (long long)run);
-        CHECK_INT(feedline(&env, NULL, &err, "resume", "--db", db, id, NULL), 0);
+        CHECK_INT(e2e_feedline(&env, NULL, &err, "resume", "--db", db, id, NULL), 0);
         if (err && *err) fprintf(stdout, "    resume: %.500s\n", err);
         free(err);
         free(id);
@@ -813,7 +761,7 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
     bg_free(&driver);
     bg_free(&w1);
     bg_free(&w2);
-    env_free(&env);
+    e2e_env_free(&env);
     CHECK_INT(fakeproc_stop(&fp), 0);
     free(db);
     reference_free(&ref);
@@ -837,10 +785,10 @@ static int shared_rate_run(const char *file, const char *dir, const char *rpm, i
     if (start_fake(&fp, "50", opts) != 0) return -1;
     char *db = database_with(file);
     if (!db) return -1;
-    env_set env;
+    e2e_env env;
     env_for(&env, &fp);
-    env_add(&env, xasprintf("FEEDLINE_RPM=%s", rpm));
-    if (!shared) env_add(&env, xstrdup("FEEDLINE_SHARED_BUDGET=0"));
+    e2e_env_set(&env, "FEEDLINE_RPM=%s", rpm);
+    if (!shared) e2e_env_set(&env, "FEEDLINE_SHARED_BUDGET=0");
     bgproc driver, w[2];
     char name[64];
     snprintf(name, sizeof name, "driver-%s-%s", rpm, shared ? "shared" : "own");
@@ -872,7 +820,7 @@ static int shared_rate_run(const char *file, const char *dir, const char *rpm, i
     json_decref(st);
     out->claims = outcome_int(db, "SELECT COALESCE(SUM(claims), 0) FROM rate_budget WHERE ? > 0", 1);
     out->granted = outcome_int(db, "SELECT COALESCE(SUM(granted), 0) FROM rate_budget WHERE ? > 0", 1);
-    env_free(&env);
+    e2e_env_free(&env);
     fakeproc_stop(&fp);
     free(db);
     return rc;
@@ -939,7 +887,7 @@ TEST(a_stopped_worker_gives_its_claims_back_and_exits_zero) {
     REQUIRE(start_fake(&fw, "5000", NULL) == 0); /* the worker's calls never finish in time */
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set ed, ew;
+    e2e_env ed, ew;
     env_for(&ed, &fd);
     env_for(&ew, &fw);
     bgproc driver, worker;
@@ -970,8 +918,8 @@ TEST(a_stopped_worker_gives_its_claims_back_and_exits_zero) {
     run_record_free(&r);
     bg_free(&driver);
     bg_free(&worker);
-    env_free(&ed);
-    env_free(&ew);
+    e2e_env_free(&ed);
+    e2e_env_free(&ew);
     CHECK_INT(fakeproc_stop(&fd), 0);
     CHECK_INT(fakeproc_stop(&fw), 0);
     free(db);
@@ -990,7 +938,7 @@ TEST(workers_leave_dry_runs_to_their_driver) {
     REQUIRE(start_fake(&fw, "60", NULL) == 0);
     char *db = database_with(file);
     REQUIRE(db != NULL);
-    env_set ed, ew;
+    e2e_env ed, ew;
     env_for(&ed, &fd);
     env_for(&ew, &fw);
     bgproc driver, worker;
@@ -1009,8 +957,8 @@ TEST(workers_leave_dry_runs_to_their_driver) {
     run_record_free(&r);
     bg_free(&driver);
     bg_free(&worker);
-    env_free(&ed);
-    env_free(&ew);
+    e2e_env_free(&ed);
+    e2e_env_free(&ew);
     CHECK_INT(fakeproc_stop(&fd), 0);
     CHECK_INT(fakeproc_stop(&fw), 0);
     free(db);

@@ -9,13 +9,13 @@
 
 #include "llm/llm.h"
 #include "llm/prompts.h"
+#include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
-#define MAX_ARGS 32
 
 static vocab *load_vocab(void) {
     char *path = fx_path("data/theme_vocabulary.json");
@@ -23,18 +23,6 @@ static vocab *load_vocab(void) {
     vocab *v = vocab_load(path, err, sizeof err);
     free(path);
     return v;
-}
-
-/* Starts the fake on the bundled vocabulary with extra options (NULL-terminated). */
-static int start_fake(fakeproc *fp, const char *const extra[]) {
-    char *vpath = fx_path("data/theme_vocabulary.json");
-    const char *args[MAX_ARGS] = {"--vocab", vpath};
-    size_t n = 2;
-    while (extra && *extra && n < MAX_ARGS - 1) args[n++] = *extra++;
-    args[n] = NULL;
-    int rc = fakeproc_start(fp, "fake_openai", args);
-    free(vpath);
-    return rc;
 }
 
 static void config_for(llm_openai_config *c, const fakeproc *fp, char *url, size_t len) {
@@ -102,7 +90,7 @@ static const char *TEXTS[] = {
 
 TEST(chat_answers_are_the_offline_analyzers_on_the_same_text) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     vocab *v = load_vocab();
     llm_openai_config c;
     char url[128];
@@ -144,7 +132,7 @@ TEST(chat_answers_are_the_offline_analyzers_on_the_same_text) {
 
 TEST(embeddings_are_batched_by_token_budget_and_keep_their_order) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     vocab *v = load_vocab();
     llm_openai_config c;
     char url[128];
@@ -187,7 +175,7 @@ TEST(embeddings_are_batched_by_token_budget_and_keep_their_order) {
 TEST(requests_on_the_wire_never_exceed_the_concurrency_and_reach_it) {
     const char *opts[] = {"--latency-ms", "100", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -227,7 +215,7 @@ TEST(requests_on_the_wire_never_exceed_the_concurrency_and_reach_it) {
 TEST(invalid_answers_get_one_repair_retry_then_fail_with_the_reason) {
     const char *opts[] = {"--fault-nonjson", "0.5", "--seed", "3", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -268,7 +256,7 @@ TEST(invalid_answers_get_one_repair_retry_then_fail_with_the_reason) {
 TEST(wrong_field_types_fail_validation_and_name_the_field) {
     const char *opts[] = {"--fault-types", "1", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -292,7 +280,7 @@ TEST(wrong_field_types_fail_validation_and_name_the_field) {
 TEST(server_errors_timeouts_and_truncation_retry_a_bounded_number_of_times) {
     const char *opts[] = {"--fault-500", "1", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -339,7 +327,7 @@ TEST(server_errors_timeouts_and_truncation_retry_a_bounded_number_of_times) {
 TEST(a_refused_key_is_fatal_for_the_provider_not_a_failure_per_call) {
     const char *opts[] = {"--require-key", "right", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -386,7 +374,7 @@ TEST(a_refused_key_is_fatal_for_the_provider_not_a_failure_per_call) {
 TEST(cancel_all_completes_queued_and_in_flight_calls_at_once) {
     const char *opts[] = {"--latency-ms", "5000", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -453,7 +441,7 @@ typedef struct cached {
 
 static int cached_start(cached *x) {
     memset(x, 0, sizeof *x);
-    if (start_fake(&x->fp, NULL) != 0) return -1;
+    if (e2e_start_fake(&x->fp, NULL) != 0) return -1;
     x->db = fx_db_url();
     x->st = fx_store_open(x->db);
     config_for(&x->c, &x->fp, x->url, sizeof x->url);
@@ -614,7 +602,7 @@ TEST(canonicalisation_decisions_are_remembered_per_proposal) {
 TEST(rate_limited_answers_are_retried_after_retry_after) {
     const char *opts[] = {"--fault-429", "0.3", "--retry-after-ms", "150", "--seed", "5", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -652,7 +640,7 @@ TEST(requests_per_minute_learned_from_headers_are_never_exceeded) {
     /* 1200/min over a 5 s window: at most 100 requests in any 5 s */
     const char *opts[] = {"--rpm", "1200", "--window-ms", "5000", "--latency-ms", "5", NULL};
     fakeproc fp;
-    REQUIRE(start_fake(&fp, opts) == 0);
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -692,7 +680,7 @@ TEST(requests_per_minute_learned_from_headers_are_never_exceeded) {
 
 TEST(an_endpoint_that_rejects_every_request_fails_the_provider_once) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     llm_openai_config c;
     char url[128];
     config_for(&c, &fp, url, sizeof url);
@@ -745,7 +733,7 @@ static void chat_call(llm_provider *p, llm_call *c, enum llm_task t, const char 
  * provider records and prices what the endpoint reports. */
 TEST(the_endpoint_prefix_cache_is_reported_per_call_and_priced_at_the_cached_rate) {
     fakeproc fp;
-    REQUIRE(start_fake(&fp, NULL) == 0);
+    REQUIRE(e2e_start_fake(&fp, NULL) == 0);
     vocab *v = load_vocab();
     llm_openai_config c;
     char url[128];
