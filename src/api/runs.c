@@ -13,7 +13,6 @@
  * A slot is reserved under the lock before any database work, so two requests can
  * never start jobs that exclude each other in this process. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +31,6 @@
 #define SWEEP_MS 2000
 /* Niceness of job threads: under CPU contention the HTTP workers win. */
 #define JOB_NICENESS 10
-/* A dead local owner's run is failed only when its last heartbeat is at least this
- * old, so a run created in the same second as that heartbeat is never mistaken for it. */
-#define DEAD_OWNER_GRACE_S 2
 
 typedef enum { JOB_RUN = 0, JOB_STORIES = 1 } job_kind;
 
@@ -60,7 +56,6 @@ struct api_runs {
     provider_factory make;
     void *make_ctx;
     char *owner;
-    char host[256];
     api_llm_totals done;    /* counters of providers already released */
     api_metrics *metrics;
     pthread_t ticker;
@@ -301,43 +296,6 @@ int64_t api_runs_stories_job(api_runs *m) {
     return id;
 }
 
-/* ------------------------------------------------------------------ orphans */
-
-/* 1 if owner ("host:pid", the format of cli_owner) names a process on this host that
- * no longer exists. */
-static int owner_is_dead_here(const api_runs *m, const char *owner) {
-    if (!owner) return 0;
-    const char *colon = strchr(owner, ':');
-    if (!colon || (size_t)(colon - owner) != strlen(m->host) ||
-        strncmp(owner, m->host, (size_t)(colon - owner)) != 0)
-        return 0;
-    char *end = NULL;
-    long pid = strtol(colon + 1, &end, 10);
-    if (pid <= 0 || (*end && *end != ':') || pid == (long)getpid()) return 0;
-    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
-}
-
-void api_runs_sweep_orphans(api_runs *m, store *st) {
-    int n = pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
-    if (n > 0) log_warn("marked %d run(s) without heartbeat as failed (resumable)", n);
-    if (n < 0) log_warn("looking for orphaned runs: %s", store_errmsg(st));
-    /* A run whose driving process on this host is gone need not wait for its heartbeat
-     * to go stale: fail it now. */
-    int64_t id;
-    char status[16];
-    if (store_run_active(st, &id, status) != STORE_FOUND) return;
-    run_record r;
-    if (store_run_get(st, id, &r) != STORE_FOUND) return;
-    int64_t now = wall_unix();
-    if (owner_is_dead_here(m, r.owner) && now >= r.heartbeat_at + DEAD_OWNER_GRACE_S) {
-        int count = 0;
-        if (store_run_fail_orphaned(st, r.heartbeat_at + 1, now, &count) == STORE_OK && count)
-            log_warn("run %lld: its process (%s) is gone; marked failed (resumable)",
-                     (long long)id, r.owner);
-    }
-    run_record_free(&r);
-}
-
 /* ------------------------------------------------------------------ ticker */
 
 static void timed_wait(api_runs *m, int ms) {
@@ -388,7 +346,7 @@ static void *ticker_main(void *arg) {
         if (st) heartbeat(m, &st);
         if (st && mono_ms() - last_sweep >= SWEEP_MS) {
             last_sweep = mono_ms();
-            api_runs_sweep_orphans(m, st);
+            pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
         }
         pthread_mutex_lock(&m->mu);
         if (!m->quit) timed_wait(m, TICK_MS);
@@ -415,8 +373,6 @@ int api_runs_new(const api_config *cfg, api_metrics *metrics, api_runs **out, ch
     m->make_ctx = cfg->provider_ctx;
     m->owner = xstrdup(cfg->owner);
     m->metrics = metrics;
-    if (gethostname(m->host, sizeof m->host - 1) != 0)
-        snprintf(m->host, sizeof m->host, "localhost");
     int rc = pthread_create(&m->ticker, NULL, ticker_main, m);
     if (rc) {
         snprintf(err, errlen, "cannot start the ticker thread: %s", strerror(rc));

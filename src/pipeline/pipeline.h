@@ -114,8 +114,11 @@ int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_
 /* 1 when the run is over (completed or stopped): stories can only be made by hand. */
 int pipeline_run_finished(const run_record *run);
 
-/* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
- * failed/resumable. Returns how many, or -1. */
+/* Marks runs left running by a process that died as failed/resumable: no heartbeat
+ * for stale_seconds, or (at once) the process that drove it, its owner "host:pid", is
+ * on this host and no longer exists. pipeline_start and pipeline_resume_prepare call
+ * it first with RUN_STALE_SECONDS, as the HTTP server does periodically. Logs what it
+ * did; returns how many, or -1. */
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds);
 
 /* ------------------------------------------------------------ workers (worker.c) */
@@ -149,5 +152,9 @@ int pipeline_worker(const run_env *env, const worker_options *o, char *err, size
  * without heartbeat is considered orphaned. */
 #define RUN_HEARTBEAT_SECONDS 2
 #define RUN_STALE_SECONDS 15
+/* A run whose process on this host is gone is failed only when its last heartbeat is
+ * at least this old, so a run created or resumed in the same second as that heartbeat
+ * is never mistaken for it. */
+#define RUN_DEAD_OWNER_GRACE_SECONDS 2
 
 #endif

@@ -5,11 +5,14 @@
  * skipped, so the same function starts a fresh run and resumes a stopped or failed
  * one. All state is in the store; a crash at any point leaves a run that
  * store_run_fail_orphaned() marks failed and pipeline_resume() can continue. */
+#include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pipeline/engine.h"
 #include "pipeline/stories.h"
@@ -116,16 +119,26 @@ static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
     return run_stories(env, st, llm, run, err, errlen);
 }
 
+/* How long the end of a run is retried while the database is busy (each attempt also
+ * waits out SQLite's busy timeout: a count of attempts would be minutes). */
+#define FINISH_RETRY_MS 2000
+
 static void finish(store *st, int64_t run_id, const char *status, const char *error) {
-    /* The terminal write must happen: retry a few times if the database is busy. */
-    for (int i = 0; i < 20; i++) {
-        if (store_run_refresh_counters(st, run_id) == STORE_OK &&
-            store_run_finish(st, run_id, status, error, wall_unix()) != STORE_RETRY)
-            return;
+    /* The terminal write must happen: retry for a while if the database is busy. Any
+     * other failure (a full disk, a read-only file) is said, with what to do: the run
+     * stays 'running' until a resume finds its process gone. */
+    int64_t deadline = mono_ms() + FINISH_RETRY_MS;
+    int rc;
+    for (;;) {
+        rc = store_run_refresh_counters(st, run_id);
+        if (rc == STORE_OK) rc = store_run_finish(st, run_id, status, error, wall_unix());
+        if (rc != STORE_RETRY || mono_ms() >= deadline) break;
         sleep_ms(100);
     }
-    log_error("run %lld: could not record its end (%s): %s", (long long)run_id, status,
-              store_errmsg(st));
+    if (rc == STORE_OK || rc == STORE_CONFLICT) return; /* conflict: finished elsewhere */
+    log_error("run %lld: could not record its end (%s): %s; `feedline resume %lld` continues "
+              "it once the database can be written", (long long)run_id, status,
+              store_errmsg(st), (long long)run_id);
 }
 
 static llm_provider *make_llm(const run_env *env, const run_record *run, store *st, char *err,
@@ -250,10 +263,49 @@ int pipeline_execute(const run_env *env, int64_t run_id) {
     return result;
 }
 
+/* 1 if owner ("host:pid", the format of cli_owner) names a process on this host that
+ * no longer exists. */
+static int owner_is_dead_here(const char *owner) {
+    char host[256] = "localhost";
+    if (!owner || gethostname(host, sizeof host - 1) != 0) return 0;
+    const char *colon = strchr(owner, ':');
+    if (!colon || (size_t)(colon - owner) != strlen(host) ||
+        strncmp(owner, host, (size_t)(colon - owner)) != 0)
+        return 0;
+    char *end = NULL;
+    long pid = strtol(colon + 1, &end, 10);
+    if (pid <= 0 || (*end && *end != ':') || pid == (long)getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Fails the active run when its owner is a process of this host that is gone. 1 if it
+ * did, 0, or -1 on a store error. */
+static int fail_dead_owner_run(store *st, int64_t now) {
+    int64_t id;
+    char status[16];
+    int rc = store_run_active(st, &id, status);
+    if (rc != STORE_FOUND) return rc == STORE_NOTFOUND ? 0 : -1;
+    run_record r;
+    if (store_run_get(st, id, &r) != STORE_FOUND) return -1;
+    int count = 0;
+    if (owner_is_dead_here(r.owner) && now >= r.heartbeat_at + RUN_DEAD_OWNER_GRACE_SECONDS) {
+        if (store_run_fail_orphaned(st, r.heartbeat_at + 1, now, &count) != STORE_OK)
+            count = -1;
+        else if (count)
+            log_warn("run %lld: its process (%s) is gone; marked failed (resumable)",
+                     (long long)id, r.owner);
+    }
+    run_record_free(&r);
+    return count;
+}
+
 int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id, char *err,
                    size_t errlen) {
     store *st = NULL;
     if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
+    /* A run whose process died without recording its end (it could not write: a full
+     * disk, a read-only filesystem) would hold the active slot for ever. */
+    pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
     int64_t active = 0;
     int rc = store_run_create(st, params, wall_unix(), run_id, &active);
     if (rc == STORE_BUSY) {
@@ -272,6 +324,8 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
 }
 
 int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen) {
+    /* The run may still say 'running' when its process died unable to write its end. */
+    pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
     int rc = store_run_resume(st, run_id, wall_unix());
     if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
     if (rc == STORE_OK) return 0;
@@ -355,6 +409,13 @@ int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {
     int n = 0;
     int64_t now = wall_unix();
-    if (store_run_fail_orphaned(st, now - stale_seconds, now, &n) != STORE_OK) return -1;
-    return n;
+    int dead = -1;
+    if (store_run_fail_orphaned(st, now - stale_seconds, now, &n) == STORE_OK) {
+        if (n > 0) log_warn("marked %d run(s) without heartbeat as failed (resumable)", n);
+        /* A run whose driving process on this host is gone need not wait for its
+         * heartbeat to go stale: fail it now. */
+        dead = fail_dead_owner_run(st, now);
+    }
+    if (dead < 0) log_warn("looking for orphaned runs: %s", store_errmsg(st));
+    return dead < 0 ? -1 : n + dead;
 }
