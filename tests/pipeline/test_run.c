@@ -9,6 +9,7 @@
 #include "store/store_report.h"
 #include "support/faulty.h"
 #include "support/fixtures.h"
+#include "support/outcome.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
@@ -81,44 +82,6 @@ static run_record get_run(harness *h, int64_t id) {
     return r;
 }
 
-/* Stories as "signature|ids" lines, sorted, for comparing two runs. */
-static char *stories_fingerprint(harness *h, int64_t run) {
-    store *st = fx_store_open(h->db);
-    story_filter f = {0};
-    f.run_id = run;
-    f.with_conversation_ids = 1;
-    json_t *arr = NULL;
-    store_stories_json(st, &f, &arr, NULL);
-    store_close(st);
-    size_t n = json_array_size(arr);
-    char **lines = xcalloc(n + 1, sizeof(char *));
-    size_t i;
-    json_t *s;
-    json_array_foreach(arr, i, s) {
-        char *ids = json_dumps(json_object_get(s, "conversation_ids"), JSON_COMPACT);
-        lines[i] = xasprintf("%s|%s|%s", json_string_value(json_object_get(s, "signature")),
-                             json_string_value(json_object_get(s, "title")), ids);
-        free(ids);
-    }
-    for (size_t a = 1; a < n; a++)
-        for (size_t b = a; b > 0 && strcmp(lines[b - 1], lines[b]) > 0; b--) {
-            char *t = lines[b];
-            lines[b] = lines[b - 1];
-            lines[b - 1] = t;
-        }
-    size_t len = 1;
-    for (i = 0; i < n; i++) len += strlen(lines[i]) + 1;
-    char *out = xcalloc(1, len);
-    for (i = 0; i < n; i++) {
-        strcat(out, lines[i]);
-        strcat(out, "\n");
-        free(lines[i]);
-    }
-    free(lines);
-    json_decref(arr);
-    return out;
-}
-
 static void check_same_counters(const run_record *a, const run_record *b) {
 #define SAME(n) CHECK_INT(a->n, b->n);
     RUN_COUNTERS(SAME)
@@ -170,7 +133,7 @@ static void stop_mid_themes_then_resume(int stream) {
     b = get_run(&h, id);
     CHECK_STR(b.status, "completed");
     check_same_counters(&a, &b);
-    char *fa = stories_fingerprint(&ref, ref_id), *fb = stories_fingerprint(&h, id);
+    char *fa = outcome_stories(ref.db, ref_id), *fb = outcome_stories(h.db, id);
     CHECK_STR(fa, fb);
     CHECK(strlen(fa) > 0);
     free(fa);

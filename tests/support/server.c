@@ -19,6 +19,7 @@
 #include "source/source.h"
 #include "support/convgen.h"
 #include "support/fixtures.h"
+#include "support/outcome.h"
 #include "text/vocab.h"
 #include "util/buf.h"
 #include "util/mem.h"
@@ -389,34 +390,12 @@ int64_t ts_start_run(const test_server *s, const char *body) {
     return id > 0 ? id : -1;
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 char *ts_stories_fingerprint(const test_server *s, int64_t run_id) {
     char path[96];
     snprintf(path, sizeof path, "/api/stories?run_id=%lld&limit=200", (long long)run_id);
     http_resp r;
     ts_get(s, path, &r);
-    json_t *arr = json_object_get(r.json, "stories");
-    size_t n = json_array_size(arr);
-    char **lines = xcalloc(n + 1, sizeof(char *));
-    size_t i;
-    json_t *st;
-    json_array_foreach(arr, i, st) {
-        char *ids = json_dumps(json_object_get(st, "conversation_ids"), JSON_COMPACT);
-        lines[i] = xasprintf("%s|%s|%s", json_string_value(json_object_get(st, "signature")),
-                             json_string_value(json_object_get(st, "title")), ids);
-        free(ids);
-    }
-    qsort(lines, n, sizeof *lines, cmp_str);
-    buf_t b = BUF_INIT;
-    for (i = 0; i < n; i++) {
-        buf_puts(&b, lines[i]);
-        buf_putc(&b, '\n');
-        free(lines[i]);
-    }
-    free(lines);
+    char *out = outcome_stories_of(json_object_get(r.json, "stories"));
     http_resp_free(&r);
-    return buf_detach(&b);
+    return out;
 }
