@@ -244,8 +244,6 @@ int api_runs_create_stories(api_runs *m, store *st, int64_t run_id, int64_t *oth
 void api_runs_signal_stop(api_runs *m, int64_t run_id);
 /* The run whose stories this process is creating, or 0. */
 int64_t api_runs_stories_job(api_runs *m);
-/* Recovers runs of dead processes (also called periodically by the ticker). */
-void api_runs_sweep_orphans(api_runs *m, store *st);
 /* Shutdown: stop flags on every job, stop requested in the database. */
 void api_runs_stop_all(api_runs *m);
 /* Waits up to timeout_ms; 1 when every job has finished. */

@@ -13,7 +13,6 @@
  * A slot is reserved under the lock before any database work, so two requests can
  * never start jobs that exclude each other in this process. */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,18 +296,6 @@ int64_t api_runs_stories_job(api_runs *m) {
     return id;
 }
 
-/* ------------------------------------------------------------------ orphans */
-
-void api_runs_sweep_orphans(api_runs *m, store *st) {
-    (void)m;
-    int n = pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
-    if (n > 0) log_warn("marked %d run(s) without heartbeat as failed (resumable)", n);
-    if (n < 0) log_warn("looking for orphaned runs: %s", store_errmsg(st));
-    /* A run whose driving process on this host is gone need not wait for its heartbeat
-     * to go stale. */
-    if (pipeline_recover_dead_run(st) < 0) log_warn("looking for interrupted runs: %s", store_errmsg(st));
-}
-
 /* ------------------------------------------------------------------ ticker */
 
 static void timed_wait(api_runs *m, int ms) {
@@ -359,7 +346,7 @@ static void *ticker_main(void *arg) {
         if (st) heartbeat(m, &st);
         if (st && mono_ms() - last_sweep >= SWEEP_MS) {
             last_sweep = mono_ms();
-            api_runs_sweep_orphans(m, st);
+            pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
         }
         pthread_mutex_lock(&m->mu);
         if (!m->quit) timed_wait(m, TICK_MS);

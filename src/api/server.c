@@ -604,7 +604,7 @@ static void copy_config(api_server *srv, const api_config *cfg) {
 static int recover_runs(api_server *srv, char *err, size_t errlen) {
     store *st = NULL;
     if (store_open(srv->db_url, &st, err, errlen) != STORE_OK) return -1;
-    api_runs_sweep_orphans(srv->runs, st);
+    pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS); /* also done by the ticker */
     store_close(st);
     return 0;
 }

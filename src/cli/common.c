@@ -132,7 +132,7 @@ void cli_progress(void *ctx, const run_progress *p) {
 const char *cli_owner(void) {
     static char owner[300];
     if (!owner[0]) {
-        char host[256] = "localhost"; /* as pipeline_recover_dead_run reads it back */
+        char host[256] = "localhost"; /* as pipeline_fail_orphaned_runs reads it back */
         if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
         snprintf(owner, sizeof owner, "%s:%d", host, (int)getpid());
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/env.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -24,6 +25,12 @@
 #define TICK_INTERVAL_MS 1000
 #define POLL_TIMEOUT_MS 50
 #define FLUSH_RETRIES 40
+#define FLUSH_FAULT_RETRIES 4
+/* Transient failures also end a run once writing has failed for this long: each
+ * attempt on a SQLite database locked by another process first waits out its busy
+ * timeout (10 s), and so does every other statement of the loop, which made the 40
+ * retries over half an hour. */
+#define FLUSH_GIVE_UP_MS 120000
 /* How often a process whose own work is done looks again while others still hold
  * claims of the phase (their results, or their expired leases, end the wait). */
 #define WAIT_OTHERS_MS 200
@@ -192,18 +199,6 @@ void engine_abandon_held(engine *e, call_group *g) {
     free_group(g);
 }
 
-/* A positive whole number from the environment, or dflt (with a warning when set to
- * something else). */
-static long env_count(const char *name, long max, long dflt) {
-    const char *v = getenv(name);
-    if (!v || !*v) return dflt;
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (!*end && n >= 1 && n <= max) return n;
-    log_warn("%s=\"%s\" is not a whole number in 1..%ld; using %ld", name, v, max, dflt);
-    return dflt;
-}
-
 int pipeline_lease_seconds(const run_env *env) {
     if (env->lease_seconds > 0) return env->lease_seconds;
     return (int)env_count("FEEDLINE_LEASE_SECONDS", 86400, PIPELINE_LEASE_SECONDS);
@@ -227,7 +222,9 @@ static int claim_failed(engine *e, int rc, const char *what) {
         e->lost_claims = 1;
         return 0;
     }
-    engine_fatal(e, "%s: %s", what, store_errmsg(e->st));
+    const char *why = store_errmsg(e->st);
+    if (!strncmp(why, what, strlen(what))) engine_fatal(e, "%s", why); /* says it already */
+    else engine_fatal(e, "%s: %s", what, why);
     return -1;
 }
 
@@ -342,7 +339,8 @@ static int has_usage(const lane *l) {
     return l->u_requests || l->u_cache_hits || l->u_prompt || l->u_completion;
 }
 
-/* Writes finished items and usage in one transaction. 0, or -1 to retry later.
+/* Writes finished items and usage in one transaction. STORE_OK, or the store's error
+ * code (the items stay, to retry later).
  * Usage is written whole, discarded results included: those requests were made and
  * billed, and the run's usage says what the run cost.
  * Lock order, for processes flushing at the same time on PostgreSQL: the items' own
@@ -392,7 +390,7 @@ static int flush(engine *e) {
         log_warn("run %lld: writing results failed (will retry): %s", (long long)e->run->id,
                  store_errmsg(e->st));
         store_rollback(e->st);
-        return -1;
+        return rc;
     }
     for (size_t i = 0; i < n; i++) {
         work_item *it = e->finished[i];
@@ -415,6 +413,33 @@ static int flush(engine *e) {
         if (seeded && l->ops->phase != PHASE_CLASSIFICATION) l->exhausted = 0;
     }
     return 0;
+}
+
+/* Failures to write results, and since when they have failed without a success. */
+typedef struct flush_retry {
+    int failures;
+    int64_t since_ms; /* 0 after a success */
+} flush_retry;
+
+/* flush(), counting failures: past FLUSH_RETRIES transient ones (a lock
+ * timeout, a lost connection) or FLUSH_GIVE_UP_MS of them, or past FLUSH_FAULT_RETRIES
+ * others (a full disk, a read-only file: they fail alike the next time), the run
+ * fails. Every flush counts, the ones made while waiting for work included: a database
+ * that cannot be written would otherwise keep an idle run retrying for ever. 0, -1
+ * (failed: retry later) or -2 (failed and gave up). */
+static int flush_counted(engine *e, flush_retry *r) {
+    int rc = flush(e);
+    if (rc == STORE_OK) {
+        r->since_ms = 0;
+        if (e->nfinished == 0) r->failures = 0;
+        return 0;
+    }
+    if (!r->since_ms) r->since_ms = mono_ms();
+    int limit = rc == STORE_RETRY ? FLUSH_RETRIES : FLUSH_FAULT_RETRIES;
+    int patient = rc != STORE_RETRY || mono_ms() - r->since_ms < FLUSH_GIVE_UP_MS;
+    if (++r->failures <= limit && patient) return -1;
+    engine_fatal(e, "cannot write results: %s", store_errmsg(e->st));
+    return -2;
 }
 
 /* Ready items (claimed, no call started yet) whose claims are not among held (sorted)
@@ -696,7 +721,7 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
         e.shown = PHASE_COUNT; /* unknown: written at once */
         show_phase(&e);
     }
-    int flush_failures = 0;
+    flush_retry flush_failures = {0, 0};
     for (;;) {
         int64_t now = mono_ms();
         if (!e.stopping && (e.env->stop_flag && atomic_load(e.env->stop_flag)))
@@ -715,7 +740,7 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
                 engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
         } else if (all_idle(&e)) {
             int waiting = 1;
-            if (flush(&e) == 0 && e.nfinished == 0) {
+            if (flush_counted(&e, &flush_failures) == 0 && e.nfinished == 0) {
                 if (e.lost_claims) release_lost_claims(&e);
                 if (all_idle(&e)) {
                     if (work_complete(&e)) break;
@@ -728,7 +753,8 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
         /* A free slot and nothing to start: what is finished may seed the next phases. */
         int starved_flush = e.streaming && e.nfinished > 0 && engine_starved(&e) &&
                             now - e.last_flush_ms >= STARVED_FLUSH_MS;
-        int eager_flush = llm->paid_answers && !flush_failures && e.nfinished > 0;
+        /* since_ms is set while writes fail: retries then wait FLUSH_INTERVAL_MS. */
+        int eager_flush = llm->paid_answers && !flush_failures.since_ms && e.nfinished > 0;
         if (eager_flush && !e.fatal && !e.stopping) {
             /* Send what the free slots can take first, so the write below never
              * delays a request. */
@@ -737,14 +763,8 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
                 engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
         }
         if (eager_flush || starved_flush || e.nfinished >= FLUSH_MAX_ITEMS ||
-            now - e.last_flush_ms >= FLUSH_INTERVAL_MS) {
-            if (flush(&e) != 0) {
-                if (++flush_failures > FLUSH_RETRIES)
-                    engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
-            } else {
-                flush_failures = 0;
-            }
-        }
+            now - e.last_flush_ms >= FLUSH_INTERVAL_MS)
+            flush_counted(&e, &flush_failures);
         if (e.streaming && now - e.last_recheck_ms >= RECHECK_MS) {
             /* Other processes seed, release and expire work: look again. */
             e.last_recheck_ms = now;
@@ -760,13 +780,13 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
             report(&e);
         }
     }
-    /* Stop or failure: abandon calls not yet answered, keep everything finished. */
+    /* Stop or failure: abandon calls not yet answered, keep everything finished, with
+     * the patience left (a run that gave up writing tries once more). */
     if (e.in_flight > 0) llm->ops->cancel_all(llm);
     drain_ready(&e);
-    for (int i = 0; e.nfinished > 0 && i < FLUSH_RETRIES; i++)
-        if (flush(&e) != 0) sleep_ms(50);
-    if (e.nfinished > 0 && !e.fatal)
-        engine_fatal(&e, "cannot write results: %s", store_errmsg(st));
+    int frc = 0;
+    while (e.nfinished > 0 && (frc = flush_counted(&e, &flush_failures)) != -2)
+        if (frc) sleep_ms(50);
     for (size_t i = 0; i < e.nfinished; i++) free_item(&e, e.finished[i]);
     free(e.finished);
     forget_warnings(&e);

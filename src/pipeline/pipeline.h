@@ -114,14 +114,12 @@ int pipeline_create_stories(const run_env *env, int64_t run_id, char *err, size_
 /* 1 when the run is over (completed or stopped): stories can only be made by hand. */
 int pipeline_run_finished(const run_record *run);
 
-/* Marks runs left running by a process that died (no heartbeat for stale_seconds) as
- * failed/resumable. Returns how many, or -1. */
+/* Marks runs left running by a process that died as failed/resumable: no heartbeat
+ * for stale_seconds, or (at once) the process that drove it, its owner "host:pid", is
+ * on this host and no longer exists. pipeline_start and pipeline_resume_prepare call
+ * it first with RUN_STALE_SECONDS, as the HTTP server does periodically. Logs what it
+ * did; returns how many, or -1. */
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds);
-/* Marks the active run failed/resumable when the process driving it ran on this host
- * and is gone (killed, crashed): no need to wait for its heartbeat to go stale. Done
- * before every start and resume, and by the server's sweep. Returns the run's id when
- * it did so, 0 when there was nothing to do, -1 on a store error. */
-int64_t pipeline_recover_dead_run(store *st);
 
 /* ------------------------------------------------------------ workers (worker.c) */
 /* A worker process joins the active run of a shared (PostgreSQL) database and helps

@@ -119,16 +119,26 @@ static step_result run_phases(const run_env *env, store *st, llm_provider *llm,
     return run_stories(env, st, llm, run, err, errlen);
 }
 
+/* How long the end of a run is retried while the database is busy (each attempt also
+ * waits out SQLite's busy timeout: a count of attempts would be minutes). */
+#define FINISH_RETRY_MS 2000
+
 static void finish(store *st, int64_t run_id, const char *status, const char *error) {
-    /* The terminal write must happen: retry a few times if the database is busy. */
-    for (int i = 0; i < 20; i++) {
-        if (store_run_refresh_counters(st, run_id) == STORE_OK &&
-            store_run_finish(st, run_id, status, error, wall_unix()) != STORE_RETRY)
-            return;
+    /* The terminal write must happen: retry for a while if the database is busy. Any
+     * other failure (a full disk, a read-only file) is said, with what to do: the run
+     * stays 'running' until a resume finds its process gone. */
+    int64_t deadline = mono_ms() + FINISH_RETRY_MS;
+    int rc;
+    for (;;) {
+        rc = store_run_refresh_counters(st, run_id);
+        if (rc == STORE_OK) rc = store_run_finish(st, run_id, status, error, wall_unix());
+        if (rc != STORE_RETRY || mono_ms() >= deadline) break;
         sleep_ms(100);
     }
-    log_error("run %lld: could not record its end (%s): %s", (long long)run_id, status,
-              store_errmsg(st));
+    if (rc == STORE_OK || rc == STORE_CONFLICT) return; /* conflict: finished elsewhere */
+    log_error("run %lld: could not record its end (%s): %s; `feedline resume %lld` continues "
+              "it once the database can be written", (long long)run_id, status,
+              store_errmsg(st), (long long)run_id);
 }
 
 static llm_provider *make_llm(const run_env *env, const run_record *run, store *st, char *err,
@@ -257,8 +267,10 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
                    size_t errlen) {
     store *st = NULL;
     if (store_open(env->db_url, &st, err, errlen) != STORE_OK) return -3;
+    /* A run whose process died without recording its end (it could not write: a full
+     * disk, a read-only filesystem) would hold the active slot for ever. */
+    pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
     int64_t active = 0;
-    if (pipeline_recover_dead_run(st) < 0) log_warn("looking for interrupted runs: %s", store_errmsg(st));
     int rc = store_run_create(st, params, wall_unix(), run_id, &active);
     if (rc == STORE_BUSY) {
         *run_id = active;
@@ -276,7 +288,9 @@ int pipeline_start(const run_env *env, const run_params *params, int64_t *run_id
 }
 
 int pipeline_resume_prepare(store *st, int64_t run_id, char *err, size_t errlen) {
-    if (pipeline_recover_dead_run(st) < 0) log_warn("looking for interrupted runs: %s", store_errmsg(st));
+    /* The run may still say 'running' when its process died (killed, or unable to
+     * write its end). */
+    pipeline_fail_orphaned_runs(st, RUN_STALE_SECONDS);
     int rc = store_run_resume(st, run_id, wall_unix());
     if (rc == STORE_OK) rc = store_work_reset_for_resume(st, run_id);
     if (rc == STORE_OK) return 0;
@@ -375,7 +389,11 @@ static int owner_is_dead_here(const char *owner) {
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-int64_t pipeline_recover_dead_run(store *st) {
+/* Fails the active run when the process driving it ran on this host and is gone, by
+ * its id and owner alone (no time window: a run resumed since by another process has
+ * another owner). Its id when it did, 0 when there was nothing to do, -1 on a store
+ * error. */
+static int64_t recover_dead_run(store *st) {
     int64_t id = 0;
     char status[16];
     int rc = store_run_active(st, &id, status);
@@ -400,6 +418,13 @@ int64_t pipeline_recover_dead_run(store *st) {
 int pipeline_fail_orphaned_runs(store *st, int64_t stale_seconds) {
     int n = 0;
     int64_t now = wall_unix();
-    if (store_run_fail_orphaned(st, now - stale_seconds, now, &n) != STORE_OK) return -1;
-    return n;
+    int64_t dead = -1;
+    if (store_run_fail_orphaned(st, now - stale_seconds, now, &n) == STORE_OK) {
+        if (n > 0) log_warn("marked %d run(s) without heartbeat as failed (resumable)", n);
+        /* A run whose driving process on this host is gone need not wait for its
+         * heartbeat to go stale: fail it now. */
+        dead = recover_dead_run(st);
+    }
+    if (dead < 0) log_warn("looking for orphaned runs: %s", store_errmsg(st));
+    return dead < 0 ? -1 : n + (dead > 0);
 }

@@ -1,19 +1,26 @@
 /* SQLite driver for the db layer: WAL journal, a busy timeout so concurrent readers
  * and a writer (API threads vs the pipeline, or two processes) wait instead of failing,
  * foreign keys on. */
+#include <errno.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/db.h"
+#include "util/env.h"
 #include "util/mem.h"
 
+/* How long a statement waits for another connection's write lock before failing with
+ * "database is locked"; FEEDLINE_SQLITE_BUSY_MS overrides it. */
 #define SQLITE_BUSY_TIMEOUT_MS 10000
 
 typedef struct sqlite_db {
     db_t base;
     sqlite3 *h;
+    char *path;
+    int busy_ms;
     char err[512];
 } sqlite_db;
 
@@ -25,10 +32,66 @@ typedef struct sqlite_stmt {
 #define SDB(d) ((sqlite_db *)(d))
 #define SST(s) ((sqlite_stmt *)(s))
 
+/* Faults of the file rather than of a statement: a full disk, a read-only or failing
+ * filesystem, a file that cannot be opened, a write lock another connection holds. */
+static int file_fault(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+    case SQLITE_BUSY: return 1;
+    default: return 0;
+    }
+}
+
+/* The operating system's error behind an I/O fault, or 0. A database SQLite could
+ * only open read-only says why through access(2) (its own last error is that of its
+ * next attempt, e.g. "No such file" for a -wal it could not create either). Else
+ * SQLite keeps the last error per file; the connection's copy is often gone by the time
+ * the error is reported (a commit that fails writing the write-ahead log leaves it 0). */
+static int os_errno(sqlite_db *d) {
+    if (sqlite3_db_readonly(d->h, "main") == 1 && access(d->path, W_OK) != 0) return errno;
+    sqlite3 *h = d->h;
+    int e = sqlite3_system_errno(h);
+    sqlite3_file *wal = NULL;
+    if (!e && sqlite3_file_control(h, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK &&
+        wal && wal->pMethods &&
+        wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+        e = 0;
+    if (!e && sqlite3_file_control(h, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK) e = 0;
+    return e;
+}
+
+/* Why a file fault happened, as " (reason)", or "": SQLite says "disk I/O error"
+ * whether the filesystem went read-only or the disk failed. */
+static const char *fault_reason(sqlite_db *d, int rc, char *out, size_t len) {
+    out[0] = '\0';
+    int e = file_fault(rc) ? os_errno(d) : 0;
+    if ((rc & 0xff) == SQLITE_BUSY) {
+        snprintf(out, len, " (another connection is writing; busy timeout %d ms)", d->busy_ms);
+    } else if (e) {
+        char buf[128];
+        snprintf(out, len, " (%s)", strerror_r(e, buf, sizeof buf));
+    }
+    return out;
+}
+
+/* Records msg, SQLite's words for rc; a file fault also names the database and why. */
+static void set_err(sqlite_db *d, int rc, const char *msg) {
+    char why[160];
+    if (file_fault(rc))
+        snprintf(d->err, sizeof d->err, "%s: %s%s", d->path, msg,
+                 fault_reason(d, rc, why, sizeof why));
+    else
+        snprintf(d->err, sizeof d->err, "%s", msg);
+}
+
 static int map_rc(sqlite_db *d, int rc) {
     if (rc == SQLITE_OK || rc == SQLITE_DONE) return DB_DONE;
     if (rc == SQLITE_ROW) return DB_ROW;
-    snprintf(d->err, sizeof d->err, "%s", sqlite3_errmsg(d->h));
+    set_err(d, rc, sqlite3_errmsg(d->h));
     switch (rc & 0xff) {
     case SQLITE_CONSTRAINT: return DB_ERR_CONSTRAINT;
     case SQLITE_BUSY:
@@ -40,6 +103,7 @@ static int map_rc(sqlite_db *d, int rc) {
 static void sq_close(db_t *db) {
     sqlite_db *d = SDB(db);
     if (d->h) sqlite3_close(d->h); /* statements are finalized by their owners first */
+    free(d->path);
     free(d);
 }
 
@@ -50,7 +114,7 @@ static int sq_exec(db_t *db, const char *sql) {
     if (rc != SQLITE_OK) {
         int mapped = map_rc(d, rc);
         if (msg) {
-            snprintf(d->err, sizeof d->err, "%s", msg);
+            set_err(d, rc, msg);
             sqlite3_free(msg);
         }
         return mapped;
@@ -62,16 +126,20 @@ static db_t *sq_open(const char *path, char *err, size_t errlen) {
     sqlite_db *d = xcalloc(1, sizeof *d);
     d->base.drv = &db_sqlite_driver;
     d->base.dialect = DB_SQLITE;
+    d->path = xstrdup(path);
+    d->busy_ms = (int)env_count("FEEDLINE_SQLITE_BUSY_MS", 3600000, SQLITE_BUSY_TIMEOUT_MS);
     int rc = sqlite3_open_v2(path, &d->h,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
     if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: cannot open database: %s", path,
-                 d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc));
+        char why[160] = "";
+        snprintf(err, errlen, "%s: cannot open database: %s%s", path,
+                 d->h ? sqlite3_errmsg(d->h) : sqlite3_errstr(rc),
+                 d->h ? fault_reason(d, rc, why, sizeof why) : "");
         sq_close(&d->base);
         return NULL;
     }
-    sqlite3_busy_timeout(d->h, SQLITE_BUSY_TIMEOUT_MS);
+    sqlite3_busy_timeout(d->h, d->busy_ms);
     sqlite3_extended_result_codes(d->h, 1);
     /* WAL: readers never block the writer and vice versa, which keeps the HTTP server
      * answering while a run writes. synchronous=NORMAL is durable across application
@@ -86,12 +154,14 @@ static db_t *sq_open(const char *path, char *err, size_t errlen) {
     int rc2, waited_ms = 0;
     while ((rc2 = sq_exec(&d->base, pragmas)) != 0 &&
            (sqlite3_errcode(d->h) == SQLITE_BUSY || sqlite3_errcode(d->h) == SQLITE_LOCKED) &&
-           waited_ms < SQLITE_BUSY_TIMEOUT_MS) {
+           waited_ms < d->busy_ms) {
         sqlite3_sleep(5);
         waited_ms += 5;
     }
     if (rc2 != 0) {
-        snprintf(err, errlen, "%s: %s", path, d->err);
+        /* A file fault's message names the database already. */
+        if (file_fault(sqlite3_extended_errcode(d->h))) snprintf(err, errlen, "%s", d->err);
+        else snprintf(err, errlen, "%s: %s", path, d->err);
         sq_close(&d->base);
         return NULL;
     }

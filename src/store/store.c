@@ -17,7 +17,9 @@ int store_open(const char *url, store **out, char *err, size_t errlen) {
     if (!db) return STORE_ERR;
     char merr[512];
     if (migrations_apply(db, merr, sizeof merr) != 0) {
-        snprintf(err, errlen, "%s: %s", url, merr);
+        /* A fault of a SQLite file names the file already. */
+        if (strstr(merr, url)) snprintf(err, errlen, "%s", merr);
+        else snprintf(err, errlen, "%s: %s", url, merr);
         db_close(db);
         return STORE_ERR;
     }
@@ -43,10 +45,14 @@ const char *store_backend(store *s) {
 const char *store_url(store *s) { return s->url; }
 struct db *store_db(store *s) { return s->db; }
 
+/* The STORE_* code for a failed db call: busy and lost connections are worth a retry. */
+static int store_code(int rc) {
+    return rc == DB_ERR_BUSY || rc == DB_ERR_CONN ? STORE_RETRY : STORE_ERR;
+}
+
 int store_fail(store *s, int rc, const char *what) {
     snprintf(s->err, sizeof s->err, "%s: %s", what, db_errmsg(s->db));
-    if (rc == DB_ERR_BUSY || rc == DB_ERR_CONN) return STORE_RETRY;
-    return STORE_ERR;
+    return store_code(rc);
 }
 
 db_stmt *store_stmt2(store *s, const char *sqlite_sql, const char *pg_sql) {
@@ -105,9 +111,12 @@ int store_commit(store *s) {
     return STORE_OK;
 }
 
+/* Rolling back undoes a failed operation: its own failure keeps that operation's
+ * error (SQLite has already rolled back after a full disk, and "no transaction is
+ * active" would hide why). */
 int store_rollback(store *s) {
     int rc = db_rollback(s->db);
-    return rc ? store_fail(s, rc, "rollback") : STORE_OK;
+    return rc ? store_code(rc) : STORE_OK;
 }
 
 int store_ping(store *s) {

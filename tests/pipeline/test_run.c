@@ -11,6 +11,7 @@
 #include "support/fixtures.h"
 #include "support/outcome.h"
 #include "util/mem.h"
+#include "util/timeutil.h"
 
 typedef struct harness {
     char *db;
@@ -259,7 +260,9 @@ TEST(second_start_while_active_is_refused) {
     store *st = fx_store_open(h.db);
     run_params p = params();
     int64_t first;
-    CHECK_INT(store_run_create(st, &p, 1, &first, NULL), STORE_OK);
+    /* Created now: a run without heartbeat for RUN_STALE_SECONDS would be failed as
+     * orphaned by the start. */
+    CHECK_INT(store_run_create(st, &p, wall_unix(), &first, NULL), STORE_OK);
     store_close(st);
     run_env e = env_of(&h);
     int64_t id = 0;
