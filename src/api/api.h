@@ -104,6 +104,9 @@ typedef struct api_config {
     /* Link to a conversation in the support tool, "{id}" replaced by its id (e.g.
      * "https://app.intercom.com/a/apps/APP/inbox/inbox/conversation/{id}"); NULL = none. */
     const char *conversation_url;
+    /* Requests per second each client address may make (429 beyond, with Retry-After;
+     * /health is exempt); 0 = no limit. */
+    double rate_per_address;
 } api_config;
 
 typedef struct api_server api_server;

@@ -107,6 +107,19 @@ extern const size_t API_EXPORT_ROUTE_COUNT;
 
 /* ------------------------------------------------------------------ server */
 
+/* ------------------------------------------------------------------ throttle.c */
+
+/* The per-client-address request rate limit (FEEDLINE_API_RATE requests/s, bursts of
+ * a second's worth, at least 10). At most API_THROTTLE_SLOTS addresses are tracked. */
+#define API_THROTTLE_SLOTS 4096
+typedef struct api_throttle api_throttle;
+/* NULL (no limit) when per_second <= 0. */
+api_throttle *api_throttle_new(double per_second);
+void api_throttle_free(api_throttle *t);
+/* Takes one request of addr's budget: 0 when allowed, else the milliseconds until the
+ * next one would be. Thread-safe; a NULL t allows everything. */
+int64_t api_throttle_take(api_throttle *t, const char *addr, int64_t now_ms);
+
 struct api_server {
     char *db_url;
     char *default_llm;
@@ -133,6 +146,7 @@ struct api_server {
     api_events *events;
     api_metrics *metrics;
     api_exports *exports;        /* tracker export jobs (routes_export.c) */
+    api_throttle *throttle;      /* per-address request rate limit, or NULL */
     int64_t started_at;          /* wall clock, for /health */
 };
 
@@ -159,6 +173,7 @@ struct api_req {
     const char *reply_type;
     struct MHD_Response *reply_custom; /* e.g. an event stream */
     char allow[48];          /* Allow header for 405 ("" = none) */
+    int64_t retry_after_s;   /* Retry-After to send with a 429 (0 = none) */
     const char *challenge;   /* WWW-Authenticate value to send, or NULL */
     int replied;
     int cache_valid;         /* cache_version/second were read before the handler ran */

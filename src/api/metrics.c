@@ -11,7 +11,7 @@
 
 /* Status codes counted individually; anything else is counted as "other". */
 static const unsigned STATUS_CODES[] = {200, 202, 204, 400, 401, 404, 405,
-                                        409, 413, 422, 500, 503};
+                                        409, 413, 422, 429, 500, 503};
 #define NSTATUS (sizeof STATUS_CODES / sizeof STATUS_CODES[0] + 1)
 
 /* Upper bounds of the latency buckets, in microseconds (the last is +Inf). */

@@ -58,6 +58,10 @@ static void serve_usage(FILE *out) {
             "and resumes runs (401 without a valid token, 403 when its role is not enough).\n"
             "/metrics needs a token as soon as any is configured. Without a read or operate\n"
             "token, serve refuses a non-loopback --listen unless --insecure-no-auth is given.\n"
+            "\n"
+            "  FEEDLINE_API_RATE         requests per second each client address may make\n"
+            "                            (bursts of a second's worth, at least 10; 429 with\n"
+            "                            Retry-After beyond; /health exempt). Default: no limit\n"
             "Prints \"listening on ADDR:PORT\" when ready.\n");
 }
 
@@ -190,6 +194,17 @@ static int serve(const serve_opts *o, vocab *v, const api_tokens *tokens,
     cfg.owner = cli_owner();
     cfg.no_response_cache = o->no_cache;
     cfg.conversation_url = getenv("FEEDLINE_CONVERSATION_URL");
+    const char *rate = getenv("FEEDLINE_API_RATE");
+    if (rate && rate[0]) {
+        char *end;
+        double r = strtod(rate, &end);
+        if (*end || !(r >= 0) || r > 1e6) {
+            fprintf(stderr, "feedline serve: FEEDLINE_API_RATE=\"%s\": expected requests per "
+                            "second, a number from 0 (no limit) to 1000000\n", rate);
+            return EXIT_USAGE;
+        }
+        cfg.rate_per_address = r;
+    }
     api_server *srv = NULL;
     char err[600];
     if (api_server_start(&cfg, &srv, err, sizeof err) != 0) {

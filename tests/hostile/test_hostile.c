@@ -393,6 +393,69 @@ TEST(one_address_holding_more_connections_than_the_limit_does_not_lock_out_other
     free(db);
 }
 
+/* One request (text) on a new connection from 127.0.0.src_last: the status code of
+ * the answer (0 on failure), its head in head (NUL-terminated). */
+static int request_from(int port, int src_last, const char *req, char *head, size_t len) {
+    head[0] = '\0';
+    int fd = connect_from(port, src_last);
+    if (fd < 0) return 0;
+    int status = 0;
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
+        size_t have = 0;
+        struct pollfd pf = {fd, POLLIN, 0};
+        while (have + 1 < len && !strstr(head, "\r\n\r\n") && poll(&pf, 1, 2000) > 0) {
+            ssize_t n = recv(fd, head + have, len - 1 - have, 0);
+            if (n <= 0) break;
+            have += (size_t)n;
+            head[have] = '\0';
+        }
+        if (sscanf(head, "HTTP/1.1 %d", &status) != 1) status = 0;
+    }
+    close(fd);
+    return status;
+}
+
+TEST(a_request_rate_limit_refuses_one_flooding_address_and_serves_the_others) {
+    char *db = ts_corpus_db(0, 0);
+    const char *env[] = {"FEEDLINE_API_RATE=20", NULL};
+    test_server s;
+    REQUIRE(ts_start(&s, db, NULL, env) == 0);
+    static const char stories[] = "GET /api/stories?limit=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    static const char health[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    char head[4096];
+    /* 100 requests from 127.0.0.5 as fast as they go: a burst of 20, then 20/s. */
+    enum { N = 100 };
+    int ok = 0, limited = 0, other = 0, retry_after = 0;
+    int64_t t0 = mono_ms();
+    for (int i = 0; i < N; i++) {
+        int st = request_from(s.port, 5, stories, head, sizeof head);
+        if (st == 200) ok++;
+        else if (st == 429) {
+            limited++;
+            const char *ra = strcasestr(head, "\r\nRetry-After: ");
+            if (ra && atoi(ra + 15) >= 1) retry_after++;
+        } else other++;
+    }
+    double elapsed_s = (double)(mono_ms() - t0) / 1000.0;
+    fprintf(stdout, "    from one address: %d answered, %d refused with 429 in %.2f s "
+                    "(burst 20, then 20/s)\n", ok, limited, elapsed_s);
+    CHECK(ok >= 20);
+    CHECK(ok <= 20 + (int)(20 * elapsed_s) + 1);
+    CHECK(limited > 0);
+    CHECK_INT(retry_after, limited);
+    CHECK_INT(other, 0);
+    /* The probes stay exempt, and another address is served as usual. */
+    CHECK_INT(request_from(s.port, 5, health, head, sizeof head), 200);
+    CHECK_INT(request_from(s.port, 6, stories, head, sizeof head), 200);
+    http_resp r;
+    REQUIRE(ts_get(&s, "/metrics", &r) == 0);
+    CHECK(r.body && strstr(r.body, "status=\"429\"") != NULL);
+    http_resp_free(&r);
+    CHECK_INT(ts_stop(&s, 60000), 0);
+    ts_remove_db(db);
+    free(db);
+}
+
 typedef struct flooder {
     int port;
     atomic_int *stop;
