@@ -34,6 +34,7 @@
 
 #include "store/store.h"
 #include "support/convgen.h"
+#include "support/dataset.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
 #include "util/jsonx.h"
@@ -128,33 +129,10 @@ static int parse_args(int argc, char **argv, options *o) {
 }
 
 static int write_conversations(const char *path, const options *o) {
-    char err[256];
-    vocab *v = vocab_load("data/theme_vocabulary.json", err, sizeof err);
-    if (!v) {
-        fprintf(stderr, "scaleout: %s\n", err);
-        return -1;
-    }
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        vocab_free(v);
-        return -1;
-    }
     convgen_options co;
     convgen_options_default(&co);
     co.count = (size_t)o->conversations;
-    convgen *g = convgen_new(v, o->seed, &co);
-    for (long i = 0; i < o->conversations; i++) {
-        conversation c = {0};
-        convgen_truth t;
-        convgen_next(g, &c, &t);
-        char *line = convgen_to_jsonl(&c);
-        fprintf(f, "%s\n", line);
-        free(line);
-        conv_free(&c);
-    }
-    convgen_free(g);
-    vocab_free(v);
-    return fclose(f) == 0 ? 0 : -1;
+    return ds_write_jsonl_to(path, (size_t)o->conversations, o->seed, &co);
 }
 
 /* scripts/pg-test-cluster ACTION DIR; the first line it prints in out (may be NULL). */

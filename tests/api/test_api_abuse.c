@@ -90,20 +90,6 @@ static void free_payloads(void) {
     NP = 0;
 }
 
-static int connect_to(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* 1 when buf holds a whole response (headers and Content-Length bytes of body). */
 static int whole_response(const char *buf, size_t len) {
     const char *end = memmem(buf, len, "\r\n\r\n", 4);
@@ -116,7 +102,7 @@ static int whole_response(const char *buf, size_t len) {
 /* Sends a payload; for a complete one, reads until a whole response arrived, the
  * server closed, or 2 s passed; then closes. Returns 1 if a response came back. */
 static int send_one(int port, const payload *p) {
-    int fd = connect_to(port);
+    int fd = ts_connect(port, 0);
     if (fd < 0) return -1;
     size_t off = 0;
     while (off < p->len) {
@@ -237,7 +223,7 @@ TEST(idle_and_half_open_connections_do_not_block_service) {
     enum { IDLE = 300 };
     int fds[IDLE];
     for (int i = 0; i < IDLE; i++) {
-        fds[i] = connect_to(s.port);
+        fds[i] = ts_connect(s.port, 0);
         CHECK(fds[i] >= 0);
         /* Half of them start a request and never finish it. */
         if (fds[i] >= 0 && i % 2)
@@ -269,7 +255,7 @@ TEST(connections_closed_mid_request_are_released_at_once) {
         "POST /api/pipeline/run HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"days\":";
     int failed = 0;
     for (int i = 0; i < 1100; i++) {
-        int fd = connect_to(s.port);
+        int fd = ts_connect(s.port, 0);
         if (fd < 0) {
             failed++;
             continue;

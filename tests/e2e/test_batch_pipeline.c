@@ -45,13 +45,6 @@ static char *dataset(size_t n, uint64_t seed) { return ds_imported_db(n, seed); 
 static json_t *parse(const char *s) { return s ? json_loads(s, 0, NULL) : NULL; }
 static int64_t num(const json_t *o, const char *k) { return jx_int(o, k, -1); }
 
-static int64_t stat_int(const fakeproc *fp, const char *key) {
-    json_t *s = fakeproc_stats(fp);
-    int64_t v = jx_int(s, key, -1);
-    json_decref(s);
-    return v;
-}
-
 static json_t *run_json(const e2e_env *env, const char *db, int batch) {
     char *out = NULL, *err = NULL;
     int rc = batch ? e2e_feedline(env, &out, &err, "run", "--db", db, "--llm", "openai", "--batch",
@@ -107,7 +100,7 @@ TEST(a_batch_run_gives_the_results_of_a_normal_run_at_half_the_price) {
     REQUIRE(normal != NULL);
     /* small batches: a phase's requests are split over several */
     e2e_env_set(&env, "FEEDLINE_BATCH_MAX_REQUESTS=16");
-    CHECK_INT(stat_int(&fp, "batches_created"), 0);
+    CHECK_INT(fakeproc_stat_int(&fp, "batches_created"), 0);
     json_t *batch = run_json(&env, db2, 1);
     REQUIRE(batch != NULL);
     CHECK_STR(jx_str(batch, "status"), "completed");
@@ -124,8 +117,8 @@ TEST(a_batch_run_gives_the_results_of_a_normal_run_at_half_the_price) {
         CHECK_INT(num(batch, same[i]), num(normal, same[i]));
     }
     /* classification (stages 1 and 2), embeddings, facets and themes went in batches */
-    CHECK(stat_int(&fp, "batches_created") >= 7);
-    CHECK_INT(stat_int(&fp, "batch_duplicate_lines"), 0);
+    CHECK(fakeproc_stat_int(&fp, "batches_created") >= 7);
+    CHECK_INT(fakeproc_stat_int(&fp, "batch_duplicate_lines"), 0);
     json_t *st = fakeproc_stats(&fp);
     size_t k;
     json_t *fb;
@@ -177,9 +170,9 @@ TEST(error_lines_fail_their_items_and_a_resume_retries_them) {
     REQUIRE(pid > 0);
     /* stage 1, stage 2, embeddings: then the facets batch is held back and the run stopped */
     int64_t deadline = mono_ms() + 60000;
-    while (stat_int(&fp, "batches_created") < 2 && mono_ms() < deadline) sleep_ms(10);
+    while (fakeproc_stat_int(&fp, "batches_created") < 2 && mono_ms() < deadline) sleep_ms(10);
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_delay_ms\":60000}") == 200);
-    while (stat_int(&fp, "batches_created") < 4 && mono_ms() < deadline) sleep_ms(10);
+    while (fakeproc_stat_int(&fp, "batches_created") < 4 && mono_ms() < deadline) sleep_ms(10);
     char *out = NULL, *err = NULL;
     CHECK_INT(e2e_feedline(&env, &out, &err, "stop", "--db", db, "1", NULL), 0);
     free(out);
@@ -194,7 +187,7 @@ TEST(error_lines_fail_their_items_and_a_resume_retries_them) {
     CHECK(failed > 0);
     CHECK(has_error_like(run, "batch: HTTP 500"));
     json_decref(run);
-    CHECK(stat_int(&fp, "batch_line_errors") > 0);
+    CHECK(fakeproc_stat_int(&fp, "batch_line_errors") > 0);
 
     REQUIRE(fakeproc_post(&fp, "/_config", "{\"batch_line_error\":0,\"batch_delay_ms\":100}") == 200);
     run = run1(&env, "resume", db, 0);
@@ -268,7 +261,7 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     pid_t pid = fakeproc_spawn(argv, env.e, log);
     REQUIRE(pid > 0);
     int64_t deadline = mono_ms() + 60000;
-    while (stat_int(&fp, "batches_created") < 1 && mono_ms() < deadline) sleep_ms(10);
+    while (fakeproc_stat_int(&fp, "batches_created") < 1 && mono_ms() < deadline) sleep_ms(10);
     sleep_ms(1500); /* about a third of the batch answered when the cancel arrives */
     char *out = NULL, *err = NULL;
     int64_t t0 = mono_ms();
@@ -277,8 +270,8 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     free(err);
     CHECK_INT(fakeproc_wait(pid, 20000), 4);
     fprintf(stdout, "    stopped in %lld ms\n", (long long)(mono_ms() - t0));
-    CHECK_INT(stat_int(&fp, "batch_cancels"), 1);
-    CHECK_INT(stat_int(&fp, "batches_created"), 1);
+    CHECK_INT(fakeproc_stat_int(&fp, "batch_cancels"), 1);
+    CHECK_INT(fakeproc_stat_int(&fp, "batches_created"), 1);
     json_t *b1 = first_batch(&fp);
     REQUIRE(b1 != NULL);
     int64_t polls = num(b1, "polls");
@@ -302,7 +295,7 @@ TEST(stop_cancels_the_batch_and_the_resume_polls_it_instead_of_resending) {
     CHECK_STR(jx_str(b1, "status"), "cancelled");
     CHECK(num(b1, "polls") > polls); /* the resume polled the same batch */
     json_decref(b1);
-    CHECK_INT(stat_int(&fp, "batch_duplicate_lines"), 0); /* nothing uploaded twice */
+    CHECK_INT(fakeproc_stat_int(&fp, "batch_duplicate_lines"), 0); /* nothing uploaded twice */
     json_decref(run);
     free(log);
     fx_rmtree(dir);

@@ -34,13 +34,6 @@ static json_t *parse(const char *s) { return s ? json_loads(s, 0, NULL) : NULL; 
 
 static int64_t num(const json_t *o, const char *k) { return jx_int(o, k, -1); }
 
-static int64_t stat_int(const fakeproc *fp, const char *key) {
-    json_t *s = fakeproc_stats(fp);
-    int64_t v = jx_int(s, key, -1);
-    json_decref(s);
-    return v;
-}
-
 static int64_t task_requests(const fakeproc *fp, const char *task) {
     json_t *s = fakeproc_stats(fp);
     int64_t v = jx_int(jx_obj(jx_obj(s, "tasks"), task), "requests", 0);
@@ -140,7 +133,7 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
         sum += num(jx_obj(by, phases[i]), "requests");
     }
     CHECK_INT(sum, num(llm, "requests"));
-    CHECK_INT(num(llm, "requests"), stat_int(&fp, "requests"));
+    CHECK_INT(num(llm, "requests"), fakeproc_stat_int(&fp, "requests"));
     /* one review request per candidate group, one written story per new story */
     const json_t *review = jx_obj(r1, "review");
     CHECK(json_array_size(jx_arr(review, "decisions")) > 0);
@@ -159,7 +152,7 @@ TEST(an_identical_rerun_makes_zero_requests_and_usage_is_recorded) {
     free(out);
     free(err);
     REQUIRE(r2 != NULL);
-    CHECK_INT(stat_int(&fp, "requests"), 0);
+    CHECK_INT(fakeproc_stat_int(&fp, "requests"), 0);
     CHECK_INT(num(jx_obj(r2, "llm"), "requests"), 0);
 
     CHECK(num(jx_obj(r2, "llm"), "cache_hits") > 50);
@@ -229,7 +222,7 @@ TEST(prompt_prefix_cache_hits_are_recorded_per_phase_and_priced_at_the_cached_ra
     CHECK(theme_cached > theme_prompt / 2); /* the vocabulary dominates the theme prompt */
     CHECK_INT(num(jx_obj(by, "embedding_generation"), "cached_tokens"), 0);
     CHECK_INT(num(llm, "cached_tokens"), total);
-    CHECK_INT(stat_int(&fp, "cached_tokens"), total);
+    CHECK_INT(fakeproc_stat_int(&fp, "cached_tokens"), total);
     /* the human status shows the cached tokens and their share of the prompt */
     char id[32], share[160];
     snprintf(id, sizeof id, "%lld", (long long)num(run, "id"));
@@ -478,7 +471,7 @@ TEST(a_refused_api_key_fails_the_run_once_with_the_reason) {
     CHECK(why && strstr(why, "HTTP 401") && strstr(why, "API key"));
     CHECK_INT(num(run, "classification_failed"), 0);
     CHECK(num(run, "error_count") <= 1);
-    CHECK(stat_int(&fp, "unauthorized") >= 1);
+    CHECK(fakeproc_stat_int(&fp, "unauthorized") >= 1);
     json_decref(run);
     free(out);
     free(err);
@@ -583,10 +576,10 @@ TEST(new_signatures_of_an_area_are_canonicalised_in_batches) {
     CHECK_INT(task_requests(&fp, "theme"), (int64_t)nthings);
     int64_t canon = task_requests(&fp, "canonicalize");
     fprintf(stdout, "    %zu new signatures canonicalised in %lld requests (at most %lld in one)\n",
-            nthings, (long long)canon, (long long)stat_int(&fp, "canonicalize_max_proposals"));
-    CHECK_INT(stat_int(&fp, "canonicalize_proposals"), (int64_t)nthings);
+            nthings, (long long)canon, (long long)fakeproc_stat_int(&fp, "canonicalize_max_proposals"));
+    CHECK_INT(fakeproc_stat_int(&fp, "canonicalize_proposals"), (int64_t)nthings);
     /* the first batch fills before the extractions run out; none is over the limit */
-    CHECK_INT(stat_int(&fp, "canonicalize_max_proposals"), LLM_CANON_BATCH_MAX);
+    CHECK_INT(fakeproc_stat_int(&fp, "canonicalize_max_proposals"), LLM_CANON_BATCH_MAX);
     CHECK(canon >= 2 && canon <= (int64_t)nthings - LLM_CANON_BATCH_MAX + 1);
     /* every conversation kept its own signature: batching merged nothing */
     store *st = fx_store_open(db);

@@ -224,13 +224,6 @@ static int64_t item_requests(const fakeproc *fp) {
     return n;
 }
 
-static int64_t stat_int(const fakeproc *fp, const char *key) {
-    json_t *s = fakeproc_stats(fp);
-    int64_t v = jx_int(s, key, -1);
-    json_decref(s);
-    return v;
-}
-
 /* The single-process reference run over the dataset, against its own fake. */
 typedef struct reference {
     char *db;
@@ -346,7 +339,7 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
     int64_t total = item_requests(&fd);
     for (int i = 0; i < NW; i++) {
         int64_t mine = item_requests(&fw[i]);
-        int64_t max_in_flight = stat_int(&fw[i], "max_in_flight");
+        int64_t max_in_flight = fakeproc_stat_int(&fw[i], "max_in_flight");
         fprintf(stdout, "    worker %d (concurrency %s): %lld requests, at most %lld in flight\n",
                 i, conc[i], (long long)mine, (long long)max_in_flight);
         CHECK(mine > 0); /* it took part */
@@ -358,7 +351,7 @@ TEST(three_workers_and_the_driver_end_like_one_process) {
     fprintf(stdout, "    driver: %lld requests; all: %lld; one process: %lld\n",
             (long long)item_requests(&fd), (long long)total, (long long)ref.item_requests);
     CHECK_INT(total, ref.item_requests);
-    CHECK(stat_int(&fd, "max_in_flight") <= 8);
+    CHECK(fakeproc_stat_int(&fd, "max_in_flight") <= 8);
     /* Concurrent flushes never deadlocked (PostgreSQL would resolve it by aborting one,
      * a second later, and the flush would be retried: slow, and logged). */
     CHECK(!log_has(&driver, "deadlock"));
@@ -453,7 +446,7 @@ TEST(a_worker_killed_mid_phase_loses_its_batch_and_every_item_is_stored_once) {
     while (mono_ms() < deadline && (held = claimed_by(t.db, t.run, t.victim.owner)) <= 0)
         sleep_ms(10);
     REQUIRE(held > 0);
-    while (mono_ms() < deadline && stat_int(&t.fv, "requests") < 1) sleep_ms(10);
+    while (mono_ms() < deadline && fakeproc_stat_int(&t.fv, "requests") < 1) sleep_ms(10);
     CHECK_INT(kill(t.victim.pid, SIGKILL), 0);
     CHECK_INT(fakeproc_wait(t.victim.pid, 10000), -1); /* killed by a signal */
     fprintf(stdout, "    killed the victim holding %lld claimed items\n", (long long)held);
@@ -512,8 +505,8 @@ TEST(a_worker_paused_past_its_lease_loses_its_batch_and_its_late_results_are_dis
     CHECK(total - t.ref.item_requests <= 2 * held);
     /* The requests made are billed once each: the run's usage is what the endpoints saw. */
     run_record r = outcome_run(t.db, t.run);
-    int64_t seen = stat_int(&t.fd, "requests") + stat_int(&t.fw, "requests") +
-                   stat_int(&t.fv, "requests");
+    int64_t seen = fakeproc_stat_int(&t.fd, "requests") + fakeproc_stat_int(&t.fw, "requests") +
+                   fakeproc_stat_int(&t.fv, "requests");
     fprintf(stdout, "    usage: %lld requests recorded, %lld seen by the endpoints\n",
             (long long)r.llm_requests, (long long)seen);
     CHECK_INT(r.llm_requests, seen);
@@ -643,7 +636,7 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     int64_t held = 0, deadline = mono_ms() + 60000;
     while (mono_ms() < deadline && (held = claimed_by(db, run, victim->owner)) <= 0) sleep_ms(10);
     REQUIRE(held > 0);
-    while (mono_ms() < deadline && stat_int(&fw[2], "requests") < 1) sleep_ms(10);
+    while (mono_ms() < deadline && fakeproc_stat_int(&fw[2], "requests") < 1) sleep_ms(10);
     CHECK_INT(kill(victim->pid, SIGKILL), 0);
     CHECK_INT(fakeproc_wait(victim->pid, 10000), -1);
 
@@ -900,7 +893,7 @@ TEST(a_stopped_worker_gives_its_claims_back_and_exits_zero) {
     int64_t held = 0, deadline = mono_ms() + 60000;
     while (mono_ms() < deadline && (held = claimed_by(db, run, worker.owner)) <= 0) sleep_ms(10);
     REQUIRE(held > 0);
-    while (mono_ms() < deadline && stat_int(&fw, "requests") < 4) sleep_ms(10);
+    while (mono_ms() < deadline && fakeproc_stat_int(&fw, "requests") < 4) sleep_ms(10);
     int64_t t0 = mono_ms();
     CHECK_INT(kill(worker.pid, SIGTERM), 0);
     CHECK_INT(bg_wait(&worker, 10000), 0);
@@ -949,7 +942,7 @@ TEST(workers_leave_dry_runs_to_their_driver) {
     REQUIRE(bg_start(&worker, dir, "worker", &ew, "worker", "--db", db, "--once", NULL) == 0);
     CHECK_INT(bg_wait(&driver, RUN_TIMEOUT_MS), 0);
     CHECK_INT(bg_wait(&worker, 20000), 0);
-    CHECK_INT(stat_int(&fw, "requests"), 0);
+    CHECK_INT(fakeproc_stat_int(&fw, "requests"), 0);
     CHECK(log_has(&worker, "dry run"));
     run_record r = outcome_run(db, run);
     CHECK_STR(r.status, "completed");

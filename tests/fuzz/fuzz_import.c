@@ -5,47 +5,17 @@
  * extension (.jsonl or .json), the rest is the file. Property: every conversation read
  * is counted as exactly one of inserted, updated, unchanged or filtered. */
 #include "fuzz.h"
+#include "fuzz_store.h"
 #include "source/source.h"
 #include "store/store.h"
 
 #include <unistd.h>
 
-static char dir[256], db_path[320], wal[340], shm[340], input_path[400];
-static store *st;
-static unsigned long runs;
-
-static void open_store(void) {
-    if (st) store_close(st);
-    unlink(db_path);
-    char err[512];
-    if (store_open(db_path, &st, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "fuzz_import: store_open: %s\n", err);
-        abort();
-    }
-}
-
-static void cleanup(void) {
-    if (st) store_close(st);
-    st = NULL;
-    unlink(db_path);
-    unlink(wal);
-    unlink(shm);
-    unlink(input_path);
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     log_set_level(LOG_ERROR);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/feedline-fuzz-import.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) abort();
-    snprintf(db_path, sizeof db_path, "%s/fuzz.db", dir);
-    snprintf(wal, sizeof wal, "%s-wal", db_path);
-    snprintf(shm, sizeof shm, "%s-shm", db_path);
-    open_store();
-    atexit(cleanup);
+    fuzz_store_init("fuzz-import");
     return 0;
 }
 
@@ -59,9 +29,9 @@ static void report(void *ctx, const char *file, int64_t line, const char *msg) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1 || size > 512 * 1024) return -1;
     /* A fresh database now and then, so it stays small. */
-    if (++runs % 20000 == 0) open_store();
-    char *path = input_path;
-    snprintf(input_path, sizeof input_path, "%s/input%s", dir, (data[0] & 1) ? ".jsonl" : ".json");
+    store *st = fuzz_store_next();
+    char path[400];
+    snprintf(path, sizeof path, "%s/input%s", fuzz_dir, (data[0] & 1) ? ".jsonl" : ".json");
     FILE *f = fopen(path, "wb");
     if (!f) abort();
     if (size > 1 && fwrite(data + 1, 1, size - 1, f) != size - 1) abort();

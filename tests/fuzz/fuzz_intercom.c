@@ -6,6 +6,7 @@
  * status, byte 1 = length of a previous page cursor; then "Name: value" header lines up
  * to an empty line; the rest is the body. Property: counts stay consistent. */
 #include "fuzz.h"
+#include "fuzz_store.h"
 #include "net/httpc.h"
 #include "source/intercom.h"
 #include "util/mem.h"
@@ -16,43 +17,13 @@
 /* The id the detail request asked for (the seeds' details have it). */
 #define DETAIL_ID "215468773210394"
 
-static char dir[256], db_path[320], wal[340], shm[340];
-static store *st;
-static unsigned long runs;
-
-static void open_store(void) {
-    if (st) store_close(st);
-    unlink(db_path);
-    char err[512];
-    if (store_open(db_path, &st, err, sizeof err) != STORE_OK) {
-        fprintf(stderr, "fuzz_intercom: store_open: %s\n", err);
-        abort();
-    }
-}
-
-static void cleanup(void) {
-    if (st) store_close(st);
-    st = NULL;
-    unlink(db_path);
-    unlink(wal);
-    unlink(shm);
-    rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     log_set_level(LOG_ERROR);
     unsetenv("INTERCOM_ACCESS_TOKEN");
     unsetenv("INTERCOM_BASE_URL");
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/feedline-fuzz-intercom.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) abort();
-    snprintf(db_path, sizeof db_path, "%s/fuzz.db", dir);
-    snprintf(wal, sizeof wal, "%s-wal", db_path);
-    snprintf(shm, sizeof shm, "%s-shm", db_path);
-    open_store();
-    atexit(cleanup);
+    fuzz_store_init("fuzz-intercom");
     return 0;
 }
 
@@ -62,7 +33,7 @@ static const long STATUSES[] = {200, 200, 200, 200, 201, 204, 301, 400, 401, 403
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2 || size > 512 * 1024) return -1;
-    if (++runs % 20000 == 0) open_store();
+    store *st = fuzz_store_next();
     uint8_t kind = data[0];
     int detail = kind & 1;
     long status = STATUSES[(data[0] >> 1) % NSTATUSES];

@@ -225,31 +225,11 @@ TEST(html_bombs_convert_in_linear_time_with_bounded_output) {
 
 /* ---------- server ---------- */
 
-/* A TCP connection to the server from source address 127.0.0.src_last. */
-static int connect_from(int port, int src_last) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src_last);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /* One GET /health on a new connection from 127.0.0.1: its latency in ms (connect to
  * the last byte of a 200), or -1 on failure / 2 s without an answer. */
 static double probe_health(int port) {
     int64_t t0 = mono_us();
-    int fd = connect_from(port, 1);
+    int fd = ts_connect(port, 1);
     if (fd < 0) return -1;
     static const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1)) {
@@ -316,7 +296,7 @@ TEST(slow_clients_and_oversized_headers_leave_health_fast) {
     int fds[SLOW + BIG];
     int open_n = 0;
     for (int i = 0; i < SLOW + BIG; i++) {
-        fds[i] = connect_from(s.port, 2);
+        fds[i] = ts_connect(s.port, 2);
         if (fds[i] >= 0) open_n++;
     }
     CHECK_INT(open_n, SLOW + BIG);
@@ -338,7 +318,7 @@ TEST(slow_clients_and_oversized_headers_leave_health_fast) {
     buf_puts(&huge, "GET /health HTTP/1.1\r\nHost: x\r\nX-Huge: ");
     while (huge.len < 40 * 1024) buf_putc(&huge, 'h');
     buf_puts(&huge, "\r\n\r\n");
-    int hf = connect_from(s.port, 2);
+    int hf = ts_connect(s.port, 2);
     REQUIRE(hf >= 0);
     (void)!send(hf, huge.data, huge.len, MSG_NOSIGNAL);
     char resp[256] = "";
@@ -368,14 +348,14 @@ TEST(one_address_holding_more_connections_than_the_limit_does_not_lock_out_other
     enum { N = 1100 };
     int *fds = xmalloc(N * sizeof *fds);
     for (int i = 0; i < N; i++) {
-        fds[i] = connect_from(s.port, 3);
+        fds[i] = ts_connect(s.port, 3);
         if (fds[i] >= 0) (void)!send(fds[i], "GET /health HTTP/1.1\r\nX-Slow: ", 30, MSG_NOSIGNAL);
     }
     /* Wait (bounded) until the server took them all in: a probe from the attacker's
      * address is refused once its share is used up. */
     int refused = 0;
     for (int i = 0; i < 100 && !refused; i++) {
-        int fd = connect_from(s.port, 3);
+        int fd = ts_connect(s.port, 3);
         if (fd < 0) break;
         (void)!send(fd, "GET /health HTTP/1.1\r\n\r\n", 24, MSG_NOSIGNAL);
         char c;
@@ -397,7 +377,7 @@ TEST(one_address_holding_more_connections_than_the_limit_does_not_lock_out_other
  * the answer (0 on failure), its head in head (NUL-terminated). */
 static int request_from(int port, int src_last, const char *req, char *head, size_t len) {
     head[0] = '\0';
-    int fd = connect_from(port, src_last);
+    int fd = ts_connect(port, src_last);
     if (fd < 0) return 0;
     int status = 0;
     if (send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
@@ -471,7 +451,7 @@ static void *flood(void *arg) {
         "GET /api/stories?limit=99999 HTTP/1.1\r\nHost: x\r\n\r\n",
     };
     for (int i = 0; i < 200000 && !atomic_load(fl->stop); i++) {
-        int fd = connect_from(fl->port, 4);
+        int fd = ts_connect(fl->port, 4);
         if (fd < 0) continue;
         const char *q = reqs[i % 4];
         (void)!send(fd, q, strlen(q), MSG_NOSIGNAL);

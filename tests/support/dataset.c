@@ -9,15 +9,17 @@
 #include "text/vocab.h"
 #include "util/mem.h"
 
-char *ds_write_jsonl(const char *dir, size_t n, uint64_t seed) {
+int ds_write_jsonl_to(const char *path, size_t n, uint64_t seed, const convgen_options *opts) {
     char *vpath = fx_path("data/theme_vocabulary.json");
     char err[256];
     vocab *v = vocab_load(vpath, err, sizeof err);
     free(vpath);
-    if (!v) return NULL;
-    char *file = xasprintf("%s/conversations.jsonl", dir);
-    FILE *f = fopen(file, "w");
-    convgen *g = convgen_new(v, seed, NULL);
+    if (!v) {
+        fprintf(stderr, "dataset: %s\n", err);
+        return -1;
+    }
+    FILE *f = fopen(path, "w");
+    convgen *g = convgen_new(v, seed, opts);
     for (size_t i = 0; f && i < n; i++) {
         conversation c = {0};
         convgen_truth t;
@@ -30,10 +32,17 @@ char *ds_write_jsonl(const char *dir, size_t n, uint64_t seed) {
     convgen_free(g);
     vocab_free(v);
     if (!f || fclose(f) != 0) {
-        free(file);
-        return NULL;
+        fprintf(stderr, "dataset: cannot write %s\n", path);
+        return -1;
     }
-    return file;
+    return 0;
+}
+
+char *ds_write_jsonl(const char *dir, size_t n, uint64_t seed) {
+    char *file = xasprintf("%s/conversations.jsonl", dir);
+    if (ds_write_jsonl_to(file, n, seed, NULL) == 0) return file;
+    free(file);
+    return NULL;
 }
 
 char *ds_imported_db(size_t n, uint64_t seed) {

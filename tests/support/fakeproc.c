@@ -132,6 +132,14 @@ json_t *fakeproc_get_json(const fakeproc *fp, const char *path) {
 
 json_t *fakeproc_stats(const fakeproc *fp) { return fakeproc_get_json(fp, "/_stats"); }
 
+int64_t fakeproc_stat_int(const fakeproc *fp, const char *key) {
+    json_t *s = fakeproc_stats(fp);
+    json_t *v = json_object_get(s, key);
+    int64_t n = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    json_decref(s);
+    return n;
+}
+
 int fakeproc_post(const fakeproc *fp, const char *path, const char *json_body) {
     buf_t b = BUF_INIT;
     long st = request(fp, "POST", path, json_body ? json_body : "{}", &b);

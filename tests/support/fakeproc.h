@@ -6,6 +6,7 @@
 #define FEEDLINE_FAKEPROC_H
 
 #include <jansson.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 typedef struct fakeproc {
@@ -22,6 +23,8 @@ int fakeproc_start(fakeproc *fp, const char *binary, const char *const args[]);
 json_t *fakeproc_get_json(const fakeproc *fp, const char *path);
 /* The fake's counters (GET /_stats). */
 json_t *fakeproc_stats(const fakeproc *fp);
+/* One integer counter of /_stats (top level), or -1. */
+int64_t fakeproc_stat_int(const fakeproc *fp, const char *key);
 /* POST url + path with a JSON body; the HTTP status, or -1. */
 int fakeproc_post(const fakeproc *fp, const char *path, const char *json_body);
 /* SIGTERM, then waits (SIGKILL after 5 s). Returns the exit status, or -1. */

@@ -3,7 +3,9 @@
 #include "support/outcome.h"
 #include "store/db.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -174,6 +177,27 @@ void ts_kill9(test_server *s) {
     kill(s->pid, SIGKILL);
     waitpid(s->pid, NULL, 0); /* reaped: its pid is really gone */
     s->pid = 0;
+}
+
+int ts_connect(int port, int src_last) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    if (src_last > 0) {
+        a.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)src_last);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 void ts_dump_log(const test_server *s) {

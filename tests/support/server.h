@@ -32,6 +32,10 @@ int ts_finish(test_server *s, char *db);
 int ts_stop(test_server *s, int timeout_ms);
 /* SIGKILL and reap (no shutdown at all). */
 void ts_kill9(test_server *s);
+/* A raw TCP connection to 127.0.0.1:port, from source address 127.0.0.src_last when
+ * src_last > 0 (loopback has the whole 127/8: tests play several clients); the fd, or
+ * -1. For tests that write requests byte by byte. */
+int ts_connect(int port, int src_last);
 /* Prints the last lines of the server's stderr (for failing tests). */
 void ts_dump_log(const test_server *s);
 
