@@ -104,6 +104,9 @@ struct lane {
     work_item *ready_head, *ready_tail;
     size_t nready;
     int64_t ready_since_ms; /* when the oldest ready item was claimed */
+    /* Claimable in the store when the lane was set up, less what this process claimed
+     * since (others' claims are not seen: it can only overstate the work left). */
+    int64_t unclaimed;
     int exhausted;         /* no claimable work left in the store right now */
     int gated;             /* waits for classification to complete (embedding corpus) */
     int begun;             /* ops->begin succeeded (ops->end is due) */
