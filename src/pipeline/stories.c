@@ -86,22 +86,25 @@ void splan_free(splan *p) {
         json_decref(c->split);
     }
     free(p->cands);
-    for (size_t i = 0; i < p->nstories; i++) {
-        sstory *t = &p->stories[i];
-        free(t->distinguisher);
-        free(t->m);
-        free(t->action);
-        free(t->direction);
-        free(t->kind);
-        free(t->title);
-        free(t->problem);
-        free(t->affected);
-        json_decref(t->criteria);
-        free(t->match_status);
-    }
+    for (size_t i = 0; i < p->nstories; i++) sstory_free(&p->stories[i]);
     free(p->stories);
     free(p->small);
 }
+
+void sstory_free(sstory *t) {
+    free(t->distinguisher);
+    free(t->m);
+    free(t->action);
+    free(t->direction);
+    free(t->kind);
+    free(t->title);
+    free(t->problem);
+    free(t->affected);
+    json_decref(t->criteria);
+    free(t->match_status);
+}
+
+int scand_reviewed(const scand *c) { return c->nconv >= STORY_MIN_GROUP || c->orphan_id > 0; }
 
 void sstory_add_members_of_part(sstory *s, const splan *p, size_t part) {
     const spart *t = &p->parts[part];
@@ -614,6 +617,78 @@ static int match_all(const run_env *env, store *st, splan *p) {
     return STORE_OK;
 }
 
+/* ---- story texts asked ahead -------------------------------------------------------- */
+
+/* Against a paid endpoint, the text of each story a review is expected to make is
+ * asked in the same round as the reviews instead of in a round after them: the story
+ * phase waits for every theme, so its rounds are time no other work hides (two
+ * endpoint latencies before, one now). The expectation is the common case: the review
+ * keeps the group whole, and the story is new (it matches no stored story). story_write
+ * then asks for the texts of the stories the reviews made; for an expected story the
+ * request is byte-identical (story_write_call) and the response cache answers it. A
+ * review that splits, merges or rejects the group, or a merge into it, leaves the text
+ * asked ahead unused: one story request paid for nothing. */
+typedef struct story_ahead {
+    llm_call *calls;
+    size_t *cand; /* the candidate each call expects kept whole */
+    size_t n;
+} story_ahead;
+
+static int ask_ahead(const run_env *env, store *st, const llm_provider *llm, splan *p,
+                     story_ahead *a) {
+    memset(a, 0, sizeof *a);
+    if (!llm->paid_answers) return STORE_OK;
+    story_ref *refs = NULL;
+    size_t nrefs = 0;
+    int rc = store_story_refs(st, &refs, &nrefs);
+    if (rc != STORE_OK) return rc;
+    char *used = xcalloc(nrefs ? nrefs : 1, 1);
+    a->calls = xcalloc(p->ncands ? p->ncands : 1, sizeof *a->calls);
+    a->cand = xcalloc(p->ncands ? p->ncands : 1, sizeof *a->cand);
+    for (size_t ci = 0; ci < p->ncands; ci++) { /* match_all's order */
+        const scand *c = &p->cands[ci];
+        if (!scand_reviewed(c)) continue;
+        sstory kept = {.cand = ci, .distinguisher = xstrdup("")};
+        for (size_t k = 0; k < c->nparts; k++) sstory_add_members_of_part(&kept, p, c->parts[k]);
+        finish_story(p, &kept);
+        match_story(env->vocab, refs, nrefs, used, c->signature, c->area, "", &kept);
+        if (kept.match_id == 0) {
+            story_write_call(env->vocab, p, &kept, &a->calls[a->n]);
+            a->cand[a->n++] = ci;
+        }
+        sstory_free(&kept);
+    }
+    free(used);
+    story_refs_free(refs, nrefs);
+    return STORE_OK;
+}
+
+/* The answers are in the response cache: the calls go once the reviews are done. */
+static void ahead_free_calls(story_ahead *a) {
+    for (size_t k = 0; k < a->n; k++) {
+        json_decref(a->calls[k].args);
+        llm_call_reset_result(&a->calls[k]);
+    }
+    free(a->calls);
+    a->calls = NULL;
+}
+
+/* Texts asked ahead that no story of the plan used. */
+static size_t ahead_unused(const splan *p, const story_ahead *a) {
+    size_t unused = 0;
+    for (size_t k = 0; k < a->n; k++) {
+        const scand *c = &p->cands[a->cand[k]];
+        int used = 0;
+        for (size_t i = 0; i < p->nstories && !used; i++) {
+            const sstory *s = &p->stories[i];
+            used = s->cand == a->cand[k] && !s->distinguisher[0] && s->match_id == 0 &&
+                   s->n == c->nconv;
+        }
+        unused += !used;
+    }
+    return unused;
+}
+
 /* ---- calls ------------------------------------------------------------------------ */
 
 /* Records the usage of n completed calls in one row update. */
@@ -647,7 +722,7 @@ static void story_call_done(llm_call *call) {
 }
 
 int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
-                    llm_call *calls, size_t n) {
+                    llm_call *const *calls, size_t n) {
     size_t next = 0;
     int conc = run->concurrency > 0 ? (int)run->concurrency : 1;
     int stopped = 0;
@@ -656,8 +731,8 @@ int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_
      * must not leave answers paid for out of the run's usage. */
     story_done_list done = {xcalloc(n ? n : 1, sizeof(llm_call *)), 0};
     for (size_t i = 0; i < n; i++) {
-        calls[i].done = story_call_done;
-        calls[i].user = &done;
+        calls[i]->done = story_call_done;
+        calls[i]->user = &done;
     }
     while (next < n || llm_pending(llm) > 0) {
         if (mono_ms() - last_stop_check >= STORY_STOP_CHECK_MS) {
@@ -670,7 +745,7 @@ int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_
             }
         }
         while (next < n && llm_pending(llm) < (size_t)conc) {
-            if (llm_submit(llm, &calls[next]) != 0) calls[next].status = LLM_ERR_HTTP;
+            if (llm_submit(llm, calls[next]) != 0) calls[next]->status = LLM_ERR_HTTP;
             next++;
         }
         int polled = llm_poll(llm, 50);
@@ -815,12 +890,23 @@ int stories_run(const run_env *env, store *st, llm_provider *llm, const run_reco
         snprintf(err, errlen, "planning stories: %s", store_errmsg(st));
         rc = -1;
     }
-    if (rc == 0) rc = story_review(env, st, llm, run, &p);
+    story_ahead ahead = {0};
+    if (rc == 0 && ask_ahead(env, st, llm, &p, &ahead) != STORE_OK) {
+        snprintf(err, errlen, "matching stories: %s", store_errmsg(st));
+        rc = -1;
+    }
+    if (rc == 0) rc = story_review(env, st, llm, run, &p, ahead.calls, ahead.n);
+    ahead_free_calls(&ahead);
     if (rc == 0 && match_all(env, st, &p) != STORE_OK) {
         snprintf(err, errlen, "matching stories: %s", store_errmsg(st));
         rc = -1;
     }
     if (rc == 0) rc = story_write(env, st, llm, run, &p);
+    if (rc == 0 && ahead.n > 0)
+        log_info("run %lld: %zu story texts asked with the reviews, %zu of them unused (the "
+                 "review split, merged or rejected the group, or another group merged into it)",
+                 (long long)run->id, ahead.n, ahead_unused(&p, &ahead));
+    free(ahead.cand);
     if (rc == 0 && stories_stop_requested(env, st, run)) rc = 1;
     if (rc == 0 && write_plan(st, run, &p) != STORE_OK) {
         snprintf(err, errlen, "writing stories: %s", store_errmsg(st));

@@ -82,23 +82,29 @@ typedef struct splan {
 } splan;
 
 void splan_free(splan *p);
+void sstory_free(sstory *s);
 void sstory_add_members_of_part(sstory *s, const splan *p, size_t part);
+/* Whether a candidate is reviewed: STORY_MIN_GROUP conversations, or a graduating
+ * orphan (the others feed the orphans). */
+int scand_reviewed(const scand *c);
 
-/* Runs calls[0..n) on the provider, up to the run's concurrency at a time, checking
- * for a stop every 250 ms (a stop cancels what is not answered). Adds the requests,
- * cache hits and tokens to the run's usage of the story phase as answers arrive. It
- * owns the calls' done and user fields. Returns 1 if stopped. */
+/* Runs *calls[0..n) on the provider, up to the run's concurrency at a time, in that
+ * order, checking for a stop every 250 ms (a stop cancels what is not answered). Adds
+ * the requests, cache hits and tokens to the run's usage of the story phase as answers
+ * arrive. It owns the calls' done and user fields. Returns 1 if stopped. */
 int story_calls_run(const run_env *env, store *st, llm_provider *llm, const run_record *run,
-                    llm_call *calls, size_t n);
+                    llm_call *const *calls, size_t n);
 
 /* {"description", "engineering_fix"} of the vocabulary theme of a signature (following
  * merges), or NULL when the signature is not in the vocabulary. */
 json_t *story_theme_args(const vocab *v, const char *signature);
 
 /* story_review.c: the review of every candidate (one LLM_REVIEW call each), then the
- * stories it makes. Returns 1 if stopped. */
+ * stories it makes. ahead[0..nahead) are sent in the same round, after the reviews
+ * (story texts written ahead, see stories.c); their answers are left in them. Returns 1
+ * if stopped. */
 int story_review(const run_env *env, store *st, llm_provider *llm, const run_record *run,
-                 splan *p);
+                 splan *p, llm_call *ahead, size_t nahead);
 /* The answer check of LLM_REVIEW against its arguments (an llm_validate_fn, exposed
  * for tests): 0 valid, else why in msg. */
 int story_review_check(const json_t *args, const json_t *answer, char *msg, size_t msglen);
@@ -108,6 +114,11 @@ int story_review_check(const json_t *args, const json_t *answer, char *msg, size
  * if stopped. */
 int story_write(const run_env *env, store *st, llm_provider *llm, const run_record *run,
                 splan *p);
+/* Sets up the LLM_STORY call of a planned story (its members finished: most typical
+ * first, facets and kind set). The same story gives byte-identical requests, so an
+ * answer received ahead is served again by the response cache. The caller frees
+ * call->args. */
+void story_write_call(const vocab *v, const splan *p, const sstory *s, llm_call *call);
 /* The answer check of LLM_STORY against its arguments (an llm_validate_fn): the shape,
  * and a title that is not a customer's message copied. */
 int story_answer_check(const json_t *args, const json_t *answer, char *msg, size_t msglen);

@@ -31,8 +31,6 @@
 #define REVIEW_SYMPTOMS 5
 #define MERGE_MAX_HOPS 8
 
-static int reviewed(const scand *c) { return c->nconv >= STORY_MIN_GROUP || c->orphan_id > 0; }
-
 /* The candidate's parts, largest first (ties: plan order): the numbering of the
  * review request and of its answer. Caller frees. */
 static size_t *parts_in_order(const splan *p, const scand *c) {
@@ -117,7 +115,7 @@ static json_t *review_args(const vocab *v, const splan *p, size_t ci) {
         size_t best = SIZE_MAX;
         for (size_t j = 0; j < p->ncands; j++) {
             const scand *d = &p->cands[j];
-            if (j == ci || taken[j] || !reviewed(d)) continue;
+            if (j == ci || taken[j] || !scand_reviewed(d)) continue;
             char *da = product_area_normalize(d->area);
             int same = !strcmp(da, area);
             free(da);
@@ -228,7 +226,7 @@ static void take_answer(scand *c, const json_t *a) {
 
 static size_t cand_by_signature(const splan *p, const char *sig) {
     for (size_t i = 0; i < p->ncands; i++)
-        if (reviewed(&p->cands[i]) && !strcmp(p->cands[i].signature, sig)) return i;
+        if (scand_reviewed(&p->cands[i]) && !strcmp(p->cands[i].signature, sig)) return i;
     return SIZE_MAX;
 }
 
@@ -296,11 +294,11 @@ static void stories_of(splan *p, size_t ci, const size_t *extra, size_t nextra) 
 }
 
 int story_review(const run_env *env, store *st, llm_provider *llm, const run_record *run,
-                 splan *p) {
+                 splan *p, llm_call *ahead, size_t nahead) {
     size_t n = 0;
     size_t *which = xcalloc(p->ncands ? p->ncands : 1, sizeof *which);
     for (size_t i = 0; i < p->ncands; i++)
-        if (reviewed(&p->cands[i])) which[n++] = i;
+        if (scand_reviewed(&p->cands[i])) which[n++] = i;
     llm_call *calls = xcalloc(n ? n : 1, sizeof *calls);
     for (size_t k = 0; k < n; k++) {
         const scand *c = &p->cands[which[k]];
@@ -311,7 +309,11 @@ int story_review(const run_env *env, store *st, llm_provider *llm, const run_rec
         calls[k].in.support_text = "";
         calls[k].validate = story_review_check;
     }
-    int stopped = story_calls_run(env, st, llm, run, calls, n);
+    llm_call **all = xcalloc(n + nahead ? n + nahead : 1, sizeof *all);
+    for (size_t k = 0; k < n; k++) all[k] = &calls[k];
+    for (size_t k = 0; k < nahead; k++) all[n + k] = &ahead[k];
+    int stopped = story_calls_run(env, st, llm, run, all, n + nahead);
+    free(all);
     const char *reviewer = strcmp(llm->ops->name, "local") ? llm->chat_model : "rules";
     for (size_t k = 0; k < n && !stopped; k++) {
         scand *c = &p->cands[which[k]];

@@ -162,6 +162,15 @@ static json_t *story_args(const vocab *v, const splan *p, const sstory *s) {
     return a;
 }
 
+void story_write_call(const vocab *v, const splan *p, const sstory *s, llm_call *call) {
+    call->task = LLM_STORY;
+    call->args = story_args(v, p, s);
+    call->in.conv_id = p->cands[s->cand].signature;
+    call->in.body = call->in.digest = call->in.transcript = "";
+    call->in.support_text = "";
+    call->validate = story_answer_check;
+}
+
 static char *humanised(const char *s) {
     char *h = xstrdup(s);
     for (char *c = h; *c; c++)
@@ -213,16 +222,13 @@ int story_write(const run_env *env, store *st, llm_provider *llm, const run_reco
     for (size_t i = 0; i < p->nstories; i++)
         if (p->stories[i].match_id == 0) which[n++] = i;
     llm_call *calls = xcalloc(n ? n : 1, sizeof *calls);
+    llm_call **all = xcalloc(n ? n : 1, sizeof *all);
     for (size_t k = 0; k < n; k++) {
-        const sstory *s = &p->stories[which[k]];
-        calls[k].task = LLM_STORY;
-        calls[k].args = story_args(env->vocab, p, s);
-        calls[k].in.conv_id = p->cands[s->cand].signature;
-        calls[k].in.body = calls[k].in.digest = calls[k].in.transcript = "";
-        calls[k].in.support_text = "";
-        calls[k].validate = story_answer_check;
+        story_write_call(env->vocab, p, &p->stories[which[k]], &calls[k]);
+        all[k] = &calls[k];
     }
-    int stopped = story_calls_run(env, st, llm, run, calls, n);
+    int stopped = story_calls_run(env, st, llm, run, all, n);
+    free(all);
     for (size_t k = 0; k < n && !stopped; k++) {
         sstory *s = &p->stories[which[k]];
         char why[256] = "";
