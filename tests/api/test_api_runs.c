@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/e2e.h"
 #include "support/fixtures.h"
 #include "support/server.h"
 #include "util/mem.h"
@@ -909,12 +910,10 @@ TEST(cached_answers_follow_writes_from_any_process_and_from_this_worker) {
     free(db);
 }
 
-/* Starts `feedline run` on db in the background: the release build, or the sanitizer
- * build (FEEDLINE_BIN, slower) when slow is set. */
-static pid_t spawn_cli_run(const char *db, int slow) {
-    const char *build = getenv("FEEDLINE_BUILD"), *asan = getenv("FEEDLINE_BIN");
-    char *bin = slow && asan && asan[0] ? xstrdup(asan)
-                                        : xasprintf("%s/feedline", build && build[0] ? build : "build");
+/* Starts `feedline run` on db in the background (the release build, offline). */
+static pid_t spawn_cli_run(const char *db) {
+    const char *build = getenv("FEEDLINE_BUILD");
+    char *bin = xasprintf("%s/feedline", build && build[0] ? build : "build");
     char *vocab = fx_path("data/theme_vocabulary.json");
     fflush(stdout);
     pid_t parent = getpid();
@@ -939,7 +938,7 @@ TEST(a_workers_own_write_is_never_hidden_by_its_cache) {
     test_server s;
     const char *const extra[] = {"--threads", "1", NULL};
     REQUIRE(ts_start(&s, db, extra, NULL) == 0);
-    pid_t cli_pid = spawn_cli_run(db, 0);
+    pid_t cli_pid = spawn_cli_run(db);
     REQUIRE(cli_pid > 0);
     int ok;
     json_decref(ts_wait_status(&s, 1, RUN_TIMEOUT_MS, ts_in_phase, "story_creation", &ok));
@@ -962,9 +961,18 @@ TEST(a_workers_own_write_is_never_hidden_by_its_cache) {
 TEST(a_cli_run_keeps_its_heartbeat_fresh_through_the_story_phase) {
     /* The engine refreshes the heartbeat once a second while it works through items;
      * the story phase has no items, and a server's sweep fails runs whose heartbeat is
-     * 15 s old. The pipeline's own heartbeat thread covers it (no server involved). */
-    char *db = ts_corpus_db(3000, 15);
-    pid_t cli_pid = spawn_cli_run(db, 1);
+     * 15 s old. The pipeline's own heartbeat thread covers it (no server involved).
+     * The story phase is made to last: the endpoint answers its reviews after 3 s (a
+     * fast story phase, offline, no longer outlasts a heartbeat period). */
+    fakeproc fp;
+    const char *const opts[] = {"--latency-ms", "5", NULL};
+    REQUIRE(e2e_start_fake(&fp, opts) == 0);
+    REQUIRE(fakeproc_post(&fp, "/_config", "{\"review_latency_ms\": 3000}") == 200);
+    char *db = ts_corpus_db(200, 15);
+    e2e_env env;
+    e2e_env_for(&env, &fp);
+    char *const argv[] = {(char *)e2e_bin(), "run", "--db", db, "--llm", "openai", NULL};
+    pid_t cli_pid = fakeproc_spawn(argv, env.e, "/dev/null");
     REQUIRE(cli_pid > 0);
     store *st = fx_store_open(db);
     int64_t deadline = mono_ms() + RUN_TIMEOUT_MS, entered = 0, first = 0, later = 0;
@@ -990,9 +998,10 @@ TEST(a_cli_run_keeps_its_heartbeat_fresh_through_the_story_phase) {
     CHECK(entered > 0);
     CHECK(later > first); /* refreshed while the phase ran */
     store_close(st);
-    int wstatus = 0;
-    waitpid(cli_pid, &wstatus, 0);
-    CHECK(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
+    CHECK_INT(fakeproc_wait(cli_pid, RUN_TIMEOUT_MS), 0);
+    CHECK(fakeproc_stat_int(&fp, "requests") > 0);
+    e2e_env_free(&env);
+    CHECK_INT(fakeproc_stop(&fp), 0);
     ts_remove_db(db);
     free(db);
 }

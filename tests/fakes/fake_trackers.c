@@ -65,6 +65,10 @@ typedef struct fake {
     int rate_limit, rate_status, fail_5xx, fail_status;
     int64_t reset_ms;
     int64_t reset_at_ms;   /* the reset last announced (wall ms), 0 = none pending */
+    /* ... or, for a relative Retry-After, on the monotonic clock: the client waits that
+     * long on its own monotonic clock, and the wall clock (slewed, stepped) may run
+     * differently over the wait. */
+    int64_t reset_at_mono_ms;
     counters c;
 } fake;
 
@@ -156,7 +160,7 @@ static int rate_limited(fake *fk, fh_request *req) {
         return 1;
     } else {
         int64_t secs = (fk->reset_ms + 999) / 1000;
-        fk->reset_at_ms = now + secs * 1000;
+        fk->reset_at_mono_ms = mono_ms() + secs * 1000;
         snprintf(v, sizeof v, "%lld", (long long)secs);
         fh_add_header(req, "Retry-After", v);
     }
@@ -173,10 +177,11 @@ static int fault(fake *fk, fh_request *req) {
 }
 
 /* Counts a request that came before the reset the last rate-limit answer announced. */
-static void note_arrival(fake *fk) {
-    if (!fk->reset_at_ms) return;
-    if (wall_ms() < fk->reset_at_ms) fk->c.early_retries++;
-    fk->reset_at_ms = 0;
+static void note_arrival(fake *fk, const fh_request *req) {
+    if (fk->reset_at_ms && wall_ms() < fk->reset_at_ms) fk->c.early_retries++;
+    if (fk->reset_at_mono_ms && fh_req_arrival_us(req) / 1000 < fk->reset_at_mono_ms)
+        fk->c.early_retries++;
+    fk->reset_at_ms = fk->reset_at_mono_ms = 0;
 }
 
 /* ------------------------------------------------------------------ auth */
@@ -461,7 +466,7 @@ static void handler(fh_request *req, void *ctx) {
     if (!strcmp(path, "/_config") && !strcmp(m, "POST")) { configure(fk, req); return; }
     if (!strcmp(path, "/_ticket")) { show_ticket(fk, req); return; }
     fk->c.requests++;
-    note_arrival(fk);
+    note_arrival(fk, req);
     if (!authorised(fk, req)) { respond_error(fk, req, 401, "Unauthorized"); return; }
     if (rate_limited(fk, req) || fault(fk, req)) return;
     size_t len;
