@@ -159,8 +159,6 @@ static void add_part(splan *p, story_input *in, const size_t *idx, size_t n,
     for (size_t i = 0; centroid && i < n; i++)
         if (in[idx[i]].vec && in[idx[i]].dim == dim)
             for (int d = 0; d < dim; d++) centroid[d] += in[idx[i]].vec[d];
-    double sum = 0;
-    size_t pairs = 0;
     for (size_t i = 0; i < n; i++) {
         story_input *x = &in[idx[i]];
         t->m[i] = p->nmem;
@@ -179,15 +177,9 @@ static void add_part(splan *p, story_input *in, const size_t *idx, size_t n,
         if (!json_is_array(sym)) json_decref(sym);
         if (centroid && x->vec && x->dim == dim)
             m->typicality = cosine_similarity(x->vec, centroid, (size_t)dim);
-        for (size_t j = i + 1; j < n; j++) {
-            if (!x->vec || !in[idx[j]].vec || in[idx[j]].dim != x->dim) continue;
-            sum += cosine_similarity(x->vec, in[idx[j]].vec, (size_t)x->dim);
-            pairs++;
-        }
     }
     free(centroid);
-    t->mean_cos = pairs ? sum / (double)pairs : 1.0;
-    t->signature = xstrdup(MAJORITY(p, t->m, n, sig, &t->sig_share));
+    t->signature = xstrdup(MAJORITY(p, t->m, n, sig, NULL));
     t->action = xstrdup(n ? in[idx[0]].action_type : "unknown");
     t->direction = xstrdup(n ? in[idx[0]].direction : "neutral");
     t->cluster_id = xstrdup(cluster_id);
@@ -456,8 +448,6 @@ static int graduate_orphan(store *st, const run_record *run, splan *p, size_t ci
         t->method = xstrdup("orphan_graduation");
         t->action = xstrdup("unknown");
         t->direction = xstrdup("neutral");
-        t->mean_cos = 1.0;
-        t->sig_share = 1.0;
         c = &p->cands[ci];
         cand_add_part(c, p, p->nparts - 1);
         c->orphan_id = oid;

@@ -34,7 +34,6 @@ typedef struct spart {
     size_t *m, n;       /* member indices */
     char *signature;    /* majority signature */
     char *cluster_id, *method, *action, *direction;
-    double mean_cos, sig_share;
 } spart;
 
 enum review_decision { REVIEW_KEEP = 0, REVIEW_SPLIT, REVIEW_MERGE, REVIEW_REJECT };
