@@ -317,6 +317,17 @@ static const char MIGRATION_7[] =
 static const char MIGRATION_8[] =
     "CREATE INDEX themes_conversation ON themes(conversation_id, run_id);";
 
+/* Migration 9: the story phase loads each product area's passed themes ordered by
+ * conversation id. With only (run_id, passed, product_area) SQLite preferred the
+ * (run_id, conversation_id) unique index, which gives that order without a sort but
+ * reads every theme of the run for each area (19 areas: 19 passes over the run's
+ * themes, a tenth of the phase at 20k conversations). With conversation_id at the end
+ * the one index gives both the area's rows and their order; it still serves
+ * everything the narrower one did (a prefix), so it replaces it. */
+static const char MIGRATION_9[] =
+    "DROP INDEX themes_run_area;"
+    "CREATE INDEX themes_run_area ON themes(run_id, passed, product_area, conversation_id);";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
@@ -326,5 +337,6 @@ const migration MIGRATIONS[] = {
     {6, "claim sessions", MIGRATION_6},
     {7, "batch mode", MIGRATION_7},
     {8, "themes by conversation", MIGRATION_8},
+    {9, "a run's themes by area in conversation order", MIGRATION_9},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];
