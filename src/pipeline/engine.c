@@ -240,8 +240,21 @@ static int claim_failed(engine *e, int rc, const char *what) {
 static int claim_more(engine *e, lane *l) {
     char **ids = NULL;
     size_t n = 0;
-    int rc = store_work_claim(e->st, e->run->id, l->ops->phase, e->env->owner, l->claim_batch,
-                              wall_unix(), e->lease_seconds, &ids, &n);
+    /* Expired leases (a dead or paused process's claims) are looked for at most every
+     * RECHECK_MS, and whenever nothing is pending. */
+    int64_t now = mono_ms();
+    int expired_too = now - l->expired_checked_ms >= RECHECK_MS;
+    int kinds = STORE_CLAIM_PENDING | (expired_too ? STORE_CLAIM_EXPIRED : 0);
+    int rc = store_work_claim_kinds(e->st, kinds, e->run->id, l->ops->phase, e->env->owner,
+                                    l->claim_batch, wall_unix(), e->lease_seconds, &ids, &n);
+    if (rc == STORE_OK && n == 0 && !expired_too) {
+        free(ids);
+        expired_too = 1;
+        rc = store_work_claim_kinds(e->st, STORE_CLAIM_EXPIRED, e->run->id, l->ops->phase,
+                                    e->env->owner, l->claim_batch, wall_unix(),
+                                    e->lease_seconds, &ids, &n);
+    }
+    if (expired_too) l->expired_checked_ms = now;
     if (rc) return claim_failed(e, rc, "claiming work");
     l->unclaimed = n < (size_t)l->unclaimed ? l->unclaimed - (int64_t)n : 0;
     if (n == 0) {

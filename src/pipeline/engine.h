@@ -107,6 +107,7 @@ struct lane {
     /* Claimable in the store when the lane was set up, less what this process claimed
      * since (others' claims are not seen: it can only overstate the work left). */
     int64_t unclaimed;
+    int64_t expired_checked_ms; /* when claims last looked for expired leases */
     int exhausted;         /* no claimable work left in the store right now */
     int gated;             /* waits for classification to complete (embedding corpus) */
     int begun;             /* ops->begin succeeded (ops->end is due) */

@@ -194,6 +194,12 @@ int store_work_seed_next(store *s, int64_t run_id, const char *conversation_id,
  * *ids receives n strdup'ed ids (free each and the array). */
 int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
                      size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n);
+/* The same, of the kinds asked for: looking for expired leases scans every claimed item
+ * of the phase, so a caller that claims many times a second does it less often. */
+enum { STORE_CLAIM_PENDING = 1, STORE_CLAIM_EXPIRED = 2 };
+int store_work_claim_kinds(store *s, int kinds, int64_t run_id, enum run_phase phase,
+                           const char *owner, size_t max, int64_t now, int64_t lease_seconds,
+                           char ***ids, size_t *n);
 /* Extends the lease on every item of the phase this owner still holds in the run
  * (claimed under its name: a claim another process took over is not taken back).
  * *held receives the ids renewed, sorted (free each and the array): an item the owner

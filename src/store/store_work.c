@@ -166,14 +166,17 @@ static int claim_kind(store *s, int expired, int64_t run_id, const char *phase_n
     return rc == DB_DONE ? STORE_OK : store_fail(s, rc, "claiming work");
 }
 
-int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
-                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n) {
+int store_work_claim_kinds(store *s, int kinds, int64_t run_id, enum run_phase phase,
+                           const char *owner, size_t max, int64_t now, int64_t lease_seconds,
+                           char ***ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     size_t cap = 0;
     const char *phase_name = run_phase_name(phase);
-    int rc = claim_kind(s, 0, run_id, phase_name, owner, max, now, lease_seconds, ids, n, &cap);
-    if (rc == STORE_OK && *n < max)
+    int rc = STORE_OK;
+    if (kinds & STORE_CLAIM_PENDING)
+        rc = claim_kind(s, 0, run_id, phase_name, owner, max, now, lease_seconds, ids, n, &cap);
+    if (rc == STORE_OK && (kinds & STORE_CLAIM_EXPIRED) && *n < max)
         rc = claim_kind(s, 1, run_id, phase_name, owner, max - *n, now, lease_seconds, ids, n,
                         &cap);
     if (rc != STORE_OK) {
@@ -184,6 +187,12 @@ int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char 
     }
     sort_ids(*ids, *n);
     return STORE_OK;
+}
+
+int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
+                     size_t max, int64_t now, int64_t lease_seconds, char ***ids, size_t *n) {
+    return store_work_claim_kinds(s, STORE_CLAIM_PENDING | STORE_CLAIM_EXPIRED, run_id, phase,
+                                  owner, max, now, lease_seconds, ids, n);
 }
 
 int store_work_renew(store *s, int64_t run_id, enum run_phase phase, const char *owner,
