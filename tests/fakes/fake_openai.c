@@ -633,8 +633,8 @@ static char *chat_text(fake *f, uint64_t id, const json_t *body, size_t body_len
     return text;
 }
 
-/* Answers a request that drew no transport-level fault: 200 after the latency (or a
- * truncated 200 for that fault). */
+/* Answers a request that drew no transport-level fault: 200 the latency after its
+ * arrival (or a truncated 200 for that fault). */
 static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len, int fault,
                    int embeddings, int64_t now, int64_t delay) {
     char *text = NULL;
@@ -676,7 +676,7 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
         return;
     }
     if (fault == F_TRUNCATED) fh_respond_truncated(req, delay, 200, "application/json", text, tl, tl / 2);
-    else fh_respond_after(req, delay, 200, "application/json", text, tl);
+    else fh_respond_after_arrival(req, delay * 1000, 200, "application/json", text, tl);
     free(text);
 }
 
@@ -701,7 +701,10 @@ static void api_request(fake *f, fh_request *req, int embeddings) {
 }
 
 static void handle_api_request(fake *f, fh_request *req, int embeddings) {
-    int64_t now = mono_ms() - f->t0_ms;
+    /* Times are the request's arrival: the latency of an answer runs from there, not
+     * from when this (single-threaded) server got round to it or finished computing it,
+     * so the configured latency is what a client sees, whatever the server's load. */
+    int64_t now = fh_req_arrival_us(req) / 1000 - f->t0_ms;
     int64_t inf = fh_stats(f->srv).in_flight;
     if (inf > f->c.max_in_flight) f->c.max_in_flight = inf;
     if (!authorized(f, req)) {

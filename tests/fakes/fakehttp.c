@@ -1376,14 +1376,19 @@ static int begin_answer(fh_request *req, const char *what) {
 }
 
 /* Releases the answer now or after delay_ms. */
-static void schedule(fh_request *req, int64_t delay_ms) {
-    if (delay_ms <= 0) {
+/* Releases the answer at release_us (mono_us), or now if that has passed. */
+static void schedule_at(fh_request *req, int64_t release_us) {
+    if (release_us <= mono_us()) {
         req->state = RQ_READY;
         conn_touch(req->conn);
         return;
     }
     req->state = RQ_SCHEDULED;
-    timer_arm(req->srv, &req->tm, mono_us() + delay_ms * 1000);
+    timer_arm(req->srv, &req->tm, release_us);
+}
+
+static void schedule(fh_request *req, int64_t delay_ms) {
+    schedule_at(req, delay_ms <= 0 ? 0 : mono_us() + delay_ms * 1000);
 }
 
 void fh_add_header(fh_request *req, const char *name, const char *value) {
@@ -1402,6 +1407,14 @@ void fh_respond_after(fh_request *req, int64_t delay_ms, int status,
     build_response(req, status, content_type, body, len, len);
     req->answer = ANS_RESPONSE;
     schedule(req, delay_ms);
+}
+
+void fh_respond_after_arrival(fh_request *req, int64_t delay_us, int status,
+                              const char *content_type, const void *body, size_t len) {
+    if (begin_answer(req, "fh_respond")) return;
+    build_response(req, status, content_type, body, len, len);
+    req->answer = ANS_RESPONSE;
+    schedule_at(req, req->arrival_us + (delay_us > 0 ? delay_us : 0));
 }
 
 void fh_respond(fh_request *req, int status, const char *content_type, const void *body,

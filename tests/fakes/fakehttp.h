@@ -175,6 +175,10 @@ void fh_respond(fh_request *req, int status, const char *content_type, const voi
 /* Same, released delay_ms after this call (<= 0: now). The body is copied now. */
 void fh_respond_after(fh_request *req, int64_t delay_ms, int status,
                       const char *content_type, const void *body, size_t len);
+/* Same, released delay_us after the request arrived (now if that has passed): an
+ * endpoint's latency, which the handler's own work does not lengthen. */
+void fh_respond_after_arrival(fh_request *req, int64_t delay_us, int status,
+                              const char *content_type, const void *body, size_t len);
 /* Never answers: the connection stays open until the client closes it or the server
  * stops. The request remains in flight until then. */
 void fh_hang(fh_request *req);
