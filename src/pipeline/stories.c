@@ -16,7 +16,9 @@
  *     match grows with the new evidence, a rejected one absorbs it and stays
  *     rejected, a closed one is never reopened (a recurrence is a new story).
  *  5. Written stories (story_write.c) for the new ones: title, problem, who is
- *     affected, acceptance criteria; titles distinct within the run.
+ *     affected, acceptance criteria; titles distinct within the run. Against a paid
+ *     endpoint the texts of the stories the reviews are expected to make are asked
+ *     in the reviews' round (ask_ahead), so step 5 is mostly answered by the cache.
  *  6. Everything is written in one transaction with stories_done, so the phase is
  *     all-or-nothing and a resume simply runs it again. */
 #include "pipeline/stories.h"
