@@ -695,6 +695,14 @@ static void drain_ready(engine *e) {
     }
 }
 
+/* Lets the provider complete calls (their done callbacks run inside); a provider-level
+ * failure (a refused key, say) ends the run. */
+static void poll_provider(engine *e, int timeout_ms) {
+    if (llm_poll(e->llm, timeout_ms) < 0)
+        engine_fatal(e, "LLM provider failed: %s",
+                     e->llm->error[0] ? e->llm->error : "unknown error");
+}
+
 int pipeline_streams(const run_env *env, const llm_provider *llm) {
     if (env->stream) return env->stream > 0;
     const char *v = getenv("FEEDLINE_STREAM");
@@ -817,8 +825,7 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
             if (e.lanes[i].ops->pump && e.lanes[i].begun) e.lanes[i].ops->pump(&e);
         fill(&e);
         if (e.in_flight > 0 || e.held > 0) {
-            if (llm_poll(llm, POLL_TIMEOUT_MS) < 0)
-                engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
+            poll_provider(&e, POLL_TIMEOUT_MS);
         } else if (all_idle(&e)) {
             int waiting = 1;
             if (flush_counted(&e, &flush_failures) == 0 && e.nfinished == 0) {
@@ -840,8 +847,7 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
             /* Send what the free slots can take first, so the write below never
              * delays a request. */
             fill(&e);
-            if (e.in_flight > 0 && llm_poll(llm, 0) < 0)
-                engine_fatal(&e, "LLM provider failed: %s", llm->error[0] ? llm->error : "unknown error");
+            if (e.in_flight > 0) poll_provider(&e, 0);
         }
         if (eager_flush || starved_flush || e.nfinished >= FLUSH_MAX_ITEMS ||
             now - e.last_flush_ms >= FLUSH_INTERVAL_MS)
