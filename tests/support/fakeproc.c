@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
@@ -134,8 +135,7 @@ json_t *fakeproc_stats(const fakeproc *fp) { return fakeproc_get_json(fp, "/_sta
 
 int64_t fakeproc_stat_int(const fakeproc *fp, const char *key) {
     json_t *s = fakeproc_stats(fp);
-    json_t *v = json_object_get(s, key);
-    int64_t n = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    int64_t n = jx_int(s, key, -1);
     json_decref(s);
     return n;
 }

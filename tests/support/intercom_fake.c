@@ -132,8 +132,7 @@ json_t *ifake_stats(const ifake *f) { return request(f, "GET", "/_stats"); }
 
 int64_t ifake_stat(const ifake *f, const char *name) {
     json_t *s = ifake_stats(f);
-    json_t *v = json_object_get(s, name);
-    int64_t out = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    int64_t out = jx_int(s, name, -1);
     json_decref(s);
     return out;
 }
