@@ -3,17 +3,26 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
 
+/* The transfers are driven with curl's socket interface: curl says which sockets it
+ * waits on (on_socket) and when its next timeout is (on_timer), and an epoll set
+ * reports the sockets that are ready, so a poll costs the transfers that have
+ * something to do, not one check of every socket in flight. */
 struct httpc {
     CURLM *multi;
+    int epfd;               /* curl's sockets */
+    int64_t timer_due_us;   /* curl's next timeout (mono_us), -1 = none */
     size_t max_response_bytes;
     httpc_request **active; /* in flight, for cancel_all */
     size_t nactive, cap;
@@ -103,14 +112,54 @@ const char *httpc_response_header(const httpc_request *r, const char *name) {
     return NULL;
 }
 
+/* curl's socket callback: keeps the epoll set equal to the sockets curl waits on. A
+ * socket is marked (curl_multi_assign) once it is in the set. */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp) {
+    (void)easy;
+    httpc *h = userp;
+    if (what == CURL_POLL_REMOVE) {
+        /* The socket may be closed already (epoll then dropped it itself). */
+        if (socketp) epoll_ctl(h->epfd, EPOLL_CTL_DEL, s, NULL);
+        curl_multi_assign(h->multi, s, NULL);
+        return 0;
+    }
+    struct epoll_event ev = {0};
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+    ev.data.fd = s;
+    int rc = epoll_ctl(h->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev);
+    if (rc != 0 && errno == ENOENT) rc = epoll_ctl(h->epfd, EPOLL_CTL_ADD, s, &ev);
+    else if (rc != 0 && errno == EEXIST) rc = epoll_ctl(h->epfd, EPOLL_CTL_MOD, s, &ev);
+    if (rc != 0) {
+        log_error("httpc: epoll_ctl on socket %d: %s", (int)s, strerror(errno));
+        return -1; /* curl fails the transfers on this socket */
+    }
+    if (!socketp) curl_multi_assign(h->multi, s, h);
+    return 0;
+}
+
+/* curl's timer callback: when to call it with CURL_SOCKET_TIMEOUT. */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp) {
+    (void)multi;
+    httpc *h = userp;
+    h->timer_due_us = timeout_ms < 0 ? -1 : mono_us() + (int64_t)timeout_ms * 1000;
+    return 0;
+}
+
 httpc *httpc_new(size_t max_connections, size_t max_response_bytes) {
     httpc_global_init();
     httpc *h = xcalloc(1, sizeof *h);
-    h->multi = curl_multi_init();
+    h->timer_due_us = -1;
+    h->epfd = epoll_create1(EPOLL_CLOEXEC);
+    h->multi = h->epfd >= 0 ? curl_multi_init() : NULL;
     if (!h->multi) {
+        if (h->epfd >= 0) close(h->epfd);
         free(h);
         return NULL;
     }
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
     h->max_response_bytes = max_response_bytes ? max_response_bytes : (16u << 20);
     /* Enough connections for every request in flight, so none waits for a socket;
      * idle ones are kept for reuse (keep-alive). */
@@ -243,13 +292,45 @@ static void finish(httpc *h, httpc_request *r, CURLcode code) {
     r->done(r);
 }
 
+/* Runs curl's timeout handling while it is due (a new transfer is due at once: this
+ * is what starts it). A bounded number of rounds: curl may ask again for "now". */
+static int run_due_timer(httpc *h) {
+    int running;
+    for (int i = 0; i < 4 && h->timer_due_us >= 0 && h->timer_due_us <= mono_us(); i++) {
+        h->timer_due_us = -1;
+        if (curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
+            return -1;
+    }
+    return 0;
+}
+
+/* Milliseconds to wait for events: timeout_ms, or less when curl's timer is due first
+ * (rounded up: epoll_wait takes whole ms, and an early wake-up only loops again). */
+static int wait_ms(const httpc *h, int timeout_ms) {
+    if (h->timer_due_us < 0) return timeout_ms;
+    int64_t us = h->timer_due_us - mono_us();
+    if (us <= 0) return 0;
+    int64_t ms = (us + 999) / 1000;
+    return ms < timeout_ms ? (int)ms : timeout_ms;
+}
+
 int httpc_poll(httpc *h, int timeout_ms) {
-    int running = 0;
-    /* curl_multi_poll refuses a negative timeout (CURLM_BAD_FUNCTION_ARGUMENT), and a
-     * caller's deadline can pass between its clock read and this call. */
+    /* A caller's deadline can pass between its clock read and this call. */
     if (timeout_ms < 0) timeout_ms = 0;
-    if (h->nactive && curl_multi_poll(h->multi, NULL, 0, timeout_ms, NULL) != CURLM_OK) return -1;
-    if (curl_multi_perform(h->multi, &running) != CURLM_OK) return -1;
+    if (run_due_timer(h) < 0) return -1;
+    struct epoll_event evs[64];
+    int n = epoll_wait(h->epfd, evs, 64, h->nactive ? wait_ms(h, timeout_ms) : 0);
+    if (n < 0 && errno != EINTR) return -1;
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        int flags = 0;
+        if (evs[i].events & (EPOLLIN | EPOLLHUP)) flags |= CURL_CSELECT_IN;
+        if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+        if (evs[i].events & EPOLLERR) flags |= CURL_CSELECT_ERR;
+        int running;
+        if (curl_multi_socket_action(h->multi, fd, flags, &running) != CURLM_OK) return -1;
+    }
+    if (run_due_timer(h) < 0) return -1;
     int done = 0;
     CURLMsg *m;
     int left;
@@ -261,6 +342,8 @@ int httpc_poll(httpc *h, int timeout_ms) {
         finish(h, r, m->data.result);
         done++;
     }
+    /* Requests the done callbacks submitted go on the wire now, not at the next poll. */
+    if (run_due_timer(h) < 0) return -1;
     return done;
 }
 
@@ -283,7 +366,6 @@ void httpc_cancel_all(httpc *h) {
     }
 }
 
-void httpc_wakeup(httpc *h) { curl_multi_wakeup(h->multi); }
 
 void httpc_free(httpc *h) {
     if (!h) return;
@@ -292,5 +374,6 @@ void httpc_free(httpc *h) {
     free(h->idle);
     free(h->active);
     curl_multi_cleanup(h->multi);
+    close(h->epfd);
     free(h);
 }

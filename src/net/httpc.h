@@ -79,8 +79,6 @@ int httpc_poll(httpc *h, int timeout_ms);
 size_t httpc_in_flight(const httpc *h);
 /* Aborts every in-flight request; done runs for each with cancelled = 1. */
 void httpc_cancel_all(httpc *h);
-/* Wakes a thread blocked in httpc_poll (callable from any thread). */
-void httpc_wakeup(httpc *h);
 
 /* Percent-encodes s as one URL path segment (RFC 3986 unreserved characters kept): an
  * id from an API or the user cannot change the path ("/" or "?" stay inside the
