@@ -142,6 +142,8 @@ struct atomic_stats {
     _Atomic uint64_t requests, rejected, resp[6], truncated, closed, hung, aborted;
     _Atomic int64_t in_flight, max_in_flight, conns_open, max_conns_open;
     _Atomic uint64_t conns_accepted, conns_refused, bytes_in, bytes_out;
+    _Atomic uint64_t delayed, late_us;
+    _Atomic int64_t max_late_us;
 };
 
 struct fh_server {
@@ -209,6 +211,9 @@ fh_stats_t fh_stats(const fh_server *srv) {
     o.conns_refused = atomic_load(&s->conns_refused);
     o.bytes_in = atomic_load(&s->bytes_in);
     o.bytes_out = atomic_load(&s->bytes_out);
+    o.delayed = atomic_load(&s->delayed);
+    o.late_us = atomic_load(&s->late_us);
+    o.max_late_us = atomic_load(&s->max_late_us);
     return o;
 }
 
@@ -219,11 +224,12 @@ void fh_reset_stats(fh_server *srv) {
                                 &s->resp[4],        &s->resp[5],        &s->truncated,
                                 &s->closed,         &s->hung,           &s->aborted,
                                 &s->conns_accepted, &s->conns_refused,  &s->bytes_in,
-                                &s->bytes_out};
+                                &s->bytes_out,      &s->delayed,        &s->late_us};
     for (size_t i = 0; i < ARRAY_LEN(zero); i++) atomic_store(zero[i], 0);
     /* Gauges keep counting from where they are; their maxima restart there. */
     atomic_store(&s->max_in_flight, atomic_load(&s->in_flight));
     atomic_store(&s->max_conns_open, atomic_load(&s->conns_open));
+    atomic_store(&s->max_late_us, 0);
 }
 
 /* ------------------------------------------------------------------ deadline heap */
@@ -1036,6 +1042,9 @@ static void release_due_timers(fh_server *srv) {
         timer_disarm(srv, t);
         if (t->kind == TM_REQUEST) {
             fh_request *req = (fh_request *)((char *)t - offsetof(fh_request, tm));
+            count(&srv->st.delayed, 1);
+            count(&srv->st.late_us, (uint64_t)(now - t->due_us));
+            raise_max(&srv->st.max_late_us, now - t->due_us);
             req->state = RQ_READY;
             conn_touch(req->conn);
         } else {

@@ -99,6 +99,10 @@ typedef struct fh_stats {
     uint64_t conns_refused;  /* closed at once because of max_connections */
     uint64_t bytes_in;       /* bytes read from / written to client sockets */
     uint64_t bytes_out;
+    uint64_t delayed;        /* delayed responses released (fh_respond_after*) */
+    uint64_t late_us;        /* their lateness summed: release time - due time, the
+                                time the server's one thread was busy elsewhere */
+    int64_t max_late_us;
 } fh_stats_t;
 
 /* Binds 127.0.0.1:port (SO_REUSEADDR) and listens. Returns NULL (and logs why) when the
