@@ -51,15 +51,28 @@ void oa_cache_free(oa_cache *c) {
     free(c);
 }
 
+void oa_cache_key_begin(sha256_ctx *h, const char *model) {
+    sha256_init(h);
+    sha256_update(h, model, strlen(model));
+    sha256_update(h, "\n", 1);
+}
+
+void oa_cache_key_end(sha256_ctx *h, const char *body, size_t len, char out[65]) {
+    static const char hex[] = "0123456789abcdef";
+    uint8_t d[32];
+    sha256_update(h, body, len);
+    sha256_final(h, d);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 void oa_cache_key(const char *model, const char *body, size_t len, char out[65]) {
     sha256_ctx h;
-    uint8_t d[32];
-    sha256_init(&h);
-    sha256_update(&h, model, strlen(model));
-    sha256_update(&h, "\n", 1);
-    sha256_update(&h, body, len);
-    sha256_final(&h, d);
-    for (int i = 0; i < 32; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+    oa_cache_key_begin(&h, model);
+    oa_cache_key_end(&h, body, len, out);
 }
 
 char *oa_cache_get(oa_cache *c, const char *key) {

@@ -48,6 +48,8 @@
 #include "llm/ratelimit.h"
 #include "net/net.h"
 #include "text/signature.h"
+#include "util/buf.h"
+#include "util/hash.h"
 #include "util/jsonx.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -114,8 +116,17 @@ struct oa_call {
     oa_call *done_next;    /* finished, done() not yet called */
 };
 
+/* The cache-key hash state after a task's shared leading bytes (chat_key). */
+typedef struct key_prefix {
+    sha256_ctx h;
+    char *bytes;
+    size_t len;
+} key_prefix;
+
 struct oa_provider {
     llm_provider base; /* first: the ops receive &base */
+    char *body_head;   /* a chat body's start: {"model":"...","messages":[ */
+    key_prefix key_prefix[LLM_TASK_COUNT];
     char *chat_url, *embed_url;
     char *auth_name, *auth_value;
     int embed_dimensions, timeout_ms, max_attempts, backoff_base_ms, embed_max_inputs;
@@ -329,17 +340,55 @@ static int batched_task(const oa_provider *p, enum llm_task t) {
                           t == LLM_THEME || t == LLM_EMBED);
 }
 
-/* The chat request body; the same call always gives the same bytes (cache key). */
-static char *chat_body(const oa_provider *p, const llm_call *c, json_t *messages) {
-    json_t *b = json_object();
-    json_object_set_new(b, "model", json_string(p->base.chat_model));
-    json_object_set(b, "messages", messages);
-    json_object_set_new(b, "response_format", json_pack("{ss}", "type", "json_object"));
-    json_object_set_new(b, "temperature", json_integer(0));
-    json_object_set_new(b, "max_tokens", json_integer(prompts_max_tokens(c)));
-    char *s = json_dumps(b, JSON_COMPACT);
-    json_decref(b);
-    return s;
+/* The chat request body; the same call always gives the same bytes (cache key):
+ * those json_dumps(JSON_COMPACT) gives for {"model", "messages", "response_format",
+ * "temperature", "max_tokens"}, assembled from the pieces' JSON, the task's system
+ * message's made once (prompts_message_json) instead of encoding its ~18 KB again
+ * for every request. *static_len: how many leading bytes every request of the task
+ * shares (through its system message), 0 when not known. */
+static char *chat_body(const oa_provider *p, const llm_call *c, const json_t *messages,
+                       size_t *static_len) {
+    buf_t b = BUF_INIT;
+    buf_puts(&b, p->body_head);
+    *static_len = 0;
+    for (size_t i = 0; i < json_array_size(messages); i++) {
+        const json_t *m = json_array_get(messages, i);
+        const char *shared = prompts_message_json(p->prompts, m);
+        if (i > 0) buf_putc(&b, ',');
+        if (shared) {
+            buf_puts(&b, shared);
+            if (i == 0) *static_len = b.len;
+        } else {
+            char *one = jx_dump(m);
+            buf_puts(&b, one);
+            free(one);
+        }
+    }
+    buf_printf(&b, "],\"response_format\":{\"type\":\"json_object\"},\"temperature\":0,"
+                   "\"max_tokens\":%d}",
+               prompts_max_tokens(c));
+    return buf_detach(&b);
+}
+
+/* A chat body's cache key (oa_cache_key), hashing only what follows the task's shared
+ * leading bytes: the hash state after them is kept per task, and used while a body
+ * starts with the same bytes. */
+static void chat_key(oa_provider *p, enum llm_task t, const char *body, size_t len,
+                     size_t static_len, char out[65]) {
+    if ((unsigned)t >= LLM_TASK_COUNT || static_len == 0 || static_len > len) {
+        oa_cache_key(p->base.chat_model, body, len, out);
+        return;
+    }
+    key_prefix *kp = &p->key_prefix[t];
+    if (!kp->bytes || kp->len != static_len || memcmp(kp->bytes, body, static_len) != 0) {
+        free(kp->bytes);
+        kp->bytes = xstrndup(body, static_len);
+        kp->len = static_len;
+        oa_cache_key_begin(&kp->h, p->base.chat_model);
+        sha256_update(&kp->h, body, static_len);
+    }
+    sha256_ctx h = kp->h;
+    oa_cache_key_end(&h, body + static_len, len - static_len, out);
 }
 
 static void set_chat_body(oa_job *j, const char *body) {
@@ -454,8 +503,9 @@ static void start_chat(oa_provider *p, oa_call *oc) {
         finish_call(p, oc);
         return;
     }
-    char *body = chat_body(p, c, messages);
-    oa_cache_key(p->base.chat_model, body, strlen(body), oc->key);
+    size_t static_len;
+    char *body = chat_body(p, c, messages, &static_len);
+    chat_key(p, c->task, body, strlen(body), static_len, oc->key);
     if (chat_from_cache(p, oc)) {
         free(body);
         json_decref(messages);
@@ -666,7 +716,8 @@ static void chat_invalid(oa_provider *p, oa_job *j, const char *content, const c
     char *fix = prompts_repair(why);
     json_array_append_new(j->messages, prompts_message("user", fix));
     free(fix);
-    char *body = chat_body(p, j->owner->call, j->messages);
+    size_t static_len;
+    char *body = chat_body(p, j->owner->call, j->messages, &static_len);
     set_chat_body(j, body);
     free(body);
     j->transient = 0;
@@ -1096,6 +1147,8 @@ static void oa_destroy(llm_provider *bp) {
     oa_cache_free(p->cache);
     prompts_free(p->prompts);
     free(p->budget_key);
+    free(p->body_head);
+    for (int t = 0; t < LLM_TASK_COUNT; t++) free(p->key_prefix[t].bytes);
     free(p->delayed);
     free(p->chat_url);
     free(p->embed_url);
@@ -1263,6 +1316,7 @@ static void set_limits(oa_provider *p, const llm_openai_config *c) {
     p->embed_max_tokens = c->embed_max_tokens > 0 ? c->embed_max_tokens : EMBED_MAX_TOKENS;
     p->base.max_embed_batch = p->embed_max_inputs;
     p->base.paid_answers = 1;
+
     p->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
     p->max_attempts = c->max_attempts > 0 ? c->max_attempts : DEFAULT_MAX_ATTEMPTS;
     p->backoff_base_ms = c->backoff_base_ms > 0 ? c->backoff_base_ms : DEFAULT_BACKOFF_MS;
@@ -1318,6 +1372,11 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
              c->chat_model ? c->chat_model : DEFAULT_CHAT_MODEL);
     snprintf(p->base.embed_model, sizeof p->base.embed_model, "%s",
              c->embed_model ? c->embed_model : DEFAULT_EMBED_MODEL);
+    json_t *model = json_string(p->base.chat_model);
+    char *model_json = jx_dump(model);
+    json_decref(model);
+    p->body_head = xasprintf("{\"model\":%s,\"messages\":[", model_json);
+    free(model_json);
     set_limits(p, c);
     set_prices(p, c);
     const char *base = c->base_url ? c->base_url : DEFAULT_BASE_URL;

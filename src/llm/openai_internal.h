@@ -11,6 +11,7 @@
 #include "llm/llm.h"
 #include "net/httpc.h"
 #include "store/store.h"
+#include "util/hash.h"
 
 /* The llm_cache table as the provider uses it: lookups go to the store (and to the
  * entries not written yet); writes are buffered and written in one short transaction
@@ -23,6 +24,11 @@ oa_cache *oa_cache_new(store *st);
 void oa_cache_free(oa_cache *c);
 /* Hex SHA-256 of model + "\n" + the exact request body. */
 void oa_cache_key(const char *model, const char *body, size_t len, char out[65]);
+/* The same in two steps, so the state after a shared leading part of many bodies can
+ * be kept (a copy of h after begin and an update with that part) and each body's key
+ * hashes only the rest: begin, then end with the (rest of the) body. */
+void oa_cache_key_begin(sha256_ctx *h, const char *model);
+void oa_cache_key_end(sha256_ctx *h, const char *body, size_t len, char out[65]);
 /* The cached response text (caller frees), or NULL. */
 char *oa_cache_get(oa_cache *c, const char *key);
 void oa_cache_put(oa_cache *c, const char *key, const char *model, const char *task,

@@ -28,6 +28,10 @@
 struct prompts {
     const vocab *v;
     char *system[LLM_TASK_COUNT];
+    /* {"role":"system","content":system[t]}, shared by every call's messages, and its
+     * compact JSON: encoded once instead of once per request. */
+    json_t *system_msg[LLM_TASK_COUNT];
+    char *system_json[LLM_TASK_COUNT];
 };
 
 const char *prompt_template(const char *name) {
@@ -196,15 +200,29 @@ prompts *prompts_new(const vocab *v) {
         [LLM_REVIEW] = "system_review"};
     prompts *p = xcalloc(1, sizeof *p);
     p->v = v;
-    for (int t = 0; t < LLM_TASK_COUNT; t++)
-        if (files[t]) p->system[t] = system_message(files[t], v);
+    for (int t = 0; t < LLM_TASK_COUNT; t++) {
+        if (!files[t]) continue;
+        p->system[t] = system_message(files[t], v);
+        p->system_msg[t] = prompts_message("system", p->system[t]);
+        p->system_json[t] = jx_dump(p->system_msg[t]);
+    }
     return p;
 }
 
 void prompts_free(prompts *p) {
     if (!p) return;
-    for (int t = 0; t < LLM_TASK_COUNT; t++) free(p->system[t]);
+    for (int t = 0; t < LLM_TASK_COUNT; t++) {
+        free(p->system[t]);
+        json_decref(p->system_msg[t]);
+        free(p->system_json[t]);
+    }
     free(p);
+}
+
+const char *prompts_message_json(const prompts *p, const json_t *message) {
+    for (int t = 0; message && t < LLM_TASK_COUNT; t++)
+        if (message == p->system_msg[t]) return p->system_json[t];
+    return NULL;
 }
 
 const char *prompts_system(const prompts *p, enum llm_task t) {
@@ -354,7 +372,7 @@ json_t *prompts_messages(const prompts *p, const llm_call *c) {
     if (!sys) return NULL;
     char *user = prompts_user(p, c);
     json_t *messages = json_array();
-    json_array_append_new(messages, prompts_message("system", sys));
+    json_array_append(messages, p->system_msg[c->task]);
     json_array_append_new(messages, prompts_message("user", user));
     free(user);
     return messages;

@@ -54,6 +54,10 @@ char *prompts_user(const prompts *p, const llm_call *c);
 /* The chat messages of a call as sent: [{"role":"system",...}, {"role":"user",...}],
  * static part first so the endpoint's prefix cache applies; NULL for LLM_EMBED. */
 json_t *prompts_messages(const prompts *p, const llm_call *c);
+/* The compact JSON of a message when it is a task's system message as
+ * prompts_messages gives it (one object shared by every call, encoded once), else
+ * NULL. The object must not be changed. */
+const char *prompts_message_json(const prompts *p, const json_t *message);
 /* One chat message {"role": role, "content": content}. */
 json_t *prompts_message(const char *role, const char *content);
 /* The follow-up message of the repair retry, naming what was wrong. Caller frees. */

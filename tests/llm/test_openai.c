@@ -12,6 +12,7 @@
 #include "support/e2e.h"
 #include "support/fakeproc.h"
 #include "support/fixtures.h"
+#include "util/hash.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/timeutil.h"
@@ -524,6 +525,53 @@ TEST(identical_calls_are_answered_from_the_cache_after_validation) {
     reject_type = NULL;
     for (size_t i = 0; i < NTEXTS; i++) json_decref(first[i]);
     free(vec);
+    cached_stop(&x);
+}
+
+/* The key under which an answer is cached, computed here from its definition: SHA-256
+ * of the model, a newline and the request body as json_dumps(JSON_COMPACT) writes it. */
+static void expected_key(const prompts *pr, const llm_call *c, char out[65]) {
+    json_t *b = json_object();
+    json_object_set_new(b, "model", json_string("gpt-4o-mini"));
+    json_object_set_new(b, "messages", prompts_messages(pr, c));
+    json_object_set_new(b, "response_format", json_pack("{ss}", "type", "json_object"));
+    json_object_set_new(b, "temperature", json_integer(0));
+    json_object_set_new(b, "max_tokens", json_integer(prompts_max_tokens(c)));
+    char *body = json_dumps(b, JSON_COMPACT);
+    char *text = xasprintf("gpt-4o-mini\n%s", body);
+    sha256_hex(text, strlen(text), out);
+    free(text);
+    free(body);
+    json_decref(b);
+}
+
+/* The provider assembles request bodies from pieces encoded once, and hashes only what
+ * follows a task's shared start: the keys must stay those of the whole body (a cache
+ * written before must keep answering). */
+TEST(chat_answers_are_cached_under_the_hash_of_the_model_and_the_exact_body) {
+    cached x;
+    REQUIRE(cached_start(&x) == 0);
+    prompts *pr = prompts_new(NULL);
+    static const enum llm_task tasks[] = {LLM_CLASSIFY, LLM_THEME, LLM_FACETS};
+    for (size_t t = 0; t < sizeof tasks / sizeof *tasks; t++)
+        for (size_t i = 0; i < 3; i++) { /* the first of a task sets its shared start */
+            llm_call c;
+            memset(&c, 0, sizeof c);
+            c.task = tasks[t];
+            c.in.digest = c.in.transcript = TEXTS[i];
+            if (c.task == LLM_THEME)
+                c.args = json_pack("{ss}", "conversation_type", "product_issue");
+            CHECK_INT(run_all(x.p, &c, 1, 10000), 1);
+            CHECK_INT(c.status, LLM_OK);
+            char key[65], *resp = NULL;
+            expected_key(pr, &c, key);
+            CHECK_INT(store_cache_get(x.st, key, &resp, NULL, NULL), STORE_FOUND);
+            free(resp);
+            json_decref(c.args);
+            c.args = NULL;
+            llm_call_reset_result(&c);
+        }
+    prompts_free(pr);
     cached_stop(&x);
 }
 
