@@ -224,6 +224,12 @@ struct llm_provider {
      * (cache, results, usage) as soon as they arrive, so a crash loses only the calls
      * in flight; 0 for the offline analyzer, whose answers cost only CPU time. */
     int paid_answers;
+    /* The requests it keeps on the wire at most (0: no limit of its own), and how many
+     * calls it keeps queued beyond that, each sent the moment an answer frees a slot:
+     * a caller whose own limit is at least `concurrency` keeps that many more calls
+     * submitted. 0: none. */
+    int concurrency;
+    int queue_ahead;
     /* Prices in USD per million tokens, for the run's cost estimate (0 offline). */
     double usd_per_mtok_prompt;
     double usd_per_mtok_cached;  /* prompt tokens the endpoint's prefix cache served */

@@ -1069,6 +1069,17 @@ static int has_waiting_jobs(const oa_provider *p) {
     return p->q_head || p->ndelayed || (p->batcher && oa_batcher_busy(p->batcher));
 }
 
+/* Right after answers arrive: once they are in the cache (a crash now asks nothing
+ * again that was answered), the slots they freed take queued requests, before the
+ * answers are handed to their callers (whose work on them would otherwise keep the
+ * slots empty). */
+static void send_into_freed_slots(oa_provider *p) {
+    oa_cache_flush(p->cache);
+    if (p->fatal || !p->q_head) return;
+    dispatch(p, mono_ms());
+    if (httpc_start(p->http) < 0) fatal(p, "the HTTP client failed (libcurl)");
+}
+
 /* Drives sends, the HTTP loop and completions for up to timeout_ms; returns as soon
  * as something completed (after starting what can start), so the caller can submit
  * follow-up work without waiting out the timeout. */
@@ -1094,6 +1105,7 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         if (next_batch >= 0 && next_batch < wait) wait = next_batch;
         if (httpc_in_flight(p->http) > 0) {
             if (httpc_poll(p->http, (int)wait) < 0) fatal(p, "the HTTP client failed (libcurl)");
+            send_into_freed_slots(p); /* answers cached first */
         } else if (wait > 0 && has_waiting_jobs(p)) {
             sleep_ms(wait); /* only the limiter or a retry timer to wait for */
         }
@@ -1108,8 +1120,7 @@ static int oa_poll(llm_provider *bp, int timeout_ms) {
         int64_t now = mono_ms();
         promote_delayed(p, now);
         dispatch(p, now);
-        if (httpc_in_flight(p->http) > 0 && httpc_poll(p->http, 0) < 0)
-            fatal(p, "the HTTP client failed (libcurl)");
+        if (httpc_start(p->http) < 0) fatal(p, "the HTTP client failed (libcurl)");
     }
     if (p->fatal) {
         fail_all(p);
@@ -1390,5 +1401,10 @@ llm_provider *llm_openai_new(const llm_openai_config *c, const vocab *v, struct 
     p->cache = oa_cache_new(st);
     p->prompts = prompts_new(v);
     if (c->batch) start_batch_mode(p, c, st, base);
+    else {
+        int qa = (int)env_num("FEEDLINE_QUEUE_AHEAD", -1);
+        p->base.queue_ahead = qa >= 0 ? qa : (conc + 3) / 4;
+        p->base.concurrency = conc;
+    }
     return &p->base;
 }

@@ -314,6 +314,8 @@ static int wait_ms(const httpc *h, int timeout_ms) {
     return ms < timeout_ms ? (int)ms : timeout_ms;
 }
 
+int httpc_start(httpc *h) { return run_due_timer(h); }
+
 int httpc_poll(httpc *h, int timeout_ms) {
     /* A caller's deadline can pass between its clock read and this call. */
     if (timeout_ms < 0) timeout_ms = 0;

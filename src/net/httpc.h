@@ -76,6 +76,10 @@ int httpc_submit(httpc *h, httpc_request *r);
 /* Drives transfers for up to timeout_ms; runs done callbacks of finished requests
  * (which may submit again). Returns how many finished, or -1 on a libcurl error. */
 int httpc_poll(httpc *h, int timeout_ms);
+/* Puts the requests submitted since the last poll on the wire now, without waiting or
+ * running any done callback (they would otherwise start at the next poll). 0, or -1
+ * on a libcurl error. */
+int httpc_start(httpc *h);
 size_t httpc_in_flight(const httpc *h);
 /* Aborts every in-flight request; done runs for each with cancelled = 1. */
 void httpc_cancel_all(httpc *h);

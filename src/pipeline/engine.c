@@ -193,11 +193,11 @@ static int all_idle(const engine *e) {
 }
 
 int engine_starved(const engine *e) {
-    return e->in_flight < (size_t)e->concurrency && all_idle(e);
+    return e->in_flight < e->window && all_idle(e);
 }
 
 int engine_drained(const engine *e, enum run_phase phase) {
-    if (e->in_flight >= (size_t)e->concurrency) return 0;
+    if (e->in_flight >= e->window) return 0;
     const lane *l = e->by_phase[phase], *c = e->by_phase[PHASE_CLASSIFICATION];
     return (!l || lane_idle(l)) && (!c || lane_idle(c));
 }
@@ -361,11 +361,12 @@ static void slot_order(const engine *e, size_t order[PHASE_COUNT]) {
         if (e->order[k] != first) order[n++] = e->order[k];
 }
 
-/* Starts calls while there is room under the concurrency limit, in slot_order. */
+/* Starts calls while there is room in the window (the concurrency, plus the calls the
+ * provider keeps queued to send the moment a request leaves the wire), in slot_order. */
 static void fill(engine *e) {
     /* Back-pressure: results not yet written bound what is started, so memory stays
      * flat however fast the provider answers (the offline one answers at once). */
-    while (!e->stopping && !e->fatal && e->in_flight < (size_t)e->concurrency &&
+    while (!e->stopping && !e->fatal && e->in_flight < e->window &&
            e->nfinished < FLUSH_MAX_ITEMS) {
         /* Every lane claims before any is picked: whether a lane is idle (nothing
          * more to claim) decides what the others send (group_due, engine_drained),
@@ -769,6 +770,11 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
     e.run = run;
     e.concurrency = run->concurrency > 0 ? (int)run->concurrency : 1;
     if (llm->max_pending > e.concurrency) e.concurrency = llm->max_pending; /* batch mode */
+    /* Calls queued in the provider beyond the concurrency only when the provider itself
+     * keeps the wire within it (a worker's provider may have been made for the
+     * driver's larger concurrency). */
+    int ahead = llm->queue_ahead > 0 && llm->concurrency > 0 && llm->concurrency <= e.concurrency;
+    e.window = (size_t)e.concurrency + (size_t)(ahead ? llm->queue_ahead : 0);
     e.streaming = nops > 1;
     if (nops == 0 || nops > PHASE_COUNT) {
         snprintf(err, errlen, "no phases to run");

@@ -139,6 +139,7 @@ struct engine {
     work_item **finished;  /* awaiting write */
     size_t nfinished, finished_cap;
     size_t in_flight;      /* calls submitted and not completed */
+    size_t window;         /* calls it keeps submitted: concurrency + llm->queue_ahead */
     size_t held;           /* groups a phase holds (ENGINE_HOLD) */
     int stopping;
     int fatal;

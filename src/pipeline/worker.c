@@ -132,8 +132,11 @@ static int ensure_provider(worker *w, const run_record *run) {
     if (w->llm && w->llm_run == run->id) return 0;
     drop_provider(w);
     char err[512] = "";
+    /* Made for this process's concurrency, not the driver's (help_with). */
+    run_record mine = *run;
+    if (w->opt.concurrency > 0) mine.concurrency = w->opt.concurrency;
     if (w->env.make_provider)
-        w->llm = w->env.make_provider(w->env.provider_ctx, run, w->st, err, sizeof err);
+        w->llm = w->env.make_provider(w->env.provider_ctx, &mine, w->st, err, sizeof err);
     else
         w->llm = llm_local_new(w->env.vocab);
     if (!w->llm) {

@@ -89,6 +89,44 @@ static const char *TEXTS[] = {
 };
 #define NTEXTS (sizeof TEXTS / sizeof TEXTS[0])
 
+/* The fake started with opts, and a provider on it of the given concurrency (no
+ * vocabulary, no cache). */
+typedef struct on_fake {
+    fakeproc fp;
+    llm_openai_config c;
+    char url[128];
+    llm_provider *p;
+} on_fake;
+
+static int on_fake_start(on_fake *x, const char **opts, int concurrency) {
+    memset(x, 0, sizeof *x);
+    if (e2e_start_fake(&x->fp, opts) != 0) return -1;
+    config_for(&x->c, &x->fp, x->url, sizeof x->url);
+    x->c.concurrency = concurrency;
+    char err[256];
+    x->p = llm_openai_new(&x->c, NULL, NULL, err, sizeof err);
+    if (!x->p) fprintf(stdout, "    provider: %s\n", err);
+    return x->p ? 0 : -1;
+}
+
+static void on_fake_stop(on_fake *x) {
+    llm_provider_destroy(x->p);
+    CHECK_INT(fakeproc_stop(&x->fp), 0);
+}
+
+/* Submits n facet calls on TEXTS, each counting itself in *done through done_fn. */
+static void submit_facets(llm_provider *p, llm_call *calls, int n, void (*done_fn)(llm_call *),
+                          int *done) {
+    memset(calls, 0, (size_t)n * sizeof *calls);
+    for (int i = 0; i < n; i++) {
+        calls[i].task = LLM_FACETS;
+        calls[i].in.digest = TEXTS[i];
+        calls[i].done = done_fn;
+        calls[i].user = done;
+        CHECK_INT(llm_submit(p, &calls[i]), 0);
+    }
+}
+
 TEST(chat_answers_are_the_offline_analyzers_on_the_same_text) {
     fakeproc fp;
     REQUIRE(e2e_start_fake(&fp, NULL) == 0);
@@ -211,6 +249,40 @@ TEST(requests_on_the_wire_never_exceed_the_concurrency_and_reach_it) {
     free_calls(calls, N);
     llm_provider_destroy(p);
     CHECK_INT(fakeproc_stop(&fp), 0);
+}
+
+/* The done callback of the first call to complete: how many requests the provider
+ * had sent by then. */
+static int64_t sent_at_first_done = -1;
+static llm_provider *queue_provider;
+static void note_sent(llm_call *c) {
+    if (sent_at_first_done < 0) sent_at_first_done = atomic_load(&queue_provider->stats.requests);
+    count_done(c);
+}
+
+/* A request queued beyond the concurrency goes on the wire the moment a slot frees,
+ * before the answer that freed it is handed to its caller: the slot does not wait for
+ * the caller's work on the answer. */
+TEST(a_freed_slot_takes_a_queued_request_before_the_answer_is_handed_over) {
+    const char *opts[] = {"--latency-ms", "50", NULL};
+    on_fake x;
+    REQUIRE(on_fake_start(&x, opts, 4) == 0);
+    CHECK_INT(x.p->queue_ahead, 1); /* a quarter of the concurrency, rounded up */
+    enum { N = 5 };
+    llm_call calls[N];
+    int done = 0;
+    queue_provider = x.p;
+    sent_at_first_done = -1;
+    submit_facets(x.p, calls, N, note_sent, &done);
+    int64_t deadline = mono_ms() + 10000;
+    while (done < N && mono_ms() < deadline) REQUIRE(llm_poll(x.p, 50) >= 0);
+    CHECK_INT(done, N);
+    CHECK_INT(sent_at_first_done, N);
+    json_t *st = fakeproc_stats(&x.fp);
+    CHECK_INT(stat_int(st, "max_in_flight"), 4);
+    json_decref(st);
+    free_calls(calls, N);
+    on_fake_stop(&x);
 }
 
 TEST(invalid_answers_get_one_repair_retry_then_fail_with_the_reason) {
@@ -374,26 +446,13 @@ TEST(a_refused_key_is_fatal_for_the_provider_not_a_failure_per_call) {
 
 TEST(cancel_all_completes_queued_and_in_flight_calls_at_once) {
     const char *opts[] = {"--latency-ms", "5000", NULL};
-    fakeproc fp;
-    REQUIRE(e2e_start_fake(&fp, opts) == 0);
-    llm_openai_config c;
-    char url[128];
-    config_for(&c, &fp, url, sizeof url);
-    c.concurrency = 3;
-    char err[256];
-    llm_provider *p = llm_openai_new(&c, NULL, NULL, err, sizeof err);
-    REQUIRE(p != NULL);
+    on_fake x;
+    REQUIRE(on_fake_start(&x, opts, 3) == 0);
+    llm_provider *p = x.p;
     enum { N = 6 };
     llm_call calls[N];
-    memset(calls, 0, sizeof calls);
     int done = 0;
-    for (int i = 0; i < N; i++) {
-        calls[i].task = LLM_FACETS;
-        calls[i].in.digest = TEXTS[i];
-        calls[i].done = count_done;
-        calls[i].user = &done;
-        CHECK_INT(llm_submit(p, &calls[i]), 0);
-    }
+    submit_facets(p, calls, N, count_done, &done);
     int64_t t0 = mono_ms();
     while (mono_ms() - t0 < 300) llm_poll(p, 50);
     CHECK_INT(done, 0);
@@ -408,15 +467,14 @@ TEST(cancel_all_completes_queued_and_in_flight_calls_at_once) {
     /* the fake saw the three requests abandoned */
     int64_t aborted = 0;
     for (int i = 0; i < 50 && aborted < 3; i++) {
-        json_t *st = fakeproc_stats(&fp);
+        json_t *st = fakeproc_stats(&x.fp);
         aborted = stat_int(st, "aborted");
         json_decref(st);
         if (aborted < 3) sleep_ms(20);
     }
     CHECK_INT(aborted, 3);
     free_calls(calls, N);
-    llm_provider_destroy(p);
-    CHECK_INT(fakeproc_stop(&fp), 0);
+    on_fake_stop(&x);
 }
 
 static const char *reject_type = NULL;
