@@ -6,10 +6,11 @@
  * flight when it died.
  *
  * The kill is exact, not timed: the fake OpenAI-compatible endpoint's kill switch
- * (/_config kill_pid, kill_at_request) sends SIGKILL as the N-th request arrives, and
- * the kill points are the middle of each task's span of requests in the reference run
- * (its first and last request ordinals, from the fake's /_stats), plus the very first
- * request. The process under test is started gated, so the switch is armed with its pid
+ * (/_config kill_pid, kill_at_task, kill_at_request) sends SIGKILL as the N-th request
+ * of a task arrives, and the kill points are the middle request of each task in the
+ * reference run (from the fake's /_stats), plus the very first request. Counted per
+ * task, a point stays in its phase however the run's batching (of embeddings, of
+ * canonicalisations) moves the overall request ordinals. The process under test is started gated, so the switch is armed with its pid
  * before it can send anything.
  *
  * Billing: answers are written (response cache, results, usage) when they arrive, so a
@@ -55,8 +56,9 @@ typedef struct fixture {
     char *pristine;         /* the imported conversations, never run on */
     char *ref_db;           /* the uninterrupted reference run (run 1) */
     int64_t ref_billed;     /* its requests of BILLED_TASKS */
-    int64_t points[MAX_POINTS];
-    const char *point_task[MAX_POINTS];
+    int64_t points[MAX_POINTS];      /* the ordinal among the task's requests */
+    char *point_task[MAX_POINTS];
+    int64_t point_order[MAX_POINTS]; /* where it fell in the reference run, for order */
     size_t npoints;
     e2e_env env;            /* for feedline processes */
 } fixture;
@@ -82,16 +84,21 @@ static int run_cli(const fixture *f, const char *cmd, const char *db, const char
     return rc;
 }
 
-/* Adds kill point p (the request ordinal) once, in order. */
-static void add_point(fixture *f, int64_t p, const char *task) {
+/* Adds kill point p (the ordinal among task's requests; order: the reference's overall
+ * ordinal there) once, in the reference's order. */
+static void add_point(fixture *f, int64_t p, const char *task, int64_t order) {
     if (p < 1 || f->npoints == MAX_POINTS) return;
+    for (size_t i = 0; i < f->npoints; i++)
+        if (f->points[i] == p && !strcmp(f->point_task[i], task)) return;
     size_t i = 0;
-    while (i < f->npoints && f->points[i] < p) i++;
-    if (i < f->npoints && f->points[i] == p) return;
+    while (i < f->npoints && f->point_order[i] < order) i++;
     memmove(f->points + i + 1, f->points + i, (f->npoints - i) * sizeof *f->points);
     memmove(f->point_task + i + 1, f->point_task + i, (f->npoints - i) * sizeof *f->point_task);
+    memmove(f->point_order + i + 1, f->point_order + i,
+            (f->npoints - i) * sizeof *f->point_order);
     f->points[i] = p;
-    f->point_task[i] = task;
+    f->point_task[i] = xstrdup(task);
+    f->point_order[i] = order;
     f->npoints++;
 }
 
@@ -106,18 +113,19 @@ static int fixture_setup(fixture *f) {
     if (run_cli(f, "run", f->ref_db, NULL) != 0) return -1;
     json_t *s = fakeproc_stats(&f->fake);
     f->ref_billed = billed_requests(s);
-    /* The middle of every task's span of requests, and the first request of all. */
-    add_point(f, 1, "classify");
+    /* The middle request of every task, and the first request of all. */
+    add_point(f, 1, "classify", 1);
     const char *k;
     json_t *t;
     json_object_foreach(jx_obj(s, "tasks"), k, t) {
         int64_t first = jx_int(t, "first_request", 0), last = jx_int(t, "last_request", 0);
-        add_point(f, (first + last) / 2, k);
+        add_point(f, (jx_int(t, "requests", 0) + 1) / 2, k, (first + last) / 2);
     }
     fprintf(stdout, "    reference: %lld requests (%lld of the counted tasks), kill points:",
             (long long)jx_int(s, "requests", 0), (long long)f->ref_billed);
     for (size_t i = 0; i < f->npoints; i++)
-        fprintf(stdout, " %lld (%s)", (long long)f->points[i], f->point_task[i]);
+        fprintf(stdout, " %s #%lld (~%lld)", f->point_task[i], (long long)f->points[i],
+                (long long)f->point_order[i]);
     fprintf(stdout, "\n");
     json_decref(s);
     return 0;
@@ -125,6 +133,7 @@ static int fixture_setup(fixture *f) {
 
 static void fixture_free(fixture *f) {
     CHECK_INT(fakeproc_stop(&f->fake), 0);
+    for (size_t i = 0; i < f->npoints; i++) free(f->point_task[i]);
     e2e_env_free(&f->env);
     free(f->pristine);
     free(f->ref_db);
@@ -132,8 +141,7 @@ static void fixture_free(fixture *f) {
 
 /* After a killed run (stats at the kill: killed) and its resume (stats now), checks
  * the outcome and the billing bounds. */
-static void check_after_resume(const fixture *f, const char *db, const json_t *killed,
-                               int64_t point) {
+static void check_after_resume(const fixture *f, const char *db, const json_t *killed) {
     outcome_check_same(f->ref_db, 1, db, 1);
     json_t *s = fakeproc_stats(&f->fake);
     int64_t in_flight = jx_int(killed, "in_flight", -1);
@@ -141,10 +149,12 @@ static void check_after_resume(const fixture *f, const char *db, const json_t *k
     int64_t billed = billed_requests(s), total = jx_int(s, "requests", 0);
     int64_t recorded = outcome_int(db, "SELECT COALESCE(SUM(requests), 0) FROM run_usage"
                                        " WHERE run_id = ?", 1);
-    fprintf(stdout, "    kill at request %lld (%s): %lld in flight at the fake, %lld never "
-                    "answered; %+lld requests vs the reference; usage records %lld of the %lld "
-                    "requests made\n",
-            (long long)point, jx_str(killed, "task"), (long long)in_flight, (long long)unanswered,
+    fprintf(stdout, "    kill at request %lld (%s #%lld): %lld in flight at the fake, %lld "
+                    "never answered; %+lld requests vs the reference; usage records %lld of "
+                    "the %lld requests made\n",
+            (long long)jx_int(killed, "at_request", 0), jx_str(killed, "task"),
+            (long long)jx_int(killed, "at_task_request", 0), (long long)in_flight,
+            (long long)unanswered,
             (long long)(billed - f->ref_billed), (long long)recorded, (long long)total);
     CHECK(in_flight >= 1 && in_flight <= CONCURRENCY);
     CHECK(billed >= f->ref_billed);
@@ -164,19 +174,22 @@ static void check_after_resume(const fixture *f, const char *db, const json_t *k
 /* The fake's "killed" record after the kill at point (a new reference), with
  * "unanswered": the killed process's requests the fake never answered (their
  * connections closed first), or NULL. */
-static json_t *killed_record(const fixture *f, int64_t point) {
+static json_t *killed_record(const fixture *f, size_t point) {
     json_t *s = fakeproc_stats(&f->fake);
     json_t *k = json_deep_copy(jx_obj(s, "killed"));
     CHECK(k != NULL);
     if (k) json_object_set_new(k, "unanswered", json_integer(jx_int(s, "aborted", -1)));
     json_decref(s);
-    CHECK_INT(jx_int(k, "at_request", 0), point);
+    CHECK_STR(jx_str(k, "task"), f->point_task[point]);
+    CHECK_INT(jx_int(k, "at_task_request", 0), f->points[point]);
     return k;
 }
 
-static int arm_kill(const fixture *f, pid_t pid, int64_t point) {
-    char *cfg = xasprintf("{\"kill_pid\": %d, \"kill_at_request\": %lld}", (int)pid,
-                          (long long)point);
+/* Kills pid as kill point i is reached: the points[i]-th request of its task. */
+static int arm_kill(const fixture *f, pid_t pid, size_t i) {
+    char *cfg = xasprintf("{\"kill_pid\": %d, \"kill_at_task\": \"%s\", "
+                          "\"kill_at_request\": %lld}",
+                          (int)pid, f->point_task[i], (long long)f->points[i]);
     int rc = fakeproc_post(&f->fake, "/_reset", "{}") == 200 &&
                      fakeproc_post(&f->fake, "/_config", cfg) == 200
                  ? 0
@@ -196,12 +209,12 @@ TEST(feedline_run_killed_in_every_phase_resumes_to_the_same_result_billing_once)
         int gate = -1;
         pid_t pid = fakeproc_spawn_gated(argv, f.env.e, log, &gate);
         REQUIRE(pid > 0);
-        REQUIRE(arm_kill(&f, pid, f.points[i]) == 0);
+        REQUIRE(arm_kill(&f, pid, i) == 0);
         REQUIRE(fakeproc_open_gate(gate) == 0);
         CHECK_INT(fakeproc_wait(pid, 120000), -1); /* killed by the signal */
-        json_t *killed = killed_record(&f, f.points[i]);
+        json_t *killed = killed_record(&f, i);
         CHECK_INT(run_cli(&f, "resume", db, "1"), 0);
-        check_after_resume(&f, db, killed, f.points[i]);
+        check_after_resume(&f, db, killed);
         json_decref(killed);
         free(log);
         fx_rmtree(dir);
@@ -225,13 +238,13 @@ TEST(feedline_serve_killed_mid_run_restarts_and_resumes_to_the_same_result_billi
         char *db = fx_db_copy(f.pristine);
         test_server a;
         REQUIRE(ts_start(&a, db, NULL, (const char *const *)f.env.e) == 0);
-        REQUIRE(arm_kill(&f, a.pid, f.points[i]) == 0);
+        REQUIRE(arm_kill(&f, a.pid, i) == 0);
         int64_t id = ts_start_run(&a, RUN_BODY);
         REQUIRE(id == 1);
         CHECK_INT(fakeproc_wait(a.pid, 120000), -1);
         a.pid = 0;
         ts_stop(&a, 1000); /* frees the struct: the process is gone */
-        json_t *killed = killed_record(&f, f.points[i]);
+        json_t *killed = killed_record(&f, i);
 
         /* The restarted server finds the run's process gone: failed, resumable. */
         test_server b;
@@ -248,7 +261,7 @@ TEST(feedline_serve_killed_mid_run_restarts_and_resumes_to_the_same_result_billi
         CHECK(ok);
         json_decref(st);
         CHECK_INT(ts_stop(&b, 60000), 0);
-        check_after_resume(&f, db, killed, f.points[i]);
+        check_after_resume(&f, db, killed);
         json_decref(killed);
         free(db);
     }

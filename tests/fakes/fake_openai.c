@@ -32,9 +32,11 @@
  *    (valid JSON and types, values outside every vocabulary), oov 2 the same except
  *    in classification answers (so the later phases see such values);
  *    kill_pid P with kill_at_request N sends SIGKILL to process P as the N-th API
- *    request (counted since the last /_reset) arrives; /_stats then has "killed"
- *    {at_request, in_flight (that request included), task}. Per task, /_stats gives
- *    first_request and last_request, the ordinals of its first and last requests.
+ *    request (counted since the last /_reset) arrives, or with kill_at_task T too as
+ *    the N-th request of task T (e.g. "story") arrives; /_stats then has "killed"
+ *    {at_request, at_task_request, in_flight (that request included), task}. Per
+ *    task, /_stats gives first_request and last_request, the ordinals of its first
+ *    and last requests.
  *
  * Requests/min: at most rpm x window/60000 requests are accepted in any sliding window
  * of window_ms (default 60000); beyond it the answer is 429 with Retry-After,
@@ -117,6 +119,7 @@ typedef struct fake_config {
     int oov;                  /* one-word strings -> "zz_oov_value" */
     double kill_pid;          /* > 0: SIGKILL this process ... */
     double kill_at_request;   /* ... when the API request with this ordinal arrives */
+    int kill_task;            /* >= 0: the ordinal counts this task's requests alone */
 } fake_config;
 
 /* A FIFO of millisecond timestamps (a sliding window). */
@@ -146,6 +149,7 @@ typedef struct counters {
     /* The kill switch: the request that triggered it, what was in flight then (that
      * request included) and its task (-1: none yet, or not a task). */
     uint64_t killed_at_request;
+    uint64_t killed_task_request; /* the ordinal among its task's requests */
     int64_t killed_in_flight;
     int killed_task;
     int last_task; /* the task of the latest API request */
@@ -705,18 +709,25 @@ static void answer(fake *f, fh_request *req, const json_t *body, size_t body_len
 
 static void handle_api_request(fake *f, fh_request *req, int embeddings);
 
-/* The kill switch (/_config kill_pid, kill_at_request): the client process is killed
- * with SIGKILL as the request with that ordinal arrives, after the fake has taken it in
+/* The kill switch (/_config kill_pid, kill_at_request, kill_at_task): the client
+ * process is killed with SIGKILL as the request with that ordinal (among the task's
+ * requests when kill_at_task names one) arrives, after the fake has taken it in
  * (so it counts, with the requests in flight, as work the client may have lost), for
  * tests that crash a client at a chosen point of a run. It fires once. */
 static void api_request(fake *f, fh_request *req, int embeddings) {
     f->c.requests++;
     f->c.last_task = -1;
     handle_api_request(f, req, embeddings);
-    if (f->cfg.kill_pid > 0 && (double)f->c.requests == f->cfg.kill_at_request) {
+    int task = f->c.last_task;
+    uint64_t task_n = task >= 0 ? f->c.tasks[task].n : 0;
+    int due = f->cfg.kill_task >= 0
+                  ? task == f->cfg.kill_task && (double)task_n == f->cfg.kill_at_request
+                  : (double)f->c.requests == f->cfg.kill_at_request;
+    if (f->cfg.kill_pid > 0 && due) {
         pid_t pid = (pid_t)f->cfg.kill_pid;
         f->cfg.kill_pid = 0;
         f->c.killed_at_request = f->c.requests;
+        f->c.killed_task_request = task_n;
         f->c.killed_in_flight = fh_stats(f->srv).in_flight;
         f->c.killed_task = f->c.last_task;
         if (kill(pid, SIGKILL) != 0) perror("fake_openai: kill");
@@ -1161,7 +1172,8 @@ static json_t *stats_json(fake *f) {
         const char *task = f->c.killed_task >= 0 ? llm_task_name((enum llm_task)f->c.killed_task)
                                                  : "";
         json_object_set_new(o, "killed",
-                            json_pack("{sIsIss}", "at_request", (json_int_t)f->c.killed_at_request,
+                            json_pack("{sIsIsIss}", "at_request", (json_int_t)f->c.killed_at_request,
+                                      "at_task_request", (json_int_t)f->c.killed_task_request,
                                       "in_flight", (json_int_t)f->c.killed_in_flight, "task", task));
     }
     return o;
@@ -1181,7 +1193,16 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     fake_config c = f->cfg;
     const char *k;
     json_t *v;
+    int kill_task = -2; /* not given */
     json_object_foreach((json_t *)o, k, v) {
+        if (!strcmp(k, "kill_at_task")) {
+            const char *name = json_string_value(v);
+            kill_task = -1;
+            for (int t = 0; name && t < LLM_TASK_COUNT; t++)
+                if (!strcmp(name, llm_task_name((enum llm_task)t))) kill_task = t;
+            if (kill_task < 0) return snprintf(why, len, "kill_at_task: unknown task"), -1;
+            continue;
+        }
         if (!strcmp(k, "latency_dist")) {
             c.dist = parse_dist(json_string_value(v));
             if (c.dist < 0) return snprintf(why, len, "latency_dist: fixed|uniform|exp|lognormal"), -1;
@@ -1236,6 +1257,9 @@ static int apply_config(fake *f, const json_t *o, char *why, size_t len) {
     f->cfg.oov = c.oov;
     f->cfg.kill_pid = c.kill_pid;
     f->cfg.kill_at_request = c.kill_at_request;
+    /* Arming a kill without a task counts every request. */
+    if (kill_task != -2 || json_object_get(o, "kill_at_request"))
+        f->cfg.kill_task = kill_task >= 0 ? kill_task : -1;
     return 0;
 }
 
@@ -1357,6 +1381,7 @@ int main(int argc, char **argv) {
     fake f;
     memset(&f, 0, sizeof f);
     f.cfg.window_ms = 60000;
+    f.cfg.kill_task = -1;
     f.cfg.retry_after_ms = 1000;
     f.cfg.seed = 1;
     f.cfg.batch_delay_ms = 300;
