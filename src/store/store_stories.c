@@ -420,8 +420,9 @@ int store_orphan_add_member(store *s, int64_t orphan_id, const char *conversatio
 
 int store_orphan_remove_conversation(store *s, const char *conversation_id) {
     db_stmt *st = store_stmt(s,
-        "DELETE FROM orphan_members WHERE conversation_id = ? AND orphan_id IN"
-        " (SELECT id FROM orphans WHERE graduated_at IS NULL)");
+        "DELETE FROM orphan_members WHERE conversation_id = ? AND EXISTS"
+        " (SELECT 1 FROM orphans o WHERE o.id = orphan_members.orphan_id"
+        " AND o.graduated_at IS NULL)");
     if (!st) return STORE_ERR;
     db_bind_text(st, 1, conversation_id);
     return store_exec_stmt(s, st, "removing orphan member");

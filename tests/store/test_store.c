@@ -377,6 +377,9 @@ TEST(stories_evidence_is_unique_per_run_and_orphans_accumulate) {
     CHECK_INT(store_orphan_member_count(s, o1), 1);
     CHECK_INT(store_orphan_graduate(s, o1, sid, 5), STORE_OK);
     CHECK_INT(store_orphan_graduate(s, o1, sid, 6), STORE_CONFLICT);
+    /* a graduated orphan keeps its members: only active orphans lose a conversation */
+    CHECK_INT(store_orphan_remove_conversation(s, "x1"), STORE_OK);
+    CHECK_INT(store_orphan_member_count(s, o1), 1);
     /* after graduation the signature can start a new orphan */
     CHECK_INT(store_orphan_get_or_create(s, &k, run, 7, &o2, &created), STORE_OK);
     CHECK_INT(created, 1);
