@@ -58,15 +58,8 @@ void oa_cache_key_begin(sha256_ctx *h, const char *model) {
 }
 
 void oa_cache_key_end(sha256_ctx *h, const char *body, size_t len, char out[65]) {
-    static const char hex[] = "0123456789abcdef";
-    uint8_t d[32];
     sha256_update(h, body, len);
-    sha256_final(h, d);
-    for (int i = 0; i < 32; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[64] = '\0';
+    sha256_final_hex(h, out);
 }
 
 void oa_cache_key(const char *model, const char *body, size_t len, char out[65]) {

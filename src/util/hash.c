@@ -1,6 +1,5 @@
 #include "util/hash.h"
 
-#include <stdio.h>
 #include <string.h>
 
 /* SHA-256 per FIPS 180-4. */
@@ -85,13 +84,22 @@ void sha256_final(sha256_ctx *c, uint8_t out[32]) {
     }
 }
 
+void sha256_final_hex(sha256_ctx *c, char out[65]) {
+    static const char hex[] = "0123456789abcdef";
+    uint8_t d[32];
+    sha256_final(c, d);
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 void sha256_hex(const void *data, size_t len, char out[65]) {
     sha256_ctx c;
-    uint8_t d[32];
     sha256_init(&c);
     sha256_update(&c, data, len);
-    sha256_final(&c, d);
-    for (int i = 0; i < 32; i++) snprintf(out + i * 2, 3, "%02x", d[i]);
+    sha256_final_hex(&c, out);
 }
 
 uint64_t fnv1a64_more(uint64_t h, const void *data, size_t len) {

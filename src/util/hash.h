@@ -16,6 +16,8 @@ typedef struct sha256_ctx {
 void sha256_init(sha256_ctx *c);
 void sha256_update(sha256_ctx *c, const void *data, size_t len);
 void sha256_final(sha256_ctx *c, uint8_t out[32]);
+/* sha256_final, as a lower-case hex digest (65 bytes incl. NUL). */
+void sha256_final_hex(sha256_ctx *c, char out[65]);
 /* Hex digest of data into out (65 bytes incl. NUL). */
 void sha256_hex(const void *data, size_t len, char out[65]);
 
