@@ -124,28 +124,22 @@ __attribute__((target("avx"))) static void dot_4rows_2cols_avx(const float *a0, 
                                                                const float *b1, size_t dim,
                                                                double out0[4], double out1[4]) {
     const float *a[4] = {a0, a0 + dim, a0 + 2 * dim, a0 + 3 * dim};
-    __m256d s00 = _mm256_setzero_pd(), s01 = s00, s02 = s00, s03 = s00;
-    __m256d s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+    /* Eight independent sums; the row loop is unrolled so they stay in registers. */
+    __m256d s0[4], s1[4];
+    for (int r = 0; r < 4; r++) s0[r] = s1[r] = _mm256_setzero_pd();
     size_t k = 0;
     for (; k + DOT_LANES <= dim; k += DOT_LANES) {
-        __m256d y0 = avx_lanes(b0 + k), y1 = avx_lanes(b1 + k), x;
-        x = avx_lanes(a[0] + k);
-        s00 = avx_madd(s00, x, y0);
-        s10 = avx_madd(s10, x, y1);
-        x = avx_lanes(a[1] + k);
-        s01 = avx_madd(s01, x, y0);
-        s11 = avx_madd(s11, x, y1);
-        x = avx_lanes(a[2] + k);
-        s02 = avx_madd(s02, x, y0);
-        s12 = avx_madd(s12, x, y1);
-        x = avx_lanes(a[3] + k);
-        s03 = avx_madd(s03, x, y0);
-        s13 = avx_madd(s13, x, y1);
+        __m256d y0 = avx_lanes(b0 + k), y1 = avx_lanes(b1 + k);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m256d x = avx_lanes(a[r] + k);
+            s0[r] = avx_madd(s0[r], x, y0);
+            s1[r] = avx_madd(s1[r], x, y1);
+        }
     }
-    const __m256d c0[4] = {s00, s01, s02, s03}, c1[4] = {s10, s11, s12, s13};
     for (int r = 0; r < 4; r++) {
-        out0[r] = avx_finish(c0[r], a[r], b0, k, dim);
-        out1[r] = avx_finish(c1[r], a[r], b1, k, dim);
+        out0[r] = avx_finish(s0[r], a[r], b0, k, dim);
+        out1[r] = avx_finish(s1[r], a[r], b1, k, dim);
     }
 }
 #else
