@@ -225,7 +225,8 @@ struct llm_provider {
      * in flight; 0 for the offline analyzer, whose answers cost only CPU time. */
     int paid_answers;
     /* The requests it keeps on the wire at most (0: no limit of its own), and how many
-     * calls it keeps queued beyond that, each sent the moment an answer frees a slot:
+     * calls it keeps queued beyond that, each sent into a slot an answer frees as soon
+     * as that answer is in the response cache (before the caller processes it):
      * a caller whose own limit is at least `concurrency` keeps that many more calls
      * submitted. 0: none. */
     int concurrency;

@@ -362,7 +362,7 @@ static void slot_order(const engine *e, size_t order[PHASE_COUNT]) {
 }
 
 /* Starts calls while there is room in the window (the concurrency, plus the calls the
- * provider keeps queued to send the moment a request leaves the wire), in slot_order. */
+ * provider keeps queued for the slots its answers free), in slot_order. */
 static void fill(engine *e) {
     /* Back-pressure: results not yet written bound what is started, so memory stays
      * flat however fast the provider answers (the offline one answers at once). */
