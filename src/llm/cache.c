@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "llm/openai_internal.h"
+#include "util/base64.h"
 #include "util/hash.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -120,73 +121,14 @@ void oa_cache_flush(oa_cache *c) {
 
 /* ------------------------------------------------------------ vectors */
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64_value(char ch) {
-    const char *p = ch ? strchr(B64, ch) : NULL;
-    return p ? (int)(p - B64) : -1;
-}
-
 char *oa_vec_encode(const float *v, int dim) {
-    size_t n = (size_t)dim * 4;
-    uint8_t *raw = xmalloc(n ? n : 1);
-    for (int i = 0; i < dim; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        for (int k = 0; k < 4; k++) raw[(size_t)i * 4 + (size_t)k] = (uint8_t)(u >> (8 * k));
-    }
-    char *out = xmalloc(4 + (n + 2) / 3 * 4 + 1);
-    memcpy(out, "f32:", 4);
-    size_t o = 4;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t w = (uint32_t)raw[i] << 16;
-        if (i + 1 < n) w |= (uint32_t)raw[i + 1] << 8;
-        if (i + 2 < n) w |= raw[i + 2];
-        out[o++] = B64[(w >> 18) & 63];
-        out[o++] = B64[(w >> 12) & 63];
-        out[o++] = i + 1 < n ? B64[(w >> 6) & 63] : '=';
-        out[o++] = i + 2 < n ? B64[w & 63] : '=';
-    }
-    out[o] = '\0';
-    free(raw);
+    char *b64 = base64_from_floats(v, dim);
+    char *out = xasprintf("f32:%s", b64);
+    free(b64);
     return out;
 }
 
 float *oa_vec_decode(const char *s, int *dim) {
     if (!s || strncmp(s, "f32:", 4) != 0) return NULL;
-    s += 4;
-    size_t len = strlen(s);
-    if (len == 0 || len % 4) return NULL;
-    size_t n = len / 4 * 3;
-    if (s[len - 1] == '=') n--;
-    if (s[len - 2] == '=') n--;
-    if (n == 0 || n % 4) return NULL;
-    uint8_t *raw = xmalloc(n);
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int a = b64_value(s[i]), b = b64_value(s[i + 1]);
-        if ((s[i + 2] == '=' || s[i + 3] == '=') && i + 4 < len) {
-            free(raw); /* padding only at the end */
-            return NULL;
-        }
-        int c = s[i + 2] == '=' ? 0 : b64_value(s[i + 2]);
-        int d = s[i + 3] == '=' ? 0 : b64_value(s[i + 3]);
-        if (a < 0 || b < 0 || c < 0 || d < 0) {
-            free(raw);
-            return NULL;
-        }
-        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        if (o < n) raw[o++] = (uint8_t)(w >> 16);
-        if (o < n) raw[o++] = (uint8_t)(w >> 8);
-        if (o < n) raw[o++] = (uint8_t)w;
-    }
-    *dim = (int)(n / 4);
-    float *v = xmalloc(n);
-    for (int i = 0; i < *dim; i++) {
-        uint32_t u = 0;
-        for (int k = 0; k < 4; k++) u |= (uint32_t)raw[(size_t)i * 4 + (size_t)k] << (8 * k);
-        memcpy(&v[i], &u, 4);
-    }
-    free(raw);
-    return v;
+    return base64_to_floats(s + 4, strlen(s + 4), dim);
 }

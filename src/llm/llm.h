@@ -280,6 +280,11 @@ typedef struct llm_openai_config {
     const char *chat_model;
     const char *embed_model;
     int embed_dimensions;       /* 0 = the model's default (not sent) */
+    /* How embeddings are asked to come back: NULL/"base64" (little-endian float32
+     * bytes, as OpenAI's own SDK asks: a third of the bytes of "float", and no number
+     * parsing) or "float" (for an endpoint that refuses base64). Either is read,
+     * whatever was asked. */
+    const char *embed_encoding;
     int concurrency;            /* HTTP requests on the wire, 1..LLM_MAX_CONCURRENCY */
     double rpm, tpm;            /* configured limits, 0 = none (headers may still set) */
     int timeout_ms;             /* per request; 0 = 60000 */
@@ -318,7 +323,8 @@ typedef struct llm_openai_config {
 /* Defaults, then the environment: OPENAI_API_KEY, OPENAI_BASE_URL (default
  * https://api.openai.com/v1), OPENAI_EMBED_BASE_URL, OPENAI_API_KEY_HEADER,
  * OPENAI_API_VERSION, FEEDLINE_CHAT_MODEL (gpt-4o-mini), FEEDLINE_EMBED_MODEL
- * (text-embedding-3-small), FEEDLINE_EMBED_DIMENSIONS, FEEDLINE_RPM, FEEDLINE_TPM,
+ * (text-embedding-3-small), FEEDLINE_EMBED_DIMENSIONS, FEEDLINE_EMBED_ENCODING,
+ * FEEDLINE_RPM, FEEDLINE_TPM,
  * FEEDLINE_LLM_TIMEOUT_MS, FEEDLINE_LLM_MAX_ATTEMPTS, FEEDLINE_LLM_BACKOFF_MS,
  * FEEDLINE_PRICE_PROMPT, FEEDLINE_PRICE_CACHED, FEEDLINE_PRICE_COMPLETION,
  * FEEDLINE_PRICE_EMBED,

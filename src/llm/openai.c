@@ -34,6 +34,7 @@
  * already in the cache are taken out (the embedding cache is per text, so a re-run
  * that batches differently still hits it). */
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -48,6 +49,7 @@
 #include "llm/ratelimit.h"
 #include "net/net.h"
 #include "text/signature.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/jsonx.h"
@@ -131,6 +133,7 @@ struct oa_provider {
     char *auth_name, *auth_value;
     int embed_dimensions, timeout_ms, max_attempts, backoff_base_ms, embed_max_inputs;
     int64_t embed_max_tokens;
+    const char *embed_encoding; /* "base64" or "float" (static strings) */
     httpc *http;
     oa_cache *cache;
     prompts *prompts;
@@ -567,7 +570,7 @@ static void add_embed_job(oa_provider *p, oa_call *oc, size_t first, size_t n, i
     json_object_set_new(b, "model", json_string(p->base.embed_model));
     json_object_set_new(b, "input", input);
     if (p->embed_dimensions > 0) json_object_set_new(b, "dimensions", json_integer(p->embed_dimensions));
-    json_object_set_new(b, "encoding_format", json_string("float"));
+    json_object_set_new(b, "encoding_format", json_string(p->embed_encoding));
     char *body = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     oa_job *j = new_job(oc);
@@ -761,6 +764,51 @@ static void chat_answer(oa_provider *p, oa_job *j, const json_t *env) {
     job_over(p, j);
 }
 
+/* One embedding of an answer, as asked (encoding_format) or not: a list of numbers, or
+ * a string of base64 little-endian float32s. A new vector of *dim values (finite; *dim
+ * is checked against it when nonzero), or NULL with why. */
+static float *read_vector(const json_t *e, size_t i, int *dim, char *why, size_t len) {
+    float *v = NULL;
+    int d = 0;
+    if (json_is_string(e)) {
+        v = base64_to_floats(json_string_value(e), json_string_length(e), &d);
+        if (!v) {
+            snprintf(why, len, "embedding %zu: not a list of numbers nor base64 floats", i);
+            return NULL;
+        }
+    } else if (json_is_array(e) && json_array_size(e) > 0 && json_array_size(e) <= INT_MAX) {
+        d = (int)json_array_size(e);
+        v = xmalloc((size_t)d * sizeof(float));
+        for (int k = 0; k < d; k++) {
+            json_t *x = json_array_get(e, (size_t)k);
+            if (!json_is_number(x)) {
+                d = -1;
+                break;
+            }
+            double n = json_number_value(x);
+            /* out of float's range, the conversion itself is undefined behaviour */
+            v[k] = fabs(n) <= FLT_MAX ? (float)n : INFINITY;
+        }
+    } else {
+        snprintf(why, len, "embedding %zu: not a list of numbers nor base64 floats", i);
+        return NULL;
+    }
+    for (int k = 0; k < d; k++)
+        if (!isfinite(v[k])) d = -1;
+    if (d < 0) {
+        free(v);
+        snprintf(why, len, "embedding %zu: a value is not a finite float", i);
+        return NULL;
+    }
+    if (*dim && d != *dim) {
+        free(v);
+        snprintf(why, len, "embedding %zu: %d dimensions where the others have %d", i, d, *dim);
+        return NULL;
+    }
+    *dim = d;
+    return v;
+}
+
 /* Reads data[] into the call's per-text vectors; 0, or -1 with why. */
 static int read_vectors(oa_provider *p, oa_job *j, const json_t *env, char *why, size_t len) {
     oa_call *oc = j->owner;
@@ -775,27 +823,16 @@ static int read_vectors(oa_provider *p, oa_job *j, const json_t *env, char *why,
     json_t *item;
     json_array_foreach(data, i, item) {
         size_t idx = (size_t)jx_int(item, "index", (int64_t)i);
-        json_t *e = jx_arr(item, "embedding");
-        size_t d = json_array_size(e);
-        if (idx >= j->n || got[idx] || d == 0 || (dim && (int)d != dim)) {
-            snprintf(why, len, "embedding %zu: bad index or dimension", i);
+        if (idx >= j->n || got[idx]) {
+            snprintf(why, len, "embedding %zu: bad index", i);
             rc = -1;
             break;
         }
-        dim = (int)d;
-        got[idx] = xmalloc(d * sizeof(float));
-        for (size_t k = 0; k < d && rc == 0; k++) {
-            json_t *x = json_array_get(e, k);
-            double v = json_number_value(x);
-            /* out of float's range, the conversion itself is undefined behaviour */
-            if (!json_is_number(x) || !(fabs(v) <= FLT_MAX)) {
-                snprintf(why, len, "embedding %zu: a value is not a finite float", i);
-                rc = -1;
-                v = 0;
-            }
-            got[idx][k] = (float)v;
+        got[idx] = read_vector(json_object_get(item, "embedding"), i, &dim, why, len);
+        if (!got[idx]) {
+            rc = -1;
+            break;
         }
-        if (rc) break;
         normalize(got[idx], dim);
     }
     for (size_t k = 0; k < j->n; k++) {
@@ -1268,6 +1305,7 @@ void llm_openai_config_from_env(llm_openai_config *c) {
     c->embed_model = env_str("FEEDLINE_EMBED_MODEL");
     if (!c->embed_model) c->embed_model = DEFAULT_EMBED_MODEL;
     c->embed_dimensions = (int)env_num("FEEDLINE_EMBED_DIMENSIONS", 0);
+    c->embed_encoding = env_str("FEEDLINE_EMBED_ENCODING");
     c->concurrency = LLM_DEFAULT_CONCURRENCY;
     c->rpm = env_num("FEEDLINE_RPM", 0);
     c->tpm = env_num("FEEDLINE_TPM", 0);
@@ -1299,6 +1337,10 @@ static int check_config(const llm_openai_config *c, char *err, size_t errlen) {
     if ((c->chat_model && !model_name_ok(c->chat_model)) ||
         (c->embed_model && !model_name_ok(c->embed_model)))
         return snprintf(err, errlen, "model names must be 1..63 bytes"), -1;
+    const char *enc = c->embed_encoding;
+    if (enc && strcmp(enc, "base64") && strcmp(enc, "float"))
+        return snprintf(err, errlen,
+                        "FEEDLINE_EMBED_ENCODING must be base64 or float, not \"%.40s\"", enc), -1;
     if (c->key_header && (!*c->key_header || strpbrk(c->key_header, ": \r\n")))
         return snprintf(err, errlen, "OPENAI_API_KEY_HEADER must be a header name"), -1;
     if (c->api_key && strpbrk(c->api_key, "\r\n"))
@@ -1322,6 +1364,8 @@ static void set_auth(oa_provider *p, const llm_openai_config *c) {
 static void set_limits(oa_provider *p, const llm_openai_config *c) {
     p->embed_dimensions = c->embed_dimensions > 0 ? c->embed_dimensions : 0;
     p->base.embed_dim = p->embed_dimensions;
+    const char *enc = c->embed_encoding;
+    p->embed_encoding = enc && !strcmp(enc, "float") ? "float" : "base64";
     p->embed_max_inputs = c->embed_max_inputs > 0 && c->embed_max_inputs < EMBED_MAX_INPUTS
                               ? c->embed_max_inputs : EMBED_MAX_INPUTS;
     p->embed_max_tokens = c->embed_max_tokens > 0 ? c->embed_max_tokens : EMBED_MAX_TOKENS;

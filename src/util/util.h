@@ -1,12 +1,14 @@
 /* util — the small, dependency-free building blocks every other module uses:
  * allocation (abort on out-of-memory), growable buffers, logging, clocks and
- * ISO-8601, settings from the environment, hashing (SHA-256, FNV), a string map, a seeded PRNG, jansson helpers.
+ * ISO-8601, settings from the environment, hashing (SHA-256, FNV), base64, a string
+ * map, a seeded PRNG, jansson helpers.
  *
  * Owns: nothing stateful except the log level. Must not know about conversations,
  * storage, LLMs or HTTP; nothing here may include a header from another src/ module. */
 #ifndef FEEDLINE_UTIL_H
 #define FEEDLINE_UTIL_H
 
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/env.h"
 #include "util/hash.h"

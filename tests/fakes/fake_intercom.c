@@ -35,7 +35,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fakes/fakeb64.h"
 #include "fakes/fakehttp.h"
 #include "support/convgen.h"
 #include "util/util.h"
@@ -233,11 +232,12 @@ static int parse_sort(const json_t *s, order *o, char *err, size_t len) {
 static char *make_cursor(const fconv *c, const order *o, int64_t page) {
     char raw[96];
     snprintf(raw, sizeof raw, "[%" PRId64 ",%" PRIu64 ",%" PRId64 "]", field_of(c, o->field), c->idnum, page);
-    return b64_encode(raw);
+    return base64_encode(raw, strlen(raw));
 }
 
 static int read_cursor(const char *cur, int64_t *key, uint64_t *id, int64_t *page) {
-    char *raw = b64_decode(cur);
+    size_t n;
+    char *raw = (char *)base64_decode(cur, strlen(cur), &n);
     if (!raw) return -1;
     json_t *a = json_loads(raw, 0, NULL);
     free(raw);

@@ -15,7 +15,8 @@
  *    same vocabulary, so answers are deterministic and realistic. A repair retry is
  *    answered from its first user message;
  *  - POST .../embeddings: the offline embedder's vectors of each input (no corpus
- *    statistics), "dimensions" honoured;
+ *    statistics), "dimensions" honoured, as lists of numbers or (encoding_format
+ *    "base64") base64 strings; another encoding_format is a 400;
  *  - usage tokens ~ bytes / 4; x-ratelimit-* headers on every answer when --rpm is set;
  *  - usage.prompt_tokens_details.cached_tokens as OpenAI's automatic prompt caching
  *    reports it (see "prompt-prefix cache" below);
@@ -87,6 +88,7 @@
 #include "llm/llm.h"
 #include "llm/prompts.h"
 #include "text/vocab.h"
+#include "util/base64.h"
 #include "util/buf.h"
 #include "util/hash.h"
 #include "util/jsonx.h"
@@ -137,6 +139,7 @@ typedef struct task_stat {
 
 typedef struct counters {
     uint64_t requests, chat, embeddings, embedding_inputs, other;
+    uint64_t embedding_inputs_base64; /* answered as base64 strings */
     uint64_t rate_limited, rate_limited_window, unauthorized, bad_requests;
     uint64_t faults[F_COUNT];
     int64_t max_in_flight;
@@ -544,6 +547,16 @@ static char *embeddings_text(fake *f, const json_t *body, int types_fault, size_
         }
         bytes += (int64_t)strlen(texts[i]);
     }
+    /* As the API: "float" (the default) or "base64" (little-endian float32 bytes). */
+    json_t *fmt = json_object_get(body, "encoding_format");
+    const char *format = fmt ? json_string_value(fmt) : "float";
+    if (!format || (strcmp(format, "float") && strcmp(format, "base64"))) {
+        free(texts);
+        f->c.bad_requests++;
+        snprintf(why, whylen, "encoding_format must be \"float\" or \"base64\"");
+        return NULL;
+    }
+    int base64 = !strcmp(format, "base64");
     int64_t dims = jx_int(body, "dimensions", 0);
     int saved = f->local->embed_dim;
     if (dims > 0 && dims <= 8192) f->local->embed_dim = (int)dims;
@@ -561,8 +574,14 @@ static char *embeddings_text(fake *f, const json_t *body, int types_fault, size_
             buf_puts(&b, "\"not a vector\"}");
             continue;
         }
-        buf_putc(&b, '[');
         const float *v = c.vectors + i * (size_t)c.dim;
+        if (base64) {
+            char *enc = base64_from_floats(v, c.dim);
+            buf_printf(&b, "\"%s\"}", enc);
+            free(enc);
+            continue;
+        }
+        buf_putc(&b, '[');
         for (int k = 0; k < c.dim; k++) {
             if (k) buf_putc(&b, ',');
             put_number(&b, v[k]);
@@ -584,6 +603,7 @@ static char *embeddings_text(fake *f, const json_t *body, int types_fault, size_
         snprintf(why, whylen, "cannot embed the inputs");
         return NULL;
     }
+    f->c.embedding_inputs_base64 += base64 ? n : 0;
     return buf_detach(&b);
 }
 
@@ -1126,6 +1146,8 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "chat", json_integer((json_int_t)f->c.chat));
     json_object_set_new(o, "embeddings", json_integer((json_int_t)f->c.embeddings));
     json_object_set_new(o, "embedding_inputs", json_integer((json_int_t)f->c.embedding_inputs));
+    json_object_set_new(o, "embedding_inputs_base64",
+                        json_integer((json_int_t)f->c.embedding_inputs_base64));
     json_object_set_new(o, "other", json_integer((json_int_t)f->c.other));
     json_object_set_new(o, "in_flight", json_integer(s.in_flight));
     json_object_set_new(o, "max_in_flight", json_integer(f->c.max_in_flight));

@@ -37,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fakes/fakeb64.h"
 #include "fakes/fakehttp.h"
 #include "util/util.h"
 
@@ -544,7 +543,7 @@ int main(int argc, char **argv) {
     int port = 0;
     if (parse_args(argc, argv, &fk, &port)) return 2;
     char *cred = xasprintf("%s:%s", fk.email, fk.token);
-    char *enc = b64_encode(cred);
+    char *enc = base64_encode(cred, strlen(cred));
     fk.basic = xasprintf("Basic %s", enc);
     free(cred);
     free(enc);

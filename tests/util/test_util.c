@@ -1,6 +1,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/util.h"
 
@@ -14,6 +15,44 @@ TEST(sha256_known_vectors) {
     const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     sha256_hex(m, strlen(m), hex);
     CHECK_STR(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(base64_known_answers_and_rejections) {
+    /* RFC 4648, section 10 */
+    static const char *plain[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *coded[] = {"", "Zg==", "Zm8=", "Zm9v", "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < ARRAY_LEN(plain); i++) {
+        char *e = base64_encode(plain[i], strlen(plain[i]));
+        CHECK_STR(e, coded[i]);
+        free(e);
+        size_t n = 99;
+        unsigned char *d = base64_decode(coded[i], strlen(coded[i]), &n);
+        REQUIRE(d != NULL);
+        CHECK_INT((long long)n, (long long)strlen(plain[i]));
+        CHECK_STR((char *)d, plain[i]);
+        free(d);
+    }
+    static const char *bad[] = {"Zg=", "Z===", "====", "Zm9v!A==", "Zg==Zg==", "=Zg=", "Zm 9"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        size_t n;
+        unsigned char *d = base64_decode(bad[i], strlen(bad[i]), &n);
+        CHECK(d == NULL);
+        free(d);
+    }
+    /* Floats as little-endian IEEE-754 bytes (OpenAI's encoding_format=base64):
+     * 1.0f = 00 00 80 3f, -2.0f = 00 00 00 c0. */
+    const float v[] = {1.0f, -2.0f};
+    char *e = base64_from_floats(v, 2);
+    CHECK_STR(e, "AACAPwAAAMA=");
+    int dim = 0;
+    float *back = base64_to_floats(e, strlen(e), &dim);
+    REQUIRE(back != NULL);
+    CHECK_INT(dim, 2);
+    CHECK(back[0] == 1.0f && back[1] == -2.0f);
+    free(back);
+    free(e);
+    CHECK(base64_to_floats("Zm8=", 4, &dim) == NULL); /* 2 bytes: not a whole float */
+    CHECK(base64_to_floats("", 0, &dim) == NULL);
 }
 
 TEST(iso8601_parses_and_formats_utc) {
