@@ -173,14 +173,16 @@ static void report(const options *o, json_t *stats, const run_record *r, const i
            "%.3f; sum of phase ideals %.0f ms, ratio %.3f\n",
            (double)end, (long long)requests, o->latency, o->concurrency, physical,
            (double)end / physical, ideal_sum, (double)end / ideal_sum);
-    /* No schedule beats this: the story phase needs every theme, so its requests (at
-     * best all in one go, in ceil(n / concurrency) rounds) follow all the others (at
-     * best with every slot busy). */
+    /* No schedule beats this. Every request takes the latency, so a slot has answered
+     * at most k requests after k latencies: the per-conversation requests take at least
+     * ceil(n / concurrency) rounds (the physical ideal counts the last round's fraction
+     * only). The story phase needs every theme, so its requests (at best all at once)
+     * follow in ceil(m / concurrency) rounds more. */
     int64_t story = task_count(stats, "review") + task_count(stats, "story");
-    double floor_ms = (double)(requests - story) * (double)o->latency / (double)o->concurrency +
-                      ceil_rounds(story, o->concurrency) * (double)o->latency;
-    printf("  floor with the story phase after every theme %.0f ms (ratio %.3f to the ideal); "
-           "run / floor %.3f\n", floor_ms, floor_ms / physical, (double)end / floor_ms);
+    double floor_ms = (ceil_rounds(requests - story, o->concurrency) +
+                       ceil_rounds(story, o->concurrency)) * (double)o->latency;
+    printf("  floor (whole rounds, the story phase after every theme) %.0f ms (ratio %.3f to "
+           "the ideal); run / floor %.3f\n", floor_ms, floor_ms / physical, (double)end / floor_ms);
     printf("  fake: %lld requests, max in flight %lld; answers released %.2f ms late on "
            "average (at most %.1f ms): its one thread was busy\n",
            (long long)jx_int(stats, "requests", 0), (long long)jx_int(stats, "max_in_flight", 0),
