@@ -2,14 +2,18 @@
  * agglomerative clustering on cosine distance (nearest-neighbour chain over a
  * condensed float distance matrix), recursive spherical 2-means bisection for inputs
  * too large for the O(n^2) matrix, and the cosine similarity both are built on.
- * Pure computation: no I/O, no global state; everything allocated here is freed here. */
+ * Pure computation: no I/O, no global state; everything allocated here is freed here.
+ * The distance matrix is filled by a few threads (the rows shared out, each entry
+ * written by one), joined before the fill returns. */
 #include "pipeline/cluster.h"
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -239,24 +243,74 @@ static size_t dm_fill_4rows_avx(dist_matrix_t *m, const float *vecs, size_t dim,
     return j;
 }
 
+/* Fills the rows i..i+3 (a group of four) against every later row. */
+static void dm_fill_group(dist_matrix_t *m, const float *vecs, size_t dim, const double *norm,
+                          size_t i) {
+    for (size_t p = i; p < i + 4; p++)
+        for (size_t q = p + 1; q < i + 4; q++)
+            *dm_at(m, p, q) =
+                cosine_distance(dot_ff(vecs + p * dim, vecs + q * dim, dim), norm[p], norm[q]);
+    for (size_t j = dm_fill_4rows_avx(m, vecs, dim, norm, i); j < m->n; j++) {
+        double dot[4];
+        dot_4rows(vecs + i * dim, vecs + j * dim, dim, dot);
+        dm_set_4rows(m, i, j, dot, norm);
+    }
+}
+
+/* One thread's share of the groups of four rows: every nth group from the first. Taking
+ * them in turn (not in one range) evens the work out, since a group's work shrinks
+ * with its rows' position. Each matrix entry is written by one thread alone. */
+typedef struct fill_share {
+    dist_matrix_t *m;
+    const float *vecs;
+    size_t dim;
+    const double *norm;
+    size_t first, stride;
+} fill_share;
+
+static void *fill_groups(void *arg) {
+    fill_share *f = arg;
+    for (size_t g = f->first; (g + 1) * 4 <= f->m->n; g += f->stride)
+        dm_fill_group(f->m, f->vecs, f->dim, f->norm, g * 4);
+    return NULL;
+}
+
+/* Threads for the fill: FEEDLINE_CLUSTER_THREADS, else the online CPUs (at most
+ * FILL_MAX_THREADS); one for matrices too small to pay for starting threads. */
+#define FILL_MAX_THREADS 8
+#define FILL_THREADED_MIN_ROWS 256
+
+static size_t fill_threads(size_t n) {
+    if (n < FILL_THREADED_MIN_ROWS) return 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1) cpus = 1;
+    long t = env_count("FEEDLINE_CLUSTER_THREADS", FILL_MAX_THREADS,
+                       cpus < FILL_MAX_THREADS ? cpus : FILL_MAX_THREADS);
+    return t < 1 ? 1 : (size_t)t;
+}
+
 /* Fills d(i,j) = 1 - cos(i,j). Rows go four at a time against every later row
- * (see dot_4rows; with AVX two later rows at a time); the pairs inside each group
- * of four and the leftover rows at the end use the plain dot product. */
+ * (see dot_4rows; with AVX two later rows at a time), the groups of four shared out
+ * among threads; the pairs inside each group and the leftover rows at the end use the
+ * plain dot product. Every entry is computed the same way whatever the thread count,
+ * so the matrix (and the clusters) are the same bit for bit. */
 static void dm_fill_cosine(dist_matrix_t *m, const float *vecs, size_t dim,
                            const double *norm) {
-    size_t n = m->n, i = 0;
-    for (; i + 4 <= n; i += 4) {
-        for (size_t p = i; p < i + 4; p++)
-            for (size_t q = p + 1; q < i + 4; q++)
-                *dm_at(m, p, q) = cosine_distance(
-                    dot_ff(vecs + p * dim, vecs + q * dim, dim), norm[p], norm[q]);
-        for (size_t j = dm_fill_4rows_avx(m, vecs, dim, norm, i); j < n; j++) {
-            double dot[4];
-            dot_4rows(vecs + i * dim, vecs + j * dim, dim, dot);
-            dm_set_4rows(m, i, j, dot, norm);
-        }
+    size_t n = m->n, nthreads = fill_threads(n);
+    fill_share share[FILL_MAX_THREADS];
+    pthread_t tid[FILL_MAX_THREADS];
+    int started[FILL_MAX_THREADS] = {0};
+    for (size_t t = 0; t < nthreads; t++) {
+        share[t] = (fill_share){m, vecs, dim, norm, t, nthreads};
+        /* The calling thread takes share 0; a thread that cannot start is done here. */
+        if (t > 0) started[t] = pthread_create(&tid[t], NULL, fill_groups, &share[t]) == 0;
     }
-    for (; i < n; i++)
+    fill_groups(&share[0]);
+    for (size_t t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(tid[t], NULL);
+        else fill_groups(&share[t]);
+    }
+    for (size_t i = n / 4 * 4; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
             *dm_at(m, i, j) = cosine_distance(dot_ff(vecs + i * dim, vecs + j * dim, dim),
                                               norm[i], norm[j]);

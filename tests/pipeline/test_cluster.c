@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "pipeline/cluster.h"
 #include "util/util.h"
@@ -386,6 +387,32 @@ TEST(deterministic_across_calls) {
     int kb = cluster_complete_linkage(v, 150, 8, 0.55f, b);
     CHECK_INT(ka, kb);
     CHECK(memcmp(a, b, sizeof a) == 0);
+    free(v);
+}
+
+/* Above FILL_THREADED_MIN_ROWS the distance matrix is filled by several threads, each
+ * taking every nth group of four rows: any thread count gives the same clusters as one
+ * thread (a group filled twice or not at all would not), and the naive reference's. */
+TEST(threaded_fill_gives_the_same_clusters_as_one_thread) {
+    size_t n = 301, dim = 13; /* ragged: 301 = 75 groups of four + 1 row, 13 = 3 lanes + 1 */
+    float *v = random_points(42, n, dim, 6, 0.5);
+    int *one = xcalloc(n, sizeof *one), *many = xcalloc(n, sizeof *many);
+    int *want = xcalloc(n, sizeof *want);
+    int kr = reference_complete_linkage(v, n, dim, 0.55f, want);
+    CHECK(kr > 1 && kr < (int)n);
+    const char *counts[] = {"1", "2", "3", "8"};
+    for (size_t c = 0; c < ARRAY_LEN(counts); c++) {
+        setenv("FEEDLINE_CLUSTER_THREADS", counts[c], 1);
+        int *got = c == 0 ? one : many;
+        int k = cluster_complete_linkage(v, n, dim, 0.55f, got);
+        CHECK_INT(k, kr);
+        CHECK(memcmp(got, want, n * sizeof *got) == 0);
+        if (c > 0) CHECK(memcmp(got, one, n * sizeof *got) == 0);
+    }
+    unsetenv("FEEDLINE_CLUSTER_THREADS");
+    free(one);
+    free(many);
+    free(want);
     free(v);
 }
 
