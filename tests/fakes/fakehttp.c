@@ -127,6 +127,7 @@ struct conn {
     struct conn *dirty_next;      /* srv dirty list, then the graveyard */
     char *in;
     size_t in_off, in_len, in_cap;
+    int64_t read_us;         /* mono_us() of the last read that brought bytes */
     size_t scan_from;        /* bytes after in_off already searched for the blank line */
     buf_t out;
     size_t out_off;
@@ -819,7 +820,11 @@ static void conn_dispatch(struct conn *c, fh_request *req) {
     req->body = req->body_buf;
     req->id = ++srv->next_req_id;
     req->conn_id = c->id;
-    req->arrival_us = mono_us();
+    /* When its last bytes were read, not now: the requests read in the same round are
+     * parsed and handled one after another on this one thread, and a delayed answer's
+     * latency must not include the handling of the others (a real endpoint handles
+     * them in parallel). */
+    req->arrival_us = c->read_us ? c->read_us : mono_us();
     req->state = RQ_PENDING;
     conn_enqueue(c, req);
     if (req->wants_close) c->stop_parsing = 1;
@@ -955,6 +960,7 @@ static void conn_read(struct conn *c) {
     }
     count(&c->srv->st.bytes_in, (uint64_t)r);
     c->in_len += (size_t)r;
+    c->read_us = mono_us();
     conn_touch(c);
 }
 

@@ -151,7 +151,7 @@ const char *fh_req_body(const fh_request *req, size_t *len);
 size_t fh_req_body_len(const fh_request *req);
 uint64_t fh_req_id(const fh_request *req);          /* 1, 2, ... per server */
 uint64_t fh_req_conn_id(const fh_request *req);     /* 1, 2, ... per server */
-int64_t fh_req_arrival_us(const fh_request *req);   /* mono_us() when fully received */
+int64_t fh_req_arrival_us(const fh_request *req);   /* mono_us() of the read completing it */
 fh_server *fh_req_server(const fh_request *req);
 
 /* Query parameter `name` (matched after decoding), %-decoded with '+' as space; "" for
