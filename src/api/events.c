@@ -63,7 +63,7 @@ struct api_events {
 json_t *api_run_event_json(store *st, const run_record *r) {
     json_t *counters = json_object();
 #define COUNTER(n) json_object_set_new(counters, #n, json_integer(r->n));
-    RUN_COUNTERS(COUNTER)
+    RUN_ALL_COUNTERS(COUNTER)
 #undef COUNTER
     json_t *progress = json_null();
     int phase = run_phase_from_name(r->current_phase);

@@ -65,7 +65,8 @@ static json_t *object_schema(const char *spec) {
 #define COUNTER_SPEC(n) "," STR_(n) ":int"
 #define RUN_COMMON                                                                      \
     "id:int,started_at:time,completed_at:time?,status:str,current_phase:str,dry_run:bool," \
-    "stories_ready:bool,error_count:int,duration_seconds:num?" RUN_COUNTERS(COUNTER_SPEC)
+    "stories_ready:bool,error_count:int,duration_seconds:num?"                          \
+    RUN_ALL_COUNTERS(COUNTER_SPEC)
 
 static const struct {
     const char *name, *spec;

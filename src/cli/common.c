@@ -213,6 +213,9 @@ void cli_print_run_summary(store *st, int64_t run_id) {
                (long long)r.orphans_created, (long long)r.orphans_graduated);
         cli_print_review(st, r.id);
     }
+    if (r.claims_lost > 0)
+        printf("  claims lost    %lld (a lease ran out or a database session ended while "
+               "held; done again, one result stored)\n", (long long)r.claims_lost);
     printf("  llm            %s: %lld requests, %lld cache hits, %lld+%lld tokens"
            " (%lld cached, %.1f%% of prompt), $%.4f\n",
            r.llm, (long long)r.llm_requests, (long long)r.llm_cache_hits,

@@ -418,7 +418,7 @@ static int has_usage(const lane *l) {
  * billed, and the run's usage says what the run cost.
  * Lock order, for processes flushing at the same time on PostgreSQL: the items' own
  * rows (disjoint between processes) and signatures first, then the run's row
- * (warnings), then the phases' usage rows (in phase order). */
+ * (warnings, lost claims), then the phases' usage rows (in phase order). */
 static int flush(engine *e) {
     e->last_flush_ms = mono_ms();
     int usage = 0;
@@ -451,6 +451,8 @@ static int flush(engine *e) {
     }
     for (size_t i = 0; rc == STORE_OK && i < e->nwarnings; i++)
         rc = store_run_add_warning(e->st, e->run->id, e->warnings[i]);
+    if (rc == STORE_OK && lost > 0)
+        rc = store_run_add_claims_lost(e->st, e->run->id, (int64_t)lost);
     forget_warnings(e);
     for (size_t i = 0; rc == STORE_OK && i < e->nlanes; i++) {
         lane *l = &e->lanes[i];
@@ -537,6 +539,9 @@ static void drop_lost_ready(engine *e, lane *l, char **held, size_t n) {
     }
     if (dropped > 0) {
         l->discarded += (int64_t)dropped;
+        if (store_run_add_claims_lost(e->st, e->run->id, (int64_t)dropped) != STORE_OK)
+            log_warn("run %lld: counting lost claims: %s", (long long)e->run->id,
+                     store_errmsg(e->st));
         log_warn("run %lld: %zu claimed %s item(s) dropped before they started: their claims "
                  "had run out and another process took them over",
                  (long long)e->run->id, dropped, run_phase_name(l->ops->phase));

@@ -27,7 +27,7 @@ static void add_common(json_t *o, const run_record *r) {
     json_object_set_new(o, "dry_run", json_boolean(r->dry_run));
     json_object_set_new(o, "stories_ready", json_boolean(r->stories_ready));
 #define COUNTER(n) json_object_set_new(o, #n, json_integer(r->n));
-    RUN_COUNTERS(COUNTER)
+    RUN_ALL_COUNTERS(COUNTER)
 #undef COUNTER
 }
 

@@ -335,6 +335,12 @@ static const char MIGRATION_9[] =
 static const char MIGRATION_10[] =
     "CREATE INDEX orphan_members_conversation ON orphan_members(conversation_id);";
 
+/* Migration 11: a run counts the work its processes lost to others after a lease ran
+ * out (store_run_add_claims_lost); the result tables cannot say it (the other
+ * process's result is the one stored). */
+static const char MIGRATION_11[] =
+    "ALTER TABLE pipeline_runs ADD COLUMN claims_lost BIGINT NOT NULL DEFAULT 0;";
+
 const migration MIGRATIONS[] = {
     {1, "initial schema", MIGRATION_1},
     {2, "sync state", MIGRATION_2},
@@ -346,5 +352,6 @@ const migration MIGRATIONS[] = {
     {8, "themes by conversation", MIGRATION_8},
     {9, "a run's themes by area in conversation order", MIGRATION_9},
     {10, "orphan members by conversation", MIGRATION_10},
+    {11, "lost claims per run", MIGRATION_11},
 };
 const size_t MIGRATION_COUNT = sizeof MIGRATIONS / sizeof MIGRATIONS[0];

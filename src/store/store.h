@@ -69,13 +69,22 @@ const char *run_phase_name(enum run_phase p);
 int run_phase_from_name(const char *name); /* -1 if unknown */
 
 /* Every per-phase counter, as named columns of pipeline_runs. X-macro so the store,
- * the API and the CLI list them from one place. */
+ * the API and the CLI list them from one place. RUN_COUNTERS are what the run produced:
+ * the same for the same work however it was scheduled, so a resumed or shared run ends
+ * with the counters of one uninterrupted process. */
 #define RUN_COUNTERS(X)                                                                 \
     X(conversations_fetched) X(conversations_filtered) X(conversations_classified)      \
     X(conversations_stored) X(classification_failed) X(embeddings_generated)            \
     X(embeddings_failed) X(facets_extracted) X(facets_failed) X(themes_extracted)       \
     X(themes_new) X(themes_filtered) X(themes_failed) X(stories_created)                \
     X(stories_updated) X(orphans_created) X(orphans_graduated)
+/* How the run went. claims_lost: work items a process of the run held but lost, its
+ * claim having run out (the process was paused or stalled) or its database session
+ * having ended, so the item was claimed and done again; the late result was discarded,
+ * or the item dropped before it started, and one result is stored (counted by
+ * store_run_add_claims_lost, not recomputed). */
+#define RUN_EVENT_COUNTERS(X) X(claims_lost)
+#define RUN_ALL_COUNTERS(X) RUN_COUNTERS(X) RUN_EVENT_COUNTERS(X)
 
 typedef struct run_params {
     int days;                  /* 0 = every stored conversation; else created in the last N days */
@@ -103,7 +112,7 @@ typedef struct run_record {
     char *chat_model, *embed_model, *owner;
     int64_t heartbeat_at;
 #define RUN_FIELD(n) int64_t n;
-    RUN_COUNTERS(RUN_FIELD)
+    RUN_ALL_COUNTERS(RUN_FIELD)
 #undef RUN_FIELD
     char *warnings_json; /* JSON array of strings */
     char *preview_json;  /* dry-run preview or NULL */
@@ -152,13 +161,15 @@ int store_run_fail_orphaned(store *s, int64_t stale_before, int64_t now, int *co
  * resumed by another process in the meantime is left alone); *count = 0 or 1. */
 int store_run_fail_owned(store *s, int64_t id, const char *owner, int64_t now, int *count);
 /* Recomputes every counter column from the result tables (so a resumed run never
- * double-counts). */
+ * double-counts), but claims_lost, which no table records otherwise. */
 int store_run_refresh_counters(store *s, int64_t id);
 int store_run_set_filtered(store *s, int64_t id, int64_t filtered);
 /* A dry run stores no themes; its theme counters are set directly. */
 int store_run_set_dry_theme_counts(store *s, int64_t id, int64_t extracted,
                                    int64_t filtered, int64_t fresh);
 int store_run_add_warning(store *s, int64_t id, const char *warning);
+/* Adds n to the run's claims_lost. */
+int store_run_add_claims_lost(store *s, int64_t id, int64_t n);
 int store_run_set_preview(store *s, int64_t id, const char *preview_json);
 int store_run_set_stories_done(store *s, int64_t id);
 /* Adds LLM usage for a phase of a run (cached_tokens: the part of prompt_tokens the

@@ -46,7 +46,7 @@ void run_record_free(run_record *r) {
     " COALESCE(u.requests, 0), COALESCE(u.cache_hits, 0), COALESCE(u.prompt_tokens, 0)," \
     " COALESCE(u.completion_tokens, 0), COALESCE(u.cost_usd, 0),"                       \
     " COALESCE(u.cached_tokens, 0), r.batch"                                            \
-    RUN_COUNTERS(COUNTER_COL)                                                           \
+    RUN_ALL_COUNTERS(COUNTER_COL)                                                       \
     " FROM pipeline_runs r LEFT JOIN (SELECT run_id, SUM(requests) AS requests,"        \
     " SUM(cache_hits) AS cache_hits, SUM(prompt_tokens) AS prompt_tokens,"              \
     " SUM(completion_tokens) AS completion_tokens, SUM(cost_usd) AS cost_usd,"          \
@@ -86,7 +86,7 @@ static void read_run(db_stmt *st, run_record *r) {
     r->cached_tokens = db_col_int(st, i++);
     r->batch = (int)db_col_int(st, i++);
 #define READ_COUNTER(n) r->n = db_col_int(st, i++);
-    RUN_COUNTERS(READ_COUNTER)
+    RUN_ALL_COUNTERS(READ_COUNTER)
 #undef READ_COUNTER
 }
 
@@ -375,6 +375,15 @@ int store_run_set_filtered(store *s, int64_t id, int64_t filtered) {
 /* Warnings are kept bounded: past this many, further ones are dropped and one
  * final note says so. */
 #define RUN_MAX_WARNINGS 200
+
+int store_run_add_claims_lost(store *s, int64_t id, int64_t n) {
+    db_stmt *st =
+        store_stmt(s, "UPDATE pipeline_runs SET claims_lost = claims_lost + ? WHERE id = ?");
+    if (!st) return STORE_ERR;
+    db_bind_int(st, 1, n);
+    db_bind_int(st, 2, id);
+    return store_exec_stmt(s, st, "counting lost claims");
+}
 
 int store_run_add_warning(store *s, int64_t id, const char *warning) {
     /* Read-modify-write of the JSON array: inside a transaction, PostgreSQL needs the

@@ -495,6 +495,12 @@ TEST(a_worker_paused_past_its_lease_loses_its_batch_and_its_late_results_are_dis
      * ones dropped unstarted. */
     CHECK(log_has(&t.victim, "discarded") || log_has(&t.victim, "dropped"));
     CHECK(log_has(&t.victim, "paused or stalled"));
+    /* The run counts them: at least one, and only items the victim held. */
+    run_record lost = outcome_run(t.db, t.run);
+    fprintf(stdout, "    claims lost: %lld\n", (long long)lost.claims_lost);
+    CHECK(lost.claims_lost >= 1);
+    CHECK(lost.claims_lost <= held);
+    run_record_free(&lost);
     /* The work redone is the victim's batch: per-item requests of all processes exceed
      * one process's by at most two per item it held (classification: stage 1 and 2). */
     int64_t total = item_requests(&t.fd) + item_requests(&t.fw) + item_requests(&t.fv);

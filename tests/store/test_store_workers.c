@@ -234,6 +234,8 @@ TEST(a_result_from_an_owner_whose_claim_was_taken_over_is_not_stored) {
         CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, ids[i], "a", 0), STORE_CONFLICT);
         CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, ids[i], "a", 1), STORE_CONFLICT);
     }
+    /* ...and counted on the run, with the write they came in (the engine's flush). */
+    CHECK_INT(store_run_add_claims_lost(s, run, 3), STORE_OK);
     CHECK_INT(store_commit(s), STORE_OK);
     /* b's result stands, once; nothing of a's was stored. */
     seen x = {0, ""};
@@ -249,11 +251,14 @@ TEST(a_result_from_an_owner_whose_claim_was_taken_over_is_not_stored) {
     /* An item is closed once, even by its owner (a write retried after it went in). */
     CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c02", "b", 0), STORE_OK);
     CHECK_INT(store_work_finish(s, run, PHASE_CLASSIFICATION, "c02", "b", 0), STORE_CONFLICT);
+    CHECK_INT(store_run_add_claims_lost(s, run, 2), STORE_OK); /* items dropped unstarted */
     CHECK_INT(store_run_refresh_counters(s, run), STORE_OK);
     run_record r;
     REQUIRE(store_run_get(s, run, &r) == STORE_FOUND);
     CHECK_INT(r.conversations_classified, 1);
     CHECK_INT(r.classification_failed, 1);
+    /* No result table records what was lost: the refresh keeps the count. */
+    CHECK_INT(r.claims_lost, 5);
     run_record_free(&r);
     store_close(s);
     free(url);
