@@ -281,8 +281,8 @@ typedef struct llm_openai_config {
     const char *embed_model;
     int embed_dimensions;       /* 0 = the model's default (not sent) */
     /* How embeddings are asked to come back: NULL/"base64" (little-endian float32
-     * bytes, as OpenAI's own SDK asks: a third of the bytes of "float", and no number
-     * parsing) or "float" (for an endpoint that refuses base64). Either is read,
+     * bytes, as OpenAI's own SDK asks: less than half the bytes of "float", and no
+     * number parsing) or "float" (for an endpoint that refuses base64). Either is read,
      * whatever was asked. */
     const char *embed_encoding;
     int concurrency;            /* HTTP requests on the wire, 1..LLM_MAX_CONCURRENCY */
