@@ -772,10 +772,6 @@ static float *read_vector(const json_t *e, size_t i, int *dim, char *why, size_t
     int d = 0;
     if (json_is_string(e)) {
         v = base64_to_floats(json_string_value(e), json_string_length(e), &d);
-        if (!v) {
-            snprintf(why, len, "embedding %zu: not a list of numbers nor base64 floats", i);
-            return NULL;
-        }
     } else if (json_is_array(e) && json_array_size(e) > 0 && json_array_size(e) <= INT_MAX) {
         d = (int)json_array_size(e);
         v = xmalloc((size_t)d * sizeof(float));
@@ -789,7 +785,8 @@ static float *read_vector(const json_t *e, size_t i, int *dim, char *why, size_t
             /* out of float's range, the conversion itself is undefined behaviour */
             v[k] = fabs(n) <= FLT_MAX ? (float)n : INFINITY;
         }
-    } else {
+    }
+    if (!v) {
         snprintf(why, len, "embedding %zu: not a list of numbers nor base64 floats", i);
         return NULL;
     }

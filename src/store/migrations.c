@@ -335,9 +335,10 @@ static const char MIGRATION_9[] =
 static const char MIGRATION_10[] =
     "CREATE INDEX orphan_members_conversation ON orphan_members(conversation_id);";
 
-/* Migration 11: a run counts the work its processes lost to others after a lease ran
- * out (store_run_add_claims_lost); the result tables cannot say it (the other
- * process's result is the one stored). */
+/* Migration 11: a run counts the work its processes lost, their claim having run out
+ * or their database session ended while they held it (store_run_add_claims_lost); the
+ * result tables cannot say it (the result of whoever took the item over is the one
+ * stored). */
 static const char MIGRATION_11[] =
     "ALTER TABLE pipeline_runs ADD COLUMN claims_lost BIGINT NOT NULL DEFAULT 0;";
 
