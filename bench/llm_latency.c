@@ -92,6 +92,30 @@ static double ceil_rounds(int64_t requests, long conc) {
     return requests > 0 ? ceil((double)requests / (double)conc) : 0;
 }
 
+/* The client's reaction time: how soon a connection whose answer went out carried the
+ * next request, as the fake saw it (its reuse_gaps histogram). A slot idles that long
+ * per request; gaps of 64 ms and more are slots with no work to take. */
+static void print_reuse_gaps(json_t *stats) {
+    json_t *gaps = jx_arr(stats, "reuse_gaps");
+    int64_t first = jx_int(stats, "reuse_gap_first_us", 0);
+    size_t n = json_array_size(gaps);
+    if (n < 2 || first <= 0) return;
+    if (n > 64) n = 64;
+    int64_t count[64] = {0}, total = 0;
+    for (size_t i = 0; i < n; i++) total += count[i] = json_integer_value(json_array_get(gaps, i));
+    if (total == 0) return;
+    printf("  next request on a connection after its answer: mean %.2f ms (gaps under %lld "
+           "ms); share up to", (double)jx_int(stats, "reuse_gap_mean_us", 0) / 1000.0,
+           (long long)(first << (n - 2)) / 1000);
+    int64_t below = 0, edge = first;
+    for (size_t i = 0; i + 1 < n; i++, edge *= 2) {
+        below += count[i];
+        if (edge >= 500)
+            printf(" %g ms %.0f%%,", (double)edge / 1000.0, 100.0 * (double)below / (double)total);
+    }
+    printf(" longer %lld\n", (long long)count[n - 1]);
+}
+
 static int parse_args(int argc, char **argv, options *o) {
     static const struct option lo[] = {{"conversations", required_argument, NULL, 'n'},
                                        {"latency-ms", required_argument, NULL, 'l'},
@@ -188,6 +212,7 @@ static void report(const options *o, json_t *stats, const run_record *r, const i
            (long long)jx_int(stats, "requests", 0), (long long)jx_int(stats, "max_in_flight", 0),
            (double)jx_int(stats, "late_mean_us", 0) / 1000.0,
            (double)jx_int(stats, "late_max_us", 0) / 1000.0);
+    print_reuse_gaps(stats);
     if (r) /* the endpoint's prompt-prefix cache (the run's usage, chat and embeddings) */
         printf("  prompt tokens %lld, %lld served from the endpoint's prefix cache (%.1f%%), "
                "cost $%.4f\n", (long long)r->prompt_tokens, (long long)r->cached_tokens,

@@ -1155,6 +1155,17 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "late_mean_us",
                         json_integer(s.delayed ? (json_int_t)(s.late_us / s.delayed) : 0));
     json_object_set_new(o, "late_max_us", json_integer(s.max_late_us));
+    /* How soon a connection whose answer went out was sent its next request. */
+    json_t *gaps = json_array();
+    uint64_t short_gaps = 0;
+    for (size_t i = 0; i < FH_GAP_BUCKETS; i++) {
+        json_array_append_new(gaps, json_integer((json_int_t)s.gaps[i]));
+        if (i + 1 < FH_GAP_BUCKETS) short_gaps += s.gaps[i];
+    }
+    json_object_set_new(o, "reuse_gaps", gaps);
+    json_object_set_new(o, "reuse_gap_first_us", json_integer(FH_GAP_FIRST_US));
+    json_object_set_new(o, "reuse_gap_mean_us",
+                        json_integer(short_gaps ? (json_int_t)(s.gap_us / short_gaps) : 0));
     json_object_set_new(o, "rate_limited", json_integer((json_int_t)f->c.rate_limited));
     json_object_set_new(o, "rate_limited_window", json_integer((json_int_t)f->c.rate_limited_window));
     json_object_set_new(o, "max_window_arrivals", json_integer((json_int_t)f->c.max_window_arrivals));

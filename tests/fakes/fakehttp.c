@@ -128,6 +128,8 @@ struct conn {
     char *in;
     size_t in_off, in_len, in_cap;
     int64_t read_us;         /* mono_us() of the last read that brought bytes */
+    int64_t answered_us;     /* mono_us() when a response went out with nothing else
+                                queued, until the next request arrives; else 0 */
     size_t scan_from;        /* bytes after in_off already searched for the blank line */
     buf_t out;
     size_t out_off;
@@ -145,6 +147,7 @@ struct atomic_stats {
     _Atomic uint64_t conns_accepted, conns_refused, bytes_in, bytes_out;
     _Atomic uint64_t delayed, late_us;
     _Atomic int64_t max_late_us;
+    _Atomic uint64_t gaps[FH_GAP_BUCKETS], gap_us;
 };
 
 struct fh_server {
@@ -215,6 +218,8 @@ fh_stats_t fh_stats(const fh_server *srv) {
     o.delayed = atomic_load(&s->delayed);
     o.late_us = atomic_load(&s->late_us);
     o.max_late_us = atomic_load(&s->max_late_us);
+    for (size_t i = 0; i < FH_GAP_BUCKETS; i++) o.gaps[i] = atomic_load(&s->gaps[i]);
+    o.gap_us = atomic_load(&s->gap_us);
     return o;
 }
 
@@ -227,6 +232,8 @@ void fh_reset_stats(fh_server *srv) {
                                 &s->conns_accepted, &s->conns_refused,  &s->bytes_in,
                                 &s->bytes_out,      &s->delayed,        &s->late_us};
     for (size_t i = 0; i < ARRAY_LEN(zero); i++) atomic_store(zero[i], 0);
+    for (size_t i = 0; i < FH_GAP_BUCKETS; i++) atomic_store(&s->gaps[i], 0);
+    atomic_store(&s->gap_us, 0);
     /* Gauges keep counting from where they are; their maxima restart there. */
     atomic_store(&s->max_in_flight, atomic_load(&s->in_flight));
     atomic_store(&s->max_conns_open, atomic_load(&s->conns_open));
@@ -602,6 +609,7 @@ static void conn_pump(struct conn *c) {
         case ANS_RESPONSE:
             conn_take_output(c, &req->response);
             count(&srv->st.resp[req->status / 100], 1);
+            c->answered_us = c->q_head || c->partial ? 0 : mono_us();
             if (req->wants_close) c->close_after_flush = 1;
             break;
         case ANS_TRUNCATED:
@@ -814,6 +822,14 @@ static fh_request *parse_head(struct conn *c, const char *src, size_t head_len, 
     return req;
 }
 
+/* A connection's idle time between a response and the next request (fh_stats_t). */
+static void count_gap(fh_server *srv, int64_t us) {
+    size_t b = 0;
+    for (int64_t edge = FH_GAP_FIRST_US; b + 1 < FH_GAP_BUCKETS && us >= edge; edge *= 2) b++;
+    count(&srv->st.gaps[b], 1);
+    if (b + 1 < FH_GAP_BUCKETS) count(&srv->st.gap_us, (uint64_t)(us > 0 ? us : 0));
+}
+
 /* A request is complete: queue it in arrival order and hand it to the handler. */
 static void conn_dispatch(struct conn *c, fh_request *req) {
     fh_server *srv = c->srv;
@@ -825,6 +841,8 @@ static void conn_dispatch(struct conn *c, fh_request *req) {
      * latency must not include the handling of the others (a real endpoint handles
      * them in parallel). */
     req->arrival_us = c->read_us ? c->read_us : mono_us();
+    if (c->answered_us) count_gap(srv, req->arrival_us - c->answered_us);
+    c->answered_us = 0;
     req->state = RQ_PENDING;
     conn_enqueue(c, req);
     if (req->wants_close) c->stop_parsing = 1;

@@ -75,6 +75,9 @@ typedef struct fh_options {
     void *ctx;            /* passed to the handler */
 } fh_options;
 
+#define FH_GAP_BUCKETS 11
+#define FH_GAP_FIRST_US 125
+
 /* Counters, updated atomically by the server thread; fh_stats() copies them. */
 typedef struct fh_stats {
     uint64_t requests;       /* requests handed to the handler */
@@ -103,6 +106,12 @@ typedef struct fh_stats {
     uint64_t late_us;        /* their lateness summed: release time - due time, the
                                 time the server's one thread was busy elsewhere */
     int64_t max_late_us;
+    /* How soon a connection whose response went out received its next request (a
+     * client's reaction time, when it has work for the connection): the count per
+     * FH_GAP_BUCKETS bucket, bucket 0 below 125 us and each next one twice as wide,
+     * the last (>= 64 ms) unbounded; and the sum of the gaps below 64 ms. */
+    uint64_t gaps[FH_GAP_BUCKETS];
+    uint64_t gap_us;
 } fh_stats_t;
 
 /* Binds 127.0.0.1:port (SO_REUSEADDR) and listens. Returns NULL (and logs why) when the

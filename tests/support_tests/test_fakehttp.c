@@ -350,6 +350,47 @@ TEST(keep_alive_serves_two_requests_on_one_connection) {
     CHECK_INT(LEAKS_FOUND(), 0);
 }
 
+static uint64_t gap_count(fh_stats_t st) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < FH_GAP_BUCKETS; i++) n += st.gaps[i];
+    return n;
+}
+
+/* The reuse gap: how long a connection whose answer went out waited for its next
+ * request. Measured once per request that followed an answer; a lower bound is all a
+ * test can check of a time. */
+TEST(reuse_gap_is_the_time_from_an_answer_to_the_next_request) {
+    fake_t f;
+    fake_init(&f);
+    fh_server *srv = start_server(&f, 0, 0);
+    REQUIRE(srv);
+    client_t c;
+    REQUIRE(client_connect(&c, fh_port(srv)) == 0);
+    response_t r;
+    REQUIRE(client_roundtrip(&c, "GET /echo HTTP/1.1\r\n\r\n", &r) == 0);
+    response_free(&r);
+    CHECK_INT(gap_count(fh_stats(srv)), 0); /* the first request followed no answer */
+    sleep_ms(20); /* the gap being measured */
+    REQUIRE(client_roundtrip(&c, "GET /echo HTTP/1.1\r\n\r\n", &r) == 0);
+    response_free(&r);
+    fh_stats_t st = fh_stats(srv);
+    CHECK_INT(gap_count(st), 1);
+    /* 20 ms or more: bucket 8, [16, 32) ms (125 us doubled 7 times), or a later one. */
+    uint64_t from_16ms = 0;
+    for (size_t i = 8; i < FH_GAP_BUCKETS; i++) from_16ms += st.gaps[i];
+    CHECK_INT(from_16ms, 1);
+    CHECK(st.gap_us >= 20000);
+    REQUIRE(client_roundtrip(&c, "GET /echo HTTP/1.1\r\n\r\n", &r) == 0);
+    response_free(&r);
+    CHECK_INT(gap_count(fh_stats(srv)), 2);
+    fh_reset_stats(srv);
+    CHECK_INT(gap_count(fh_stats(srv)), 0);
+    CHECK_INT(fh_stats(srv).gap_us, 0);
+    client_close(&c);
+    fh_destroy(srv);
+    CHECK_INT(LEAKS_FOUND(), 0);
+}
+
 TEST(pipelined_requests_are_answered_in_order) {
     fake_t f;
     fake_init(&f);
@@ -371,6 +412,7 @@ TEST(pipelined_requests_are_answered_in_order) {
         response_free(&r);
     }
     CHECK_INT(fh_stats(srv).requests, 4);
+    CHECK_INT(gap_count(fh_stats(srv)), 0); /* each arrived before the answer ahead of it */
     client_close(&c);
     fh_destroy(srv);
     CHECK_INT(LEAKS_FOUND(), 0);
