@@ -111,6 +111,20 @@ int store_commit(store *s) {
     return STORE_OK;
 }
 
+int store_leave_checkpoints(store *s) {
+    if (db_dialect_of(s->db) != DB_SQLITE) return STORE_OK;
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint=%d", STORE_WAL_FALLBACK_PAGES);
+    int rc = db_exec(s->db, sql);
+    return rc ? store_fail(s, rc, "setting the checkpoint threshold") : STORE_OK;
+}
+
+int store_checkpoint(store *s) {
+    if (db_dialect_of(s->db) != DB_SQLITE) return STORE_OK;
+    int rc = db_exec(s->db, "PRAGMA wal_checkpoint(PASSIVE)");
+    return rc ? store_fail(s, rc, "checkpointing the log") : STORE_OK;
+}
+
 /* Rolling back undoes a failed operation: its own failure keeps that operation's
  * error (SQLite has already rolled back after a full disk, and "no transaction is
  * active" would hide why). */

@@ -45,6 +45,20 @@ int store_begin(store *s);
 int store_commit(store *s);
 int store_rollback(store *s);
 
+/* SQLite's write-ahead log is copied into the database by a checkpoint, which by
+ * default runs inside the commit that grows the log past 1 000 pages (~5 ms, two
+ * fsyncs of ~2.4 ms, several times a second during a run). A connection whose commits
+ * must stay short leaves them to another connection: store_checkpoint, called there
+ * every few hundred ms, copies what the log holds without waiting for readers or the
+ * writer (a passive checkpoint). The log starts over only once a checkpoint has copied
+ * all of it before the writer appends again, which a busy writer seldom allows, so
+ * store_leave_checkpoints keeps the writer's own checkpoint at STORE_WAL_FALLBACK_PAGES
+ * (64 MiB of log): it then has little left to copy, and the log stays bounded. Both
+ * do nothing on PostgreSQL. STORE_OK or an error. */
+#define STORE_WAL_FALLBACK_PAGES 16000
+int store_leave_checkpoints(store *s);
+int store_checkpoint(store *s);
+
 /* ---------------------------------------------------------------- conversations */
 
 enum upsert_outcome { UPSERT_INSERTED = 0, UPSERT_UPDATED = 1, UPSERT_UNCHANGED = 2 };

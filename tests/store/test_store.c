@@ -2,6 +2,8 @@
 #include "test.h"
 
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -402,6 +404,52 @@ TEST(llm_cache_round_trip) {
     CHECK_INT(ct, 5);
     free(resp);
     store_close(s);
+    free(url);
+}
+
+static int64_t file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* A run leaves SQLite's checkpoints to its heartbeat thread (pipeline/run.c): the
+ * writer's commits no longer copy the log into the database file (SQLite's own
+ * threshold is 1 000 pages), the other connection's store_checkpoint does. Both are
+ * no-ops on PostgreSQL. */
+TEST(a_writer_that_leaves_checkpoints_does_not_copy_its_log) {
+    char *url = fx_db_url();
+    store *w = fx_store_open(url), *c = fx_store_open(url);
+    int sqlite = !strcmp(store_backend(w), "sqlite");
+    CHECK_INT(store_leave_checkpoints(w), STORE_OK);
+    int64_t before = sqlite ? file_size(url) : 0;
+    enum { N = 1500, LEN = 3000 };
+    char *big = xmalloc(LEN + 1);
+    memset(big, 'x', LEN);
+    big[LEN] = '\0';
+    CHECK_INT(store_begin(w), STORE_OK);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        CHECK_INT(store_cache_put(w, key, "m", "theme", big, 1, 1, 1), STORE_OK);
+    }
+    CHECK_INT(store_commit(w), STORE_OK);
+    if (sqlite) {
+        char *wal = xasprintf("%s-wal", url);
+        CHECK_INT(file_size(url), before); /* all of it is still in the log */
+        CHECK(file_size(wal) >= (int64_t)N * LEN);
+        CHECK_INT(store_checkpoint(c), STORE_OK);
+        CHECK(file_size(url) - before >= (int64_t)N * LEN);
+        free(wal);
+    } else {
+        CHECK_INT(store_checkpoint(c), STORE_OK);
+    }
+    char *resp = NULL;
+    CHECK_INT(store_cache_get(c, "k1499", &resp, NULL, NULL), STORE_FOUND);
+    CHECK_INT(strlen(resp), LEN);
+    free(resp);
+    free(big);
+    store_close(c);
+    store_close(w);
     free(url);
 }
 
