@@ -148,7 +148,12 @@ static int classify_write(engine *e, work_item *it) {
     if (rc == STORE_OK && r.actionable) { /* its next phases, in the same transaction */
         size_t nnext;
         const enum run_phase *next = engine_followers(e->run, &nnext);
-        rc = store_work_seed_next(e->st, e->run->id, r.conversation_id, next, nnext);
+        unsigned seeded = 0, taken = 0;
+        for (size_t i = 0; i < nnext; i++) seeded |= 1u << next[i];
+        rc = store_work_seed_next(e->st, e->run->id, r.conversation_id, next, nnext,
+                                  e->env->owner, wall_unix() + e->lease_seconds,
+                                  engine_takes(e), &taken);
+        if (rc == STORE_OK) engine_seeded(e, it, seeded, taken, r.final_type);
     }
     if (rc == STORE_OK && it->reason[0])
         rc = store_put_run_error_for(e->st, e->run->id, PHASE_CLASSIFICATION, it->in.conv.id,

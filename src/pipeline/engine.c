@@ -237,6 +237,14 @@ static int claim_failed(engine *e, int rc, const char *what) {
     return -1;
 }
 
+static void push_ready(lane *l, work_item *it) {
+    if (l->nready == 0) l->ready_since_ms = mono_ms();
+    if (l->ready_tail) l->ready_tail->next = it;
+    else l->ready_head = it;
+    l->ready_tail = it;
+    l->nready++;
+}
+
 static int claim_more(engine *e, lane *l) {
     char **ids = NULL;
     size_t n = 0;
@@ -269,7 +277,6 @@ static int claim_more(engine *e, lane *l) {
         free(in);
         return claim_failed(e, rc, "loading conversations");
     }
-    if (l->nready == 0) l->ready_since_ms = mono_ms();
     for (size_t i = 0; i < n; i++) {
         work_item *it = xcalloc(1, sizeof *it);
         it->lane = l;
@@ -281,10 +288,7 @@ static int claim_more(engine *e, lane *l) {
             engine_item_fail(e, it, "conversation not found in the store");
             continue;
         }
-        if (l->ready_tail) l->ready_tail->next = it;
-        else l->ready_head = it;
-        l->ready_tail = it;
-        l->nready++;
+        push_ready(l, it);
     }
     free_ids(ids, n);
     free(in);
@@ -403,6 +407,39 @@ void engine_add_warning(engine *e, const char *warning) {
     e->warnings[e->nwarnings++] = xstrdup(warning);
 }
 
+unsigned engine_takes(const engine *e) {
+    if (!e->streaming || e->stopping || e->fatal) return 0;
+    unsigned take = 0;
+    for (size_t i = 0; i < e->nlanes; i++) {
+        const lane *l = &e->lanes[i];
+        if (l->ops->phase != PHASE_CLASSIFICATION && !l->gated) take |= 1u << l->ops->phase;
+    }
+    return take;
+}
+
+void engine_seeded(engine *e, work_item *it, unsigned seeded, unsigned taken,
+                   const char *final_type) {
+    e->seeded_pending |= seeded & ~taken;
+    it->handed_off = taken;
+    if (taken) {
+        free(it->in.final_type);
+        it->in.final_type = xstrdup(final_type);
+    }
+}
+
+/* A written item's conversation joins the lanes of the phases its write seeded
+ * claimed by us (engine_seeded): each gets its own copy of the input. */
+static void hand_off(engine *e, const work_item *it) {
+    for (size_t i = 0; i < e->nlanes; i++) {
+        lane *l = &e->lanes[i];
+        if (!((it->handed_off >> l->ops->phase) & 1u)) continue;
+        work_item *next = xcalloc(1, sizeof *next);
+        next->lane = l;
+        phase_input_copy(&next->in, &it->in);
+        push_ready(l, next);
+    }
+}
+
 static void forget_warnings(engine *e) {
     for (size_t i = 0; i < e->nwarnings; i++) free(e->warnings[i]);
     e->nwarnings = 0;
@@ -428,7 +465,7 @@ static int flush(engine *e) {
     int64_t now = wall_unix();
     forget_warnings(e); /* a retried flush writes its items' warnings again */
     size_t lost = 0;
-    int seeded = 0;
+    e->seeded_pending = 0; /* a retried flush seeds again */
     int rc = store_begin(e->st);
     for (size_t i = 0; rc == STORE_OK && i < n; i++) {
         work_item *it = e->finished[i];
@@ -443,10 +480,10 @@ static int flush(engine *e) {
             lost++;
             rc = STORE_OK;
         } else if (rc == STORE_OK) {
+            it->handed_off = 0;
             rc = it->failed ? store_put_run_error_for(e->st, e->run->id, phase, it->in.conv.id,
                                                       it->reason, now)
                             : it->lane->ops->write(e, it);
-            seeded |= !it->failed && phase == PHASE_CLASSIFICATION;
         }
     }
     for (size_t i = 0; rc == STORE_OK && i < e->nwarnings; i++)
@@ -469,9 +506,14 @@ static int flush(engine *e) {
     }
     for (size_t i = 0; i < n; i++) {
         work_item *it = e->finished[i];
-        if (it->lost) it->lane->discarded++;
-        else if (it->failed) it->lane->failed++;
-        else it->lane->done++;
+        if (it->lost) {
+            it->lane->discarded++;
+        } else if (it->failed) {
+            it->lane->failed++;
+        } else {
+            it->lane->done++;
+            hand_off(e, it);
+        }
         free_item(e, it);
     }
     if (lost > 0)
@@ -484,8 +526,8 @@ static int flush(engine *e) {
         lane *l = &e->lanes[i];
         l->u_requests = l->u_cache_hits = l->u_prompt = l->u_cached = l->u_completion = 0;
         l->u_cost = 0;
-        /* Classifications just written seeded the later phases: claim them now. */
-        if (seeded && l->ops->phase != PHASE_CLASSIFICATION) l->exhausted = 0;
+        /* Classifications just written seeded pending work: claim it now. */
+        if ((e->seeded_pending >> l->ops->phase) & 1u) l->exhausted = 0;
     }
     return 0;
 }
@@ -881,10 +923,10 @@ int engine_run(const run_env *env, store *st, llm_provider *llm, const run_recor
     /* Stop or failure: abandon calls not yet answered, keep everything finished, with
      * the patience left (a run that gave up writing tries once more). */
     if (e.in_flight > 0) llm->ops->cancel_all(llm);
-    drain_ready(&e);
     int frc = 0;
     while (e.nfinished > 0 && (frc = flush_counted(&e, &flush_failures)) != -2)
         if (frc) sleep_ms(50);
+    drain_ready(&e); /* after the writes: what a write handed off is not started */
     for (size_t i = 0; i < e.nfinished; i++) free_item(&e, e.finished[i]);
     free(e.finished);
     forget_warnings(&e);

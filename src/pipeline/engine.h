@@ -13,7 +13,9 @@
  *
  * Streaming (several lanes): a conversation's classification result, when actionable,
  * seeds its work items of the later phases in the same transaction
- * (store_work_seed_next), so those items become claimable at once. A free request slot
+ * (store_work_seed_next), claimed by the process that wrote it, which goes on with
+ * the conversation at once without claiming (engine_seeded; a gated lane's items are
+ * seeded pending, and another process takes them up only once our lease runs out). A free request slot
  * goes to the latest phase with work ready (conversations in progress finish first),
  * so the slots never drain at a phase boundary. Embedding items wait, costing no slot,
  * until a batch is full, the oldest has waited ENGINE_EMBED_WAIT_MS, or the slot would
@@ -41,6 +43,7 @@ typedef struct work_item {
     void *state;          /* phase-specific result under construction */
     int failed;           /* finished with a failure (reason below) */
     int lost;             /* its claim was taken over: nothing written (flush) */
+    unsigned handed_off;  /* later phases its write seeded claimed by us (engine_seeded) */
     char reason[600];
     struct work_item *next;
 } work_item;
@@ -151,6 +154,9 @@ struct engine {
      * some items may be claimed under our name without us knowing which. They are
      * released (with everything else we hold) once our known work is drained. */
     int lost_claims;
+    /* The later phases the items being written seeded pending (engine_seeded): their
+     * lanes claim again after the write. */
+    unsigned seeded_pending;
     /* Run warnings of the items being written (engine_add_warning). */
     char **warnings;
     size_t nwarnings, warnings_cap;
@@ -165,6 +171,17 @@ void engine_item_fail(engine *e, work_item *it, const char *fmt, ...)
  * the same transaction, after every item: the run's row is locked last, so the
  * flushes of several processes (which also insert signatures) cannot deadlock. */
 void engine_add_warning(engine *e, const char *warning);
+/* The later phases (bit 1u << phase) this engine goes on with itself when a
+ * classification it writes seeds them: the open lanes of a streaming engine that is
+ * not stopping. Their items are seeded claimed by us (store_work_seed_next's take),
+ * so nothing has to claim them. */
+unsigned engine_takes(const engine *e);
+/* From ops->write only: the item's write seeded work of the phases in seeded, those
+ * in taken claimed by us (a subset of engine_takes). Once the write is committed, the
+ * item's conversation joins the taken phases' lanes, with final_type as their input's
+ * classification; the other phases' lanes claim their pending work. */
+void engine_seeded(engine *e, work_item *it, unsigned seeded, unsigned taken,
+                   const char *final_type);
 /* Sets the args of the group's next call (takes ownership; frees the previous). */
 void engine_set_args(call_group *g, json_t *args);
 /* Fills g->call.in from the first item's conversation. */

@@ -212,9 +212,14 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
                                int64_t *count);
 /* Seeds one conversation's work items of the given phases (idempotent): called in the
  * transaction that stores its actionable classification, so a streaming run can take
- * the conversation to its next phases at once. */
+ * the conversation to its next phases at once. The phases in take (bit 1u << phase)
+ * are seeded claimed by owner until lease_until, as a claim would leave them: the
+ * process that classified the conversation goes on with it without claiming. The
+ * others are seeded pending. *taken: the phases of take seeded claimed (an item that
+ * already existed, from an earlier attempt of the run, keeps its state). */
 int store_work_seed_next(store *s, int64_t run_id, const char *conversation_id,
-                         const enum run_phase *phases, size_t n);
+                         const enum run_phase *phases, size_t n, const char *owner,
+                         int64_t lease_until, unsigned take, unsigned *taken);
 /* Claims up to max pending (or lease-expired) items, in conversation id order.
  * *ids receives n strdup'ed ids (free each and the array). */
 int store_work_claim(store *s, int64_t run_id, enum run_phase phase, const char *owner,
@@ -334,6 +339,8 @@ typedef struct phase_input {
 int store_phase_inputs(store *s, int64_t run_id, char *const *ids, size_t n,
                        phase_input *out);
 void phase_inputs_free(phase_input *v, size_t n);
+/* *dst = a deep copy of *src (free with phase_inputs_free). */
+void phase_input_copy(phase_input *dst, const phase_input *src);
 
 /* Streams the run's classifications (conversation id order) with what a dry-run
  * preview shows. fn returns non-zero to stop early; it must not use the store. */

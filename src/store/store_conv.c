@@ -139,6 +139,11 @@ int store_phase_inputs(store *s, int64_t run_id, char *const *ids, size_t n,
     return STORE_OK;
 }
 
+void phase_input_copy(phase_input *dst, const phase_input *src) {
+    conv_record_copy(&dst->conv, &src->conv);
+    dst->final_type = xstrdup(src->final_type);
+}
+
 void phase_inputs_free(phase_input *v, size_t n) {
     for (size_t i = 0; i < n; i++) {
         conv_record_free(&v[i].conv);

@@ -73,17 +73,34 @@ int store_work_seed_actionable(store *s, int64_t run_id, enum run_phase phase,
 }
 
 int store_work_seed_next(store *s, int64_t run_id, const char *conversation_id,
-                         const enum run_phase *phases, size_t n) {
+                         const enum run_phase *phases, size_t n, const char *owner,
+                         int64_t lease_until, unsigned take, unsigned *taken) {
+    *taken = 0;
     for (size_t i = 0; i < n; i++) {
-        db_stmt *st = store_stmt(s,
-            "INSERT INTO work_items (run_id, phase, conversation_id) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING");
+        int claim = (take >> phases[i]) & 1u;
+        db_stmt *st = claim
+            ? store_stmt2(s,
+                  "INSERT INTO work_items (run_id, phase, conversation_id, state, owner,"
+                  " lease_until, attempts) VALUES (?, ?, ?, 'claimed', ?, ?, 1)"
+                  " ON CONFLICT DO NOTHING",
+                  "INSERT INTO work_items (run_id, phase, conversation_id, state, owner,"
+                  " lease_until, attempts, owner_session)"
+                  " VALUES (?, ?, ?, 'claimed', ?, ?, 1, pg_backend_pid())"
+                  " ON CONFLICT DO NOTHING")
+            : store_stmt(s,
+                  "INSERT INTO work_items (run_id, phase, conversation_id) VALUES (?, ?, ?)"
+                  " ON CONFLICT DO NOTHING");
         if (!st) return STORE_ERR;
         db_bind_int(st, 1, run_id);
         db_bind_text(st, 2, run_phase_name(phases[i]));
         db_bind_text(st, 3, conversation_id);
+        if (claim) {
+            db_bind_text(st, 4, owner);
+            db_bind_int(st, 5, lease_until);
+        }
         int rc = store_exec_stmt(s, st, "seeding the next phases");
         if (rc) return rc;
+        if (claim && db_changes(s->db) > 0) *taken |= 1u << phases[i];
     }
     return STORE_OK;
 }

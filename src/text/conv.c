@@ -98,6 +98,23 @@ void conv_record_free(conv_record *r) {
     memset(r, 0, sizeof *r);
 }
 
+void conv_record_copy(conv_record *dst, const conv_record *src) {
+    *dst = *src; /* the numbers and content_hash */
+    dst->id = xstrdup(src->id);
+    dst->source = xstrdup(src->source);
+    dst->source_type = xstrdup(src->source_type);
+    dst->source_url = xstrdup(src->source_url);
+    dst->subject = xstrdup(src->subject);
+    dst->contact_id = xstrdup(src->contact_id);
+    dst->contact_email = xstrdup(src->contact_email);
+    dst->external_id = xstrdup(src->external_id);
+    dst->tags_json = xstrdup(src->tags_json);
+    dst->body = xstrdup(src->body);
+    dst->digest = xstrdup(src->digest);
+    dst->transcript = xstrdup(src->transcript);
+    dst->support_text = xstrdup(src->support_text);
+}
+
 /* ---- preparing the record ------------------------------------------------------ */
 
 /* A valid UTF-8 copy of s[0..len). */

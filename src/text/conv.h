@@ -85,6 +85,8 @@ typedef struct conv_record {
 #define SUPPORT_MAX_CHARS 1000
 
 void conv_record_free(conv_record *r);
+/* *dst = a deep copy of *src (free with conv_record_free). */
+void conv_record_copy(conv_record *dst, const conv_record *src);
 /* Builds the record from a parsed conversation. source is "jsonl" or "intercom". */
 void conv_prepare(const conversation *c, const char *source, conv_record *out);
 

@@ -234,6 +234,57 @@ TEST(work_queue_claims_leases_and_resume_reset) {
     free(url);
 }
 
+/* The process that classified a conversation takes its later phases on at once: the
+ * phases it asks for are seeded claimed under its name with its lease (nothing else
+ * can claim them until the lease runs out), the others pending; an item that already
+ * existed keeps its state and is not reported as taken. */
+TEST(seeding_the_next_phases_claims_the_taken_ones_for_the_seeder) {
+    char *url = fx_db_url();
+    store *s = fx_store_open(url);
+    add_convs(s, 2, 5000);
+    run_params p = default_params();
+    int64_t run;
+    CHECK_INT(store_run_create(s, &p, 6000, &run, NULL), STORE_OK);
+    const enum run_phase next[] = {PHASE_EMBEDDINGS, PHASE_FACETS, PHASE_THEMES};
+    unsigned take = 1u << PHASE_FACETS | 1u << PHASE_THEMES, taken = 99;
+    CHECK_INT(store_work_seed_next(s, run, "c000", next, 3, "w1", 160, take, &taken), STORE_OK);
+    CHECK_INT(taken, take);
+    char **ids;
+    size_t n;
+    /* Before the lease runs out only the pending embedding item is claimable. */
+    for (size_t k = 0; k < 3; k++) {
+        CHECK_INT(store_work_claim(s, run, next[k], "w2", 10, 159, 60, &ids, &n), STORE_OK);
+        CHECK_INT(n, next[k] == PHASE_EMBEDDINGS ? 1 : 0);
+        for (size_t i = 0; i < n; i++) free(ids[i]);
+        free(ids);
+    }
+    work_counts c;
+    CHECK_INT(store_work_counts(s, run, PHASE_THEMES, &c), STORE_OK);
+    CHECK_INT(c.claimed, 1);
+    CHECK_INT(c.pending, 0);
+    /* Held as a claim is: the seeder closes it, and seeding again changes nothing. */
+    CHECK_INT(store_work_finish(s, run, PHASE_THEMES, "c000", "w1", 0), STORE_OK);
+    CHECK_INT(store_work_seed_next(s, run, "c000", next, 3, "w1", 160, take, &taken), STORE_OK);
+    CHECK_INT(taken, 0);
+    CHECK_INT(store_work_counts(s, run, PHASE_THEMES, &c), STORE_OK);
+    CHECK_INT(c.done, 1);
+    CHECK_INT(c.claimed, 0);
+    /* The lease of the facets item runs out: another process takes it over. */
+    CHECK_INT(store_work_claim(s, run, PHASE_FACETS, "w2", 10, 161, 60, &ids, &n), STORE_OK);
+    CHECK_INT(n, 1);
+    CHECK_STR(ids[0], "c000");
+    free(ids[0]);
+    free(ids);
+    CHECK_INT(store_work_finish(s, run, PHASE_FACETS, "c000", "w1", 0), STORE_CONFLICT);
+    /* Nothing taken: all pending. */
+    CHECK_INT(store_work_seed_next(s, run, "c001", next, 3, NULL, 0, 0, &taken), STORE_OK);
+    CHECK_INT(taken, 0);
+    CHECK_INT(store_work_counts(s, run, PHASE_THEMES, &c), STORE_OK);
+    CHECK_INT(c.pending, 1);
+    store_close(s);
+    free(url);
+}
+
 static void classify(store *s, int64_t run, const char *id, int actionable) {
     classification_row r = {0};
     r.conversation_id = id;
