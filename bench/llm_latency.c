@@ -7,6 +7,9 @@
  * and the window from its first request's arrival to its last answer's release (the
  * fake's /_stats), which shows how the phases overlap. The run's current_phase (the
  * earliest phase with unfinished work) is sampled every 2 ms and its changes printed.
+ * The wall time is split around the requests: spawn to first request, first request
+ * to last answer (with how busy the slots were meanwhile: the fake's requests in flight
+ * integrated over time), last answer to exit.
  *
  *   llm_latency [--conversations 2000] [--latency-ms 200] [--concurrency 20] [--seed S]
  *
@@ -157,6 +160,33 @@ static const char *const TASKS[] = {"classify", "refine", "embed", "facets", "th
 
 /* Prints the phases' first sightings as current_phase, each task's window, and the
  * whole run against the physical ideal and the sum of per-phase ideals. */
+/* Where the run's wall time went around the requests: from the spawn to the first
+ * request's arrival, from there to the last answer's release, and on to the exit, all
+ * in ms since the spawn (the fake's clock is CLOCK_MONOTONIC too: its stats say where
+ * its clock stood when they were read, stats_at ms after the spawn). In between, how
+ * busy the slots were: the fake's requests in flight integrated over time, against
+ * the concurrency over that stretch. */
+static void print_span(const options *o, json_t *stats, int64_t end, int64_t stats_at) {
+    json_t *tasks = jx_obj(stats, "tasks");
+    int64_t first = -1, last = -1;
+    for (size_t i = 0; i < NTASKS; i++) {
+        json_t *t = jx_obj(tasks, TASKS[i]);
+        if (!t) continue;
+        int64_t f = jx_int(t, "first_ms", -1), l = jx_int(t, "last_ms", -1);
+        if (f >= 0 && (first < 0 || f < first)) first = f;
+        if (l > last) last = l;
+    }
+    int64_t busy_us = jx_int(stats, "busy_request_us", 0);
+    if (first < 0 || last <= first || busy_us <= 0) return;
+    int64_t shift = stats_at - jx_int(stats, "now_ms", 0); /* fake ms -> ms since spawn */
+    double span_ms = (double)(last - first);
+    printf("  first request at %lld ms, last answer at %lld ms, exit at %lld ms; in "
+           "between the slots were busy %.1f%% (%.0f request-ms of %ld x %.0f ms)\n",
+           (long long)(first + shift), (long long)(last + shift), (long long)end,
+           100.0 * (double)busy_us / 1000.0 / ((double)o->concurrency * span_ms),
+           (double)busy_us / 1000.0, o->concurrency, span_ms);
+}
+
 static void report(const options *o, json_t *stats, const run_record *r, const int64_t start[NPHASES],
                    int64_t end) {
     printf("  current_phase first seen at:");
@@ -244,12 +274,14 @@ int main(int argc, char **argv) {
     int64_t t0 = mono_ms(), start[NPHASES], end;
     int rc = watch(fakeproc_spawn(run, env, log), db, t0, start, &end);
     json_t *stats = fakeproc_stats(&fp);
+    int64_t stats_at = mono_ms() - t0;
     store *st = fx_store_open(db);
     run_record r;
     int found = store_run_get(st, 1, &r) == STORE_FOUND;
     printf("%ld conversations, fake latency %ld ms, concurrency %ld: run %s in %.2f s (exit %d)\n",
            o.conversations, o.latency, o.concurrency, found ? r.status : "?", (double)end / 1000, rc);
     report(&o, stats, found ? &r : NULL, start, end);
+    print_span(&o, stats, end, stats_at);
     if (found) run_record_free(&r);
     store_close(st);
     json_decref(stats);

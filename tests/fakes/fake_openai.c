@@ -1166,6 +1166,8 @@ static json_t *stats_json(fake *f) {
     json_object_set_new(o, "reuse_gap_first_us", json_integer(FH_GAP_FIRST_US));
     json_object_set_new(o, "reuse_gap_mean_us",
                         json_integer(short_gaps ? (json_int_t)(s.gap_us / short_gaps) : 0));
+    /* Requests in flight integrated over time: how busy the client kept its slots. */
+    json_object_set_new(o, "busy_request_us", json_integer((json_int_t)s.busy_us));
     json_object_set_new(o, "rate_limited", json_integer((json_int_t)f->c.rate_limited));
     json_object_set_new(o, "rate_limited_window", json_integer((json_int_t)f->c.rate_limited_window));
     json_object_set_new(o, "max_window_arrivals", json_integer((json_int_t)f->c.max_window_arrivals));

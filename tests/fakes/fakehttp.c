@@ -148,6 +148,10 @@ struct atomic_stats {
     _Atomic uint64_t delayed, late_us;
     _Atomic int64_t max_late_us;
     _Atomic uint64_t gaps[FH_GAP_BUCKETS], gap_us;
+    /* busy_us: in_flight integrated up to busy_since_us, the last change of in_flight
+     * (or the reset); fh_stats adds the stretch since. */
+    _Atomic uint64_t busy_us;
+    _Atomic int64_t busy_since_us;
 };
 
 struct fh_server {
@@ -189,7 +193,14 @@ static void gauge_add(_Atomic int64_t *g, _Atomic int64_t *max, int64_t d) {
     if (d > 0) raise_max(max, v);
 }
 
+/* The in_flight changes made so far, integrated up to now, into busy_us. */
+static void busy_settle(struct atomic_stats *s, int64_t now) {
+    int64_t since = atomic_exchange(&s->busy_since_us, now), n = atomic_load(&s->in_flight);
+    if (since > 0 && now > since && n > 0) count(&s->busy_us, (uint64_t)(n * (now - since)));
+}
+
 static void in_flight_add(fh_server *srv, int64_t d) {
+    busy_settle(&srv->st, mono_us());
     gauge_add(&srv->st.in_flight, &srv->st.max_in_flight, d);
 }
 
@@ -220,6 +231,11 @@ fh_stats_t fh_stats(const fh_server *srv) {
     o.max_late_us = atomic_load(&s->max_late_us);
     for (size_t i = 0; i < FH_GAP_BUCKETS; i++) o.gaps[i] = atomic_load(&s->gaps[i]);
     o.gap_us = atomic_load(&s->gap_us);
+    /* Read, not settled: only the server thread writes the integral. */
+    int64_t since = atomic_load(&s->busy_since_us), now = mono_us();
+    o.busy_us = atomic_load(&s->busy_us);
+    if (since > 0 && now > since && o.in_flight > 0)
+        o.busy_us += (uint64_t)(o.in_flight * (now - since));
     return o;
 }
 
@@ -234,6 +250,8 @@ void fh_reset_stats(fh_server *srv) {
     for (size_t i = 0; i < ARRAY_LEN(zero); i++) atomic_store(zero[i], 0);
     for (size_t i = 0; i < FH_GAP_BUCKETS; i++) atomic_store(&s->gaps[i], 0);
     atomic_store(&s->gap_us, 0);
+    atomic_store(&s->busy_us, 0);
+    atomic_store(&s->busy_since_us, mono_us());
     /* Gauges keep counting from where they are; their maxima restart there. */
     atomic_store(&s->max_in_flight, atomic_load(&s->in_flight));
     atomic_store(&s->max_conns_open, atomic_load(&s->conns_open));

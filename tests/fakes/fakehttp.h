@@ -112,6 +112,10 @@ typedef struct fh_stats {
      * the last (>= 64 ms) unbounded; and the sum of the gaps below 64 ms. */
     uint64_t gaps[FH_GAP_BUCKETS];
     uint64_t gap_us;
+    /* The requests in flight integrated over time, in request-microseconds, up to the
+     * moment of the call: divided by a span and a concurrency, how busy a client kept
+     * its request slots. */
+    uint64_t busy_us;
 } fh_stats_t;
 
 /* Binds 127.0.0.1:port (SO_REUSEADDR) and listens. Returns NULL (and logs why) when the

@@ -391,6 +391,41 @@ TEST(reuse_gap_is_the_time_from_an_answer_to_the_next_request) {
     CHECK_INT(LEAKS_FOUND(), 0);
 }
 
+/* busy_us integrates the requests in flight over time: two requests held 60 ms each on
+ * two connections at once count 120 request-ms or more, and no more than two requests
+ * for as long as the client waited; nothing is added while nothing is in flight. */
+TEST(busy_time_integrates_the_requests_in_flight) {
+    fake_t f;
+    fake_init(&f);
+    fh_server *srv = start_server(&f, 0, 0);
+    REQUIRE(srv);
+    fh_reset_stats(srv);
+    client_t a, b;
+    REQUIRE(client_connect(&a, fh_port(srv)) == 0);
+    REQUIRE(client_connect(&b, fh_port(srv)) == 0);
+    int64_t t0 = mono_us();
+    REQUIRE(client_send_str(&a, "GET /delay?ms=60&body=a HTTP/1.1\r\n\r\n") == 0);
+    REQUIRE(client_send_str(&b, "GET /delay?ms=60&body=b HTTP/1.1\r\n\r\n") == 0);
+    response_t r;
+    REQUIRE(client_read_response(&a, &r) == 0);
+    response_free(&r);
+    REQUIRE(client_read_response(&b, &r) == 0);
+    response_free(&r);
+    int64_t waited = mono_us() - t0;
+    fh_stats_t st = fh_stats(srv);
+    CHECK_INT(st.in_flight, 0);
+    CHECK(st.busy_us >= 2 * 60000);
+    CHECK(st.busy_us <= (uint64_t)(2 * waited));
+    sleep_ms(20); /* idle: the integral stays where it is */
+    CHECK_INT(fh_stats(srv).busy_us, st.busy_us);
+    fh_reset_stats(srv);
+    CHECK_INT(fh_stats(srv).busy_us, 0);
+    client_close(&a);
+    client_close(&b);
+    fh_destroy(srv);
+    CHECK_INT(LEAKS_FOUND(), 0);
+}
+
 TEST(pipelined_requests_are_answered_in_order) {
     fake_t f;
     fake_init(&f);
