@@ -33,6 +33,7 @@ enum api_type { API_T_INT, API_T_BOOL, API_T_STR, API_T_ENUM, API_T_TIME };
 #define API_P_MAX 2u      /* value <= max */
 #define API_P_DEFAULT 4u  /* dflt (int/bool) or str_dflt applies when absent */
 #define API_P_NULLABLE 8u /* JSON null accepted (body) */
+#define API_P_REQUIRED 16u /* a body field that must be given ("missing" otherwise) */
 
 /* One path, query or body parameter: parsed and validated by validate.c and described
  * by openapi.c from the same record, so the document cannot drift from the checks. */
@@ -222,6 +223,9 @@ int api_parse_or_reply(api_req *r, api_value *vals);
 /* Parses the JSON body against route->body (vals[i] for route->body[i]). A missing
  * body, malformed JSON or a non-object is one error. Unknown fields are ignored. */
 json_t *api_parse_body(api_req *r, api_value *vals, json_t *errors);
+/* api_parse_body, replying 422 with the errors: 0 with *doc (the body, which the values
+ * point into: the caller frees it), or -1 after replying. */
+int api_parse_body_or_reply(api_req *r, api_value *vals, json_t **doc);
 /* One FastAPI/pydantic error item: {"type","loc":[where, field],"msg","input"[,"ctx"]}.
  * msg is prefixed with the field name. Steals input and ctx. */
 json_t *api_validation_error(const char *type, const char *where, const char *field,

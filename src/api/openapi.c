@@ -164,11 +164,17 @@ static json_t *parameters(const api_route *rt) {
 }
 
 static json_t *request_body(const api_route *rt) {
-    json_t *props = json_object();
-    for (size_t i = 0; rt->body[i]; i++)
+    json_t *props = json_object(), *required = json_array();
+    for (size_t i = 0; rt->body[i]; i++) {
         json_object_set_new(props, rt->body[i]->name, param_schema(rt->body[i]));
-    return json_pack("{sbs{s{s{ssso}}}}", "required", 1, "content", "application/json", "schema",
-                     "type", "object", "properties", props);
+        if (rt->body[i]->flags & API_P_REQUIRED)
+            json_array_append_new(required, json_string(rt->body[i]->name));
+    }
+    json_t *schema = json_pack("{ssso}", "type", "object", "properties", props);
+    if (json_array_size(required)) json_object_set_new(schema, "required", required);
+    else json_decref(required);
+    return json_pack("{sbs{s{so}}}", "required", 1, "content", "application/json", "schema",
+                     schema);
 }
 
 static const char *reason(int code) {

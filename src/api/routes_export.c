@@ -157,7 +157,8 @@ static int64_t start_job(api_exports *x, export_job *j) {
 
 static const char *const TRACKER_CHOICES[] = {"markdown", "shortcut", "jira", "github", "linear",
                                               NULL};
-static const api_param B_TO = {"to", "body", API_T_ENUM, 0, 0, 0, 0, TRACKER_CHOICES, NULL,
+static const api_param B_TO = {"to", "body", API_T_ENUM, API_P_REQUIRED, 0, 0, 0,
+                               TRACKER_CHOICES, NULL,
                                "Tracker (required); its settings come from the server's "
                                "environment. markdown writes stories.md in the server's "
                                "working directory"};
@@ -203,9 +204,6 @@ static void h_start(api_req *r) {
     json_t *errors = json_array();
     json_t *doc = api_parse_body(r, v, errors);
     export_job *j = xcalloc(1, sizeof *j);
-    if (!json_array_size(errors) && !v[0].present)
-        json_array_append_new(errors, api_validation_error("missing", "body", "to", "Field required",
-                                                           NULL, NULL));
     if (!json_array_size(errors)) parse_story_ids(doc, j, errors);
     if (json_array_size(errors)) {
         json_decref(doc);

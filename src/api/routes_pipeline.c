@@ -134,14 +134,8 @@ static json_t *started_reply(int64_t id, const run_params *p) {
 
 static void h_run(api_req *r) {
     api_value v[API_MAX_PARAMS];
-    json_t *errors = json_array();
-    json_t *doc = api_parse_body(r, v, errors);
-    if (json_array_size(errors)) {
-        json_decref(doc);
-        api_reply_validation(r, errors);
-        return;
-    }
-    json_decref(errors);
+    json_t *doc;
+    if (api_parse_body_or_reply(r, v, &doc)) return;
     store *st = api_store(r);
     if (!st) {
         json_decref(doc);

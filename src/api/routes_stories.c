@@ -32,8 +32,8 @@ static const api_param P_STORY_ID = {"story_id", "path", API_T_INT, 0, 0, 0, 0, 
                                      "Story id"};
 
 static const char *const STATES[] = {"open", "exported", "closed", "rejected", NULL};
-static const api_param B_STATE = {"state", "body", API_T_ENUM, 0, 0, 0, 0, STATES, NULL,
-                                  "The story's new state"};
+static const api_param B_STATE = {"state", "body", API_T_ENUM, API_P_REQUIRED, 0, 0, 0, STATES,
+                                  NULL, "The story's new state"};
 static const api_param B_REASON = {"reason", "body", API_T_STR, API_P_MAX | API_P_NULLABLE, 0,
                                    2000, 0, NULL, NULL, "Why (shown with the story)"};
 static const api_param *const STATE_BODY[] = {&B_STATE, &B_REASON, NULL};
@@ -125,14 +125,8 @@ static void h_detail(api_req *r) {
 static void h_state(api_req *r) {
     api_value v[API_MAX_PARAMS], b[API_MAX_PARAMS];
     if (api_parse_or_reply(r, v)) return;
-    json_t *errors = json_array();
-    json_t *doc = api_parse_body(r, b, errors);
-    if (json_array_size(errors)) {
-        json_decref(doc);
-        api_reply_validation(r, errors);
-        return;
-    }
-    json_decref(errors);
+    json_t *doc;
+    if (api_parse_body_or_reply(r, b, &doc)) return;
     store *st = api_store(r);
     if (!st) {
         json_decref(doc);

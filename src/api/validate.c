@@ -278,8 +278,24 @@ json_t *api_parse_body(api_req *r, api_value *vals, json_t *errors) {
     for (size_t i = 0; ps && ps[i] && i < API_MAX_PARAMS; i++) {
         json_t *j = json_object_get(doc, ps[i]->name);
         if (j) parse_json_value(ps[i], j, &vals[i], errors);
+        else if (ps[i]->flags & API_P_REQUIRED)
+            json_array_append_new(errors, api_validation_error("missing", "body", ps[i]->name,
+                                                               "Field required", NULL, NULL));
     }
     return doc;
+}
+
+int api_parse_body_or_reply(api_req *r, api_value *vals, json_t **doc) {
+    json_t *errors = json_array();
+    *doc = api_parse_body(r, vals, errors);
+    if (json_array_size(errors)) {
+        json_decref(*doc);
+        *doc = NULL;
+        api_reply_validation(r, errors);
+        return -1;
+    }
+    json_decref(errors);
+    return 0;
 }
 
 int api_parse_or_reply(api_req *r, api_value *v) {

@@ -49,6 +49,9 @@ const char *cli_default_llm(void);
 /* Parses a positive integer option value; prints an error naming the option. */
 int cli_parse_int(const char *opt, const char *value, long long min, long long max,
                   long long *out);
+/* --rpm/--tpm: sets var (FEEDLINE_RPM, FEEDLINE_TPM) to the option's value, a whole
+ * number from 1; prints an error naming the option. 0 or -1. */
+int cli_set_limit_env(const char *opt, const char *var, const char *value);
 /* Progress line on stderr when it is a terminal (run_env.progress). */
 void cli_progress(void *ctx, const run_progress *p);
 /* "host:pid" owner name for runs started by this process. */

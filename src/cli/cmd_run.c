@@ -47,21 +47,6 @@ static void run_usage(FILE *out) {
             "(text-embedding-3-small); see README.md for Azure and self-hosted endpoints.\n");
 }
 
-/* --rpm/--tpm: the limits are a property of the account and endpoint, not of the run,
- * so they travel like the other LLM settings, in the environment the provider
- * factory reads (FEEDLINE_RPM, FEEDLINE_TPM). A resume takes them again. */
-static int set_limit_env(const char *opt, const char *var, const char *value) {
-    long long v;
-    if (cli_parse_int(opt, value, 1, 1000000000, &v)) return -1;
-    char num[32];
-    snprintf(num, sizeof num, "%lld", v);
-    if (setenv(var, num, 1) != 0) {
-        fprintf(stderr, "feedline: %s: cannot set %s\n", opt, var);
-        return -1;
-    }
-    return 0;
-}
-
 static const char *env_or(const char *name, const char *dflt) {
     const char *v = getenv(name);
     return v && v[0] ? v : dflt;
@@ -119,10 +104,10 @@ int cmd_run(int argc, char **argv) {
                 return EXIT_USAGE;
             break;
         case 'r':
-            if (set_limit_env("--rpm", "FEEDLINE_RPM", optarg)) return EXIT_USAGE;
+            if (cli_set_limit_env("--rpm", "FEEDLINE_RPM", optarg)) return EXIT_USAGE;
             break;
         case 't':
-            if (set_limit_env("--tpm", "FEEDLINE_TPM", optarg)) return EXIT_USAGE;
+            if (cli_set_limit_env("--tpm", "FEEDLINE_TPM", optarg)) return EXIT_USAGE;
             break;
         case 'D':
             if (cli_parse_int("--days", optarg, 1, 36500, &days)) return EXIT_USAGE;
@@ -200,8 +185,8 @@ int cmd_resume(int argc, char **argv) {
         else if (c == 'v') vocab_path = optarg;
         else if (c == 'j') json = 1;
         else if (c == 'r' || c == 't') {
-            if (set_limit_env(c == 'r' ? "--rpm" : "--tpm", c == 'r' ? "FEEDLINE_RPM" : "FEEDLINE_TPM",
-                              optarg))
+            if (cli_set_limit_env(c == 'r' ? "--rpm" : "--tpm",
+                                  c == 'r' ? "FEEDLINE_RPM" : "FEEDLINE_TPM", optarg))
                 return EXIT_USAGE;
         } else if (c == 'h') {
             resume_usage(stdout);

@@ -42,18 +42,6 @@ static void worker_usage(FILE *out) {
             "(--once) when no run is active, 1 when the database cannot be opened.\n");
 }
 
-static int set_limit(const char *opt, const char *var, const char *value) {
-    long long v;
-    if (cli_parse_int(opt, value, 1, 1000000000, &v)) return -1;
-    char num[32];
-    snprintf(num, sizeof num, "%lld", v);
-    if (setenv(var, num, 1) != 0) {
-        fprintf(stderr, "feedline worker: %s: cannot set %s\n", opt, var);
-        return -1;
-    }
-    return 0;
-}
-
 int cmd_worker(int argc, char **argv) {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},    {"concurrency", required_argument, NULL, 'c'},
@@ -76,10 +64,10 @@ int cmd_worker(int argc, char **argv) {
         case 'l': wo.llm = optarg; break;
         case 'v': vocab_path = optarg; break;
         case 'r':
-            if (set_limit("--rpm", "FEEDLINE_RPM", optarg)) return EXIT_USAGE;
+            if (cli_set_limit_env("--rpm", "FEEDLINE_RPM", optarg)) return EXIT_USAGE;
             break;
         case 't':
-            if (set_limit("--tpm", "FEEDLINE_TPM", optarg)) return EXIT_USAGE;
+            if (cli_set_limit_env("--tpm", "FEEDLINE_TPM", optarg)) return EXIT_USAGE;
             break;
         case 'o': wo.once = 1; break;
         case 'h': worker_usage(stdout); return EXIT_OK;

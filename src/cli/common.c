@@ -119,6 +119,21 @@ int cli_parse_int(const char *opt, const char *value, long long min, long long m
     return 0;
 }
 
+/* The limits are a property of the account and endpoint, not of the run, so they travel
+ * like the other LLM settings, in the environment the provider factory reads. A resume
+ * takes them again. */
+int cli_set_limit_env(const char *opt, const char *var, const char *value) {
+    long long v;
+    if (cli_parse_int(opt, value, 1, 1000000000, &v)) return -1;
+    char num[32];
+    snprintf(num, sizeof num, "%lld", v);
+    if (setenv(var, num, 1) != 0) {
+        fprintf(stderr, "feedline: %s: cannot set %s\n", opt, var);
+        return -1;
+    }
+    return 0;
+}
+
 void cli_progress(void *ctx, const run_progress *p) {
     (void)ctx;
     if (!isatty(2)) return;

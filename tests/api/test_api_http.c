@@ -180,6 +180,38 @@ TEST(run_request_validation_in_fastapi_form) {
     CHECK_INT(ts_finish(&s, db), 0); /* clean, leak-free shutdown */
 }
 
+/* A story's state change validates its body like a run request: every problem is a
+ * 422 naming where (a missing state was a 500), and a valid change of a story that
+ * does not exist a 404. */
+TEST(story_state_changes_are_validated) {
+    char *db;
+    test_server s = ts_start_empty(&db, NULL, NULL);
+    REQUIRE(s.pid > 0);
+    const struct {
+        const char *body, *loc;
+    } bad[] = {{"{\"state\": \"bogus\"}", "body.state"},
+               {"{\"state\": 1}", "body.state"},
+               {"{}", "body.state"},
+               {"{\"state\": ", "body.10"},
+               {"[\"closed\"]", "body"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_resp r;
+        REQUIRE(ts_post(&s, "/api/stories/1/state", bad[i].body, &r) == 0);
+        CHECK_INT(r.status, 422);
+        json_t *e = first_error(&r);
+        REQUIRE(e != NULL);
+        char *l = loc_of(e);
+        CHECK_STR(l, bad[i].loc);
+        free(l);
+        http_resp_free(&r);
+    }
+    http_resp r;
+    REQUIRE(ts_post(&s, "/api/stories/1/state", "{\"state\": \"closed\"}", &r) == 0);
+    CHECK_INT(r.status, 404);
+    http_resp_free(&r);
+    CHECK_INT(ts_finish(&s, db), 0);
+}
+
 static void expect_get_422(const test_server *s, const char *path, const char *loc,
                            const char *type) {
     http_resp r;

@@ -681,19 +681,6 @@ TEST(three_workers_and_the_server_lose_one_worker_and_end_like_one_process) {
     free(dir);
 }
 
-/* scripts/pg-test-cluster ACTION DIR; its exit status. */
-static int cluster(const char *action, const char *pgdir) {
-    char *script = fx_path("scripts/pg-test-cluster");
-    char *argv[] = {script, (char *)action, (char *)pgdir, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = fx_run(argv, NULL, &out, &err);
-    if (rc != 0) fprintf(stdout, "    pg-test-cluster %s: %s%s\n", action, out, err);
-    free(out);
-    free(err);
-    free(script);
-    return rc;
-}
-
 TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result) {
     if (!pg_or_skip(__func__)) return;
     const char *pgdir = getenv("FEEDLINE_TEST_PG_DIR");
@@ -726,9 +713,9 @@ TEST(postgres_restarted_mid_run_the_run_completes_or_resumes_to_the_same_result)
                      NULL) == 0);
     /* Mid-classification, with the workers in: the server goes away for 2 s. */
     REQUIRE(wait_progress(db, run, "classification", DATASET / 3, 60000));
-    REQUIRE(cluster("stop-server", pgdir) == 0);
+    REQUIRE(fx_pg_cluster("stop-server", pgdir) == 0);
     sleep_ms(2000);
-    REQUIRE(cluster("start-server", pgdir) == 0);
+    REQUIRE(fx_pg_cluster("start-server", pgdir) == 0);
 
     int drc = bg_wait_for(&driver, RUN_TIMEOUT_MS, -100); /* show its output either way */
     run_record r = outcome_run(db, run);

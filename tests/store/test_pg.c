@@ -381,19 +381,6 @@ TEST(a_transaction_lost_with_its_connection_fails_until_rolled_back) {
     free(url);
 }
 
-/* Runs scripts/pg-test-cluster ACTION DIR; its exit status. */
-static int cluster(const char *action, const char *dir) {
-    char *script = fx_path("scripts/pg-test-cluster");
-    char *argv[] = {script, (char *)action, (char *)dir, NULL};
-    char *out = NULL, *err = NULL;
-    int rc = fx_run(argv, NULL, &out, &err);
-    if (rc != 0) fprintf(stdout, "    pg-test-cluster %s: %s%s\n", action, out, err);
-    free(out);
-    free(err);
-    free(script);
-    return rc;
-}
-
 TEST(reconnects_with_backoff_while_the_server_restarts) {
     const char *dir = getenv("FEEDLINE_TEST_PG_DIR");
     if (getenv("FEEDLINE_TEST_PG") && (!dir || !dir[0])) {
@@ -410,7 +397,7 @@ TEST(reconnects_with_backoff_while_the_server_restarts) {
     db_bind_int(st, 1, 1);
     REQUIRE(db_step(st) == DB_ROW);
     db_reset(st);
-    REQUIRE(cluster("stop-server", dir) == 0);
+    REQUIRE(fx_pg_cluster("stop-server", dir) == 0);
     /* The server comes back after a while; meanwhile the query waits in the
      * reconnect backoff instead of failing. */
     int64_t down_ms = 1500, t0 = mono_ms();
@@ -418,7 +405,7 @@ TEST(reconnects_with_backoff_while_the_server_restarts) {
     REQUIRE(pid >= 0);
     if (pid == 0) {
         sleep_ms(down_ms);
-        _exit(cluster("start-server", dir) == 0 ? 0 : 1);
+        _exit(fx_pg_cluster("start-server", dir) == 0 ? 0 : 1);
     }
     db_bind_int(st, 1, 41);
     int rc = db_step(st);

@@ -228,3 +228,15 @@ int fx_feedline(const char *const args[], const char *const env[], char **out, c
     free(env_vocab);
     return rc;
 }
+
+int fx_pg_cluster(const char *action, const char *dir) {
+    char *script = fx_path("scripts/pg-test-cluster");
+    char *argv[] = {script, (char *)action, (char *)dir, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = fx_run(argv, NULL, &out, &err);
+    if (rc != 0) fprintf(stdout, "    pg-test-cluster %s: %s%s\n", action, out, err);
+    free(out);
+    free(err);
+    free(script);
+    return rc;
+}

@@ -36,5 +36,9 @@ int fx_run(char *const argv[], char *const env[], char **out, char **err);
  * (NULL-terminated, after the program name) and env additions (NULL-terminated or NULL;
  * FEEDLINE_VOCAB names the bundled vocabulary unless an addition says otherwise). */
 int fx_feedline(const char *const args[], const char *const env[], char **out, char **err);
+/* Runs scripts/pg-test-cluster ACTION DIR (stop-server, start-server: the throwaway
+ * PostgreSQL cluster of FEEDLINE_TEST_PG_DIR); its exit status, its output printed when
+ * it failed. */
+int fx_pg_cluster(const char *action, const char *dir);
 
 #endif
