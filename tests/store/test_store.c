@@ -32,6 +32,14 @@ static void add_convs(store *s, int n, int64_t t0) {
     }
 }
 
+/* A run with the default parameters, started at started; its id. */
+static int64_t create_run(store *s, int64_t started) {
+    run_params p = default_params();
+    int64_t run = 0;
+    CHECK_INT(store_run_create(s, &p, started, &run, NULL), STORE_OK);
+    return run;
+}
+
 TEST(open_migrates_once_and_reopens) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
@@ -191,9 +199,7 @@ TEST(work_queue_claims_leases_and_resume_reset) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
     add_convs(s, 10, 5000);
-    run_params p = default_params();
-    int64_t run;
-    CHECK_INT(store_run_create(s, &p, 6000, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 6000);
     int64_t count = 0;
     /* window [5003, 5008], newest first, capped at 4 */
     CHECK_INT(store_work_seed_conversations(s, run, 5003, 5008, 4, &count), STORE_OK);
@@ -242,9 +248,7 @@ TEST(seeding_the_next_phases_claims_the_taken_ones_for_the_seeder) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
     add_convs(s, 2, 5000);
-    run_params p = default_params();
-    int64_t run;
-    CHECK_INT(store_run_create(s, &p, 6000, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 6000);
     const enum run_phase next[] = {PHASE_EMBEDDINGS, PHASE_FACETS, PHASE_THEMES};
     unsigned take = 1u << PHASE_FACETS | 1u << PHASE_THEMES, taken = 99;
     CHECK_INT(store_work_seed_next(s, run, "c000", next, 3, "w1", 160, take, &taken), STORE_OK);
@@ -324,9 +328,7 @@ TEST(results_are_idempotent_and_counters_come_from_tables) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
     add_convs(s, 5, 100);
-    run_params p = default_params();
-    int64_t run, count;
-    CHECK_INT(store_run_create(s, &p, 1000, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 1000), count;
     CHECK_INT(store_work_seed_conversations(s, run, 0, 2000, 0, &count), STORE_OK);
     claim_all(s, run, 5);
     fail_claimed(s, run, "c000", "first try failed");
@@ -386,9 +388,7 @@ TEST(results_are_idempotent_and_counters_come_from_tables) {
 TEST(stories_evidence_is_unique_per_run_and_orphans_accumulate) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
-    run_params p = default_params();
-    int64_t run, sid;
-    CHECK_INT(store_run_create(s, &p, 1, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 1), sid;
     char *ids[] = {"a", "b", "c"};
     story_new sn = {0};
     sn.run_id = run;
@@ -507,9 +507,7 @@ TEST(a_writer_that_leaves_checkpoints_does_not_copy_its_log) {
 TEST(orphaned_runs_are_failed_by_heartbeat_age) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
-    run_params p = default_params();
-    int64_t run;
-    CHECK_INT(store_run_create(s, &p, 100, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 100);
     int n = -1;
     CHECK_INT(store_run_fail_orphaned(s, 50, 200, &n), STORE_OK);
     CHECK_INT(n, 0); /* heartbeat 100 is newer than 50 */
@@ -530,9 +528,7 @@ TEST(orphaned_runs_are_failed_by_heartbeat_age) {
 TEST(usage_totals_filtered_count_and_orphan_members_read_back) {
     char *url = fx_db_url();
     store *s = fx_store_open(url);
-    run_params p = default_params();
-    int64_t run;
-    CHECK_INT(store_run_create(s, &p, 1, &run, NULL), STORE_OK);
+    int64_t run = create_run(s, 1);
     /* Usage adds up per phase; the run's totals are sums over phases (numeric on
      * PostgreSQL, read back as integers and doubles). */
     CHECK_INT(store_run_add_usage(s, run, PHASE_CLASSIFICATION, 2, 1, 3000000000, 1000, 20, 0.25),
