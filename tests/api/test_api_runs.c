@@ -140,6 +140,16 @@ TEST(run_completes_and_every_read_route_shows_its_results) {
     CHECK(json_is_array(json_object_get(ev, "key_excerpts")));
     CHECK(str_at(ev, "diagnostic_summary") != NULL);
     CHECK_STR(str_at(ev, "signature"), str_at(story, "signature") ? str_at(ev, "signature") : "");
+    /* A state change the route refuses (no state, an unknown one) leaves the story as
+     * it was. */
+    snprintf(path, sizeof path, "/api/stories/%lld/state", (long long)sid);
+    json_decref(post_json(&s, path, "{\"reason\": \"no state\"}", 422));
+    json_decref(post_json(&s, path, "{\"state\": \"gone\"}", 422));
+    snprintf(path, sizeof path, "/api/stories/%lld", (long long)sid);
+    json_t *again = get_json(&s, path, 200);
+    CHECK_STR(str_at(again, "status"), str_at(story, "status"));
+    CHECK_INT(json_equal(again, story), 1);
+    json_decref(again);
     json_decref(story);
     snprintf(path, sizeof path, "/api/stories?run_id=%lld&limit=2&offset=1", (long long)id);
     json_t *page = get_json(&s, path, 200);
