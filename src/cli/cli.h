@@ -35,6 +35,11 @@ int cmd_export(int argc, char **argv); /* cmd_export.c: stories to an issue trac
 /* Shared helpers (common.c). */
 /* The database: --db value, else $DATABASE_URL, else "feedline.db". */
 const char *cli_db(const char *opt);
+/* A bundled data file: data/NAME under the working directory, else in the tree the
+ * binary was built in (data/ up to two levels above build/feedline or
+ * build/asan/feedline), so the defaults work from any directory. Writes the
+ * path to out and returns 0, or -1 when neither is readable. */
+int cli_data_path(const char *name, char *out, size_t len);
 /* Loads the vocabulary: --vocab, else $FEEDLINE_VOCAB, else data/theme_vocabulary.json
  * next to the working directory or the binary. Prints an error and returns NULL. */
 vocab *cli_load_vocab(const char *opt);

@@ -1,5 +1,6 @@
 /* feedline run / resume / demo: run the pipeline in the foreground. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,7 +223,13 @@ int cmd_demo(int argc, char **argv) {
         unlink("feedline-demo.db-wal");
         unlink("feedline-demo.db-shm");
     }
-    char *imp[] = {"import", "--db", (char *)db, "data/sample_conversations.jsonl", NULL};
+    char sample[PATH_MAX + 64];
+    if (cli_data_path("sample_conversations.jsonl", sample, sizeof sample) != 0) {
+        fprintf(stderr, "feedline demo: the bundled sample data/sample_conversations.jsonl is "
+                        "neither under the working directory nor next to the binary\n");
+        return EXIT_FAILURE_;
+    }
+    char *imp[] = {"import", "--db", (char *)db, sample, NULL};
     int rc = cmd_import(4, imp);
     if (rc != EXIT_OK) return rc;
     char *run[] = {"run", "--db", (char *)db, "--llm", "local", NULL};

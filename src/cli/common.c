@@ -22,25 +22,32 @@ const char *cli_db(const char *opt) {
 
 static int readable(const char *path) { return access(path, R_OK) == 0; }
 
+int cli_data_path(const char *name, char *out, size_t len) {
+    int n = snprintf(out, len, "data/%s", name);
+    if (n > 0 && (size_t)n < len && readable(out)) return 0;
+    /* The tree the binary was built in: build/feedline finds data/ one level above
+     * its directory, build/asan/feedline two. */
+    char dir[PATH_MAX];
+    ssize_t got = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (got <= 0) return -1;
+    dir[got] = '\0';
+    for (int level = 0; level < 3; level++) {
+        char *slash = strrchr(dir, '/');
+        if (!slash) return -1;
+        *slash = '\0';
+        n = snprintf(out, len, "%s/data/%s", dir, name);
+        if (n > 0 && (size_t)n < len && readable(out)) return 0;
+    }
+    return -1;
+}
+
 vocab *cli_load_vocab(const char *opt) {
     char path[PATH_MAX + 64];
     const char *env = getenv("FEEDLINE_VOCAB");
     const char *chosen = NULL;
     if (opt && opt[0]) chosen = opt;
     else if (env && env[0]) chosen = env;
-    else if (readable("data/theme_vocabulary.json")) chosen = "data/theme_vocabulary.json";
-    else {
-        /* Next to the binary: build/feedline -> ../data/. */
-        char exe[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n > 0) {
-            exe[n] = '\0';
-            char *slash = strrchr(exe, '/');
-            if (slash) *slash = '\0';
-            snprintf(path, sizeof path, "%s/../data/theme_vocabulary.json", exe);
-            if (readable(path)) chosen = path;
-        }
-    }
+    else if (cli_data_path("theme_vocabulary.json", path, sizeof path) == 0) chosen = path;
     if (!chosen) {
         fprintf(stderr, "feedline: no theme vocabulary found: pass --vocab FILE or set "
                         "FEEDLINE_VOCAB (see data/theme_vocabulary.json for the shape)\n");

@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "support/fixtures.h"
 #include "support/truth.h"
@@ -88,6 +89,33 @@ TEST(sample_import_run_and_story_purity) {
     free(err);
     free(sample);
     free(db);
+}
+
+/* `feedline demo` outside the project: the bundled sample and the vocabulary are found
+ * in the tree the binary was built in, not only under the working directory (it
+ * failed with "data/sample_conversations.jsonl: cannot open" before). */
+TEST(demo_runs_from_any_directory) {
+    char *dir = fx_tmpdir();
+    const char *bin = getenv("FEEDLINE_BIN");
+    if (!bin || !bin[0]) bin = "build/asan/feedline";
+    char *abs_bin = bin[0] == '/' ? xstrdup(bin) : fx_path(bin);
+    char *argv[] = {"/bin/sh", "-c", "unset FEEDLINE_VOCAB; cd \"$1\" && exec \"$2\" demo", "sh",
+                    dir, abs_bin, NULL};
+    char *out = NULL, *err = NULL;
+    int rc = fx_run(argv, NULL, &out, &err);
+    if (rc) fprintf(stdout, "    demo: %s %s\n", out, err);
+    CHECK_INT(rc, 0);
+    CHECK(strstr(out, "0 rejected") != NULL);
+    CHECK(strstr(out, "run 1: completed") != NULL);
+    CHECK(strstr(out, "Stories of run 1:") != NULL);
+    char *db = xasprintf("%s/feedline-demo.db", dir);
+    CHECK(access(db, R_OK) == 0);
+    free(db);
+    free(out);
+    free(err);
+    free(abs_bin);
+    fx_rmtree(dir);
+    free(dir);
 }
 
 TEST(cli_reports_bad_arguments_and_help) {
