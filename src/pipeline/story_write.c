@@ -5,7 +5,6 @@
  *
  * A story that grows keeps its title (people have read it, perhaps in a tracker) and
  * its written problem; only the description's figures and evidence change. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "pipeline/stories.h"
 #include "pipeline/story_plan.h"
 #include "text/signature.h"
+#include "text/text.h"
 #include "util/buf.h"
 #include "util/jsonx.h"
 #include "util/log.h"
@@ -29,31 +29,12 @@
 
 /* ---- the answer ------------------------------------------------------------------- */
 
-/* Lower-cased, with runs of non-alphanumerics as one space, for comparing texts. */
-static char *fold(const char *s) {
-    char *out = xmalloc(strlen(s) + 1), *o = out;
-    int space = 1;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || ch >= 0x80) {
-            *o++ = (char)tolower(ch);
-            space = 0;
-        } else if (!space) {
-            *o++ = ' ';
-            space = 1;
-        }
-    }
-    while (o > out && o[-1] == ' ') o--;
-    *o = '\0';
-    return out;
-}
-
 /* Whether title repeats a customer's text: the same words as an intent or excerpt, or
  * most of one (a title found inside a text at least 70% of whose length it covers).
  * A title that merely shares a phrase with a customer is fine: products and customers
  * use the same words. */
 static int copies_customer(const char *title, const json_t *args) {
-    char *t = fold(title);
+    char *t = text_fold(title);
     int hit = 0;
     static const char *const keys[] = {"user_intents", "excerpts"};
     for (size_t k = 0; k < 2 && !hit; k++) {
@@ -61,7 +42,7 @@ static int copies_customer(const char *title, const json_t *args) {
         json_t *v;
         json_array_foreach(jx_arr(args, keys[k]), i, v) {
             if (!json_is_string(v)) continue;
-            char *x = fold(json_string_value(v));
+            char *x = text_fold(json_string_value(v));
             hit = !strcmp(x, t) || (strstr(x, t) && strlen(t) * 10 >= strlen(x) * 7);
             free(x);
             if (hit) break;
@@ -118,13 +99,17 @@ static char *day(int64_t t) {
     return xstrdup(buf);
 }
 
+/* Appends s (cut to max_bytes) unless the array already says the same
+ * (texts_say_the_same: "How do I close my account?" and "Hello team Help: how do I
+ * close my account."). The first one stays: members come most typical first. Twins
+ * would cost prompt tokens and show the reader the same evidence twice. */
 static void add_unique(json_t *arr, const char *s, size_t max_bytes) {
     if (!s || !s[0]) return;
     char *cut = xstrndup(s, strlen(s) > max_bytes ? max_bytes : strlen(s));
     size_t i;
     json_t *v;
     int dup = 0;
-    json_array_foreach(arr, i, v) dup |= !strcmp(json_string_value(v), cut);
+    json_array_foreach(arr, i, v) if (!dup) dup = texts_say_the_same(json_string_value(v), cut);
     if (!dup) json_array_append_new(arr, jx_string(cut));
     free(cut);
 }

@@ -1,12 +1,14 @@
 /* The customer digest (original-phases.md §0): the specificity score of a message,
  * the "similar messages" test, and the digest built from the opening message plus
- * the most specific later customer message; also two small string helpers.
+ * the most specific later customer message; the test of two customer texts saying the
+ * same (texts_say_the_same); also two small string helpers.
  *
  * The original's regular expressions are implemented by hand, each as one linear
  * scan, with the semantics Python's `re` gives them (Unicode \w, \s, \b). Lengths
  * are in characters (code points), as Python's len() counts them. */
 #include "text/text.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -317,6 +319,59 @@ static int similar_n(const char *a, size_t alen, const char *b, size_t blen) {
 int messages_similar(const char *a, const char *b) {
     if (!a || !b) return 0;
     return similar_n(a, strlen(a), b, strlen(b));
+}
+
+char *text_fold(const char *s) {
+    char *out = xmalloc(strlen(s) + 1), *o = out;
+    int space = 1;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch >= 0x80) {
+            *o++ = (char)tolower(ch);
+            space = 0;
+        } else if (!space) {
+            *o++ = ' ';
+            space = 1;
+        }
+    }
+    while (o > out && o[-1] == ' ') o--;
+    *o = '\0';
+    return out;
+}
+
+static size_t folded_words(const char *f) {
+    size_t n = 0;
+    for (const char *p = f; *p; p++) n += *p != ' ' && (p == f || p[-1] == ' ');
+    return n;
+}
+
+/* How many whole words two folded texts end with in common. */
+static size_t common_tail_words(const char *a, const char *b) {
+    size_t i = strlen(a), j = strlen(b), words = 0;
+    while (i > 0 && j > 0 && a[i - 1] == b[j - 1]) {
+        i--;
+        j--;
+        /* a word of both starts here */
+        if ((i == 0 || a[i - 1] == ' ') && (j == 0 || b[j - 1] == ' ') && a[i] != ' ') words++;
+    }
+    return words;
+}
+
+int texts_say_the_same(const char *a, const char *b) {
+    if (!a || !b) return 0;
+    if (!strcmp(a, b)) return 1;
+    char *fa = text_fold(a), *fb = text_fold(b);
+    size_t na = folded_words(fa), nb = folded_words(fb), shorter = na < nb ? na : nb;
+    int same;
+    if (shorter <= 1) {
+        same = !strcmp(fa, fb) && na > 0;
+    } else {
+        size_t tail = common_tail_words(fa, fb);
+        same = messages_similar(fa, fb) || (tail >= 4 && tail * 5 >= shorter * 4);
+    }
+    free(fa);
+    free(fb);
+    return same;
 }
 
 /* ---- digest ------------------------------------------------------------------ */

@@ -30,6 +30,22 @@ int message_specificity(const char *msg);
 /* 1 when the two texts are "similar" per original-phases.md §0. */
 int messages_similar(const char *a, const char *b);
 
+/* Lower-cased, with every run of ASCII non-alphanumerics as one space and none at
+ * either end, for comparing texts ("Can't sync!" -> "can t sync"). Caller frees. */
+char *text_fold(const char *s);
+
+/* 1 when two customer texts say the same thing, for showing each once: on their
+ * text_fold()ed forms, messages_similar (one contains the other, or nearly the same
+ * words), or the same last words for at least 80% of the shorter text, at least 4 of
+ * them, so that a greeting or a lead-in makes no difference ("Hey quick one - can I
+ * add accounts from different email addresses?" and "I can't work out how this
+ * works: can I add accounts from different email addresses."). Texts that merely end
+ * alike ("The app crashes when I try to log in", "I get error 500 when I try to log
+ * in") stay apart. Equal texts are the same; a single word is otherwise only the same
+ * as the same word ("error" is inside many texts and says nothing about them). NULL
+ * is never the same as anything. */
+int texts_say_the_same(const char *a, const char *b);
+
 /* The customer digest (<= max_chars characters, not bytes) from the stripped opening
  * message and the stripped customer messages of the thread. Caller frees. */
 char *build_customer_digest(const char *source_body, const char *const *customer_msgs,

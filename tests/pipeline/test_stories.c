@@ -411,6 +411,65 @@ TEST(the_offline_review_follows_its_rules) {
     vocab_free(v);
 }
 
+/* The story request shows each thing customers said once: twins (the same words after
+ * a greeting or a lead-in) are left out, the most typical member's wording kept, and
+ * different requests in similar words both stay. */
+TEST(a_story_request_shows_each_thing_said_once) {
+    char *vp = fx_path("data/theme_vocabulary.json"), err[256];
+    vocab *v = vocab_load(vp, err, sizeof err);
+    free(vp);
+    REQUIRE(v != NULL);
+    static const char *const intents[] = {
+        "How do I close my account?", "Hello team Help: how do I close my account.",
+        "How do I close my account?", "How do I delete my profile?"};
+    static const char *const symptoms[][2] = {{"close account", "delete account"},
+                                              {"Close account", "error"},
+                                              {"delete account", "can't find the option"},
+                                              {"delete profile", "error canceling"}};
+    splan p = {0};
+    p.nmem = 4;
+    p.mem = xcalloc(p.nmem, sizeof *p.mem);
+    sstory s = {0};
+    s.m = xcalloc(p.nmem, sizeof *s.m);
+    for (size_t i = 0; i < p.nmem; i++) {
+        smember *m = &p.mem[i];
+        m->id = xasprintf("c%zu", i);
+        m->intent = xstrdup(intents[i]);
+        m->excerpt = xstrdup(intents[i]);
+        m->sig = xstrdup("account_deletion_request");
+        m->symptoms = json_pack("[ss]", symptoms[i][0], symptoms[i][1]);
+        s.m[s.n++] = i;
+    }
+    p.ncands = 1;
+    p.cands = xcalloc(1, sizeof *p.cands);
+    p.cands[0].signature = xstrdup("account_deletion_request");
+    p.cands[0].area = xstrdup("account");
+    p.cands[0].component = xstrdup("settings");
+    s.distinguisher = xstrdup("");
+    s.action = xstrdup("deletion");
+    s.direction = xstrdup("deficit");
+    s.kind = xstrdup("feature");
+    llm_call c = {0};
+    story_write_call(v, &p, &s, &c);
+    REQUIRE(c.args != NULL);
+    char *got = json_dumps(jx_arr(c.args, "user_intents"), JSON_COMPACT);
+    CHECK_STR(got, "[\"How do I close my account?\",\"How do I delete my profile?\"]");
+    free(got);
+    got = json_dumps(jx_arr(c.args, "excerpts"), JSON_COMPACT);
+    CHECK_STR(got, "[\"How do I close my account?\",\"How do I delete my profile?\"]");
+    free(got);
+    /* "Close account" is "close account"; "error" is its own symptom, not part of
+     * "error canceling" */
+    got = json_dumps(jx_arr(c.args, "symptoms"), JSON_COMPACT);
+    CHECK_STR(got, "[\"close account\",\"delete account\",\"error\",\"can't find the option\","
+                   "\"delete profile\",\"error canceling\"]");
+    free(got);
+    json_decref(c.args);
+    sstory_free(&s);
+    splan_free(&p);
+    vocab_free(v);
+}
+
 TEST(titles_are_distinct_and_never_a_customer_message) {
     char *t[4] = {xstrdup("Billing: cancel fails"), xstrdup("Billing: cancel fails"),
                   xstrdup("billing: CANCEL fails"), xstrdup("Other")};

@@ -145,6 +145,36 @@ TEST(similarity_rules) {
     CHECK(messages_similar("\xC3\x89" "COLE ouverte", "\xC3\xA9" "cole ouverte"));
 }
 
+TEST(texts_say_the_same_across_greetings_and_lead_ins) {
+    char *f = text_fold("  Can't SYNC!!  my-store ");
+    CHECK_STR(f, "can t sync my store");
+    free(f);
+    /* a greeting or a lead-in before the same words */
+    CHECK(texts_say_the_same("How do I close my account?",
+                             "Hello team Help: how do I close my account."));
+    CHECK(texts_say_the_same("hello team can i add accounts from different email addresses?",
+                             "Hey quick one - Can I add accounts from different email addresses?"));
+    CHECK(texts_say_the_same("I can't work out how this works: can I add accounts from different "
+                             "email addresses.",
+                             "hello team can i add accounts from different email addresses?"));
+    CHECK(texts_say_the_same("Issue: AI generation fails with error, times out, or garbles",
+                             "Problem: AI generation fails with error, times out, or garbles."));
+    CHECK(texts_say_the_same("not pulling pins", "Not pulling Pins into SmartLoop"));
+    CHECK(texts_say_the_same("M4U", "m4u"));
+    CHECK(texts_say_the_same("", ""));
+    /* different requests in the same words, texts that only end alike */
+    CHECK(!texts_say_the_same("How do I cancel my plan?", "How do I change my plan?"));
+    CHECK(!texts_say_the_same("The app crashes when I try to log in",
+                              "I get error 500 when I try to log in"));
+    CHECK(!texts_say_the_same("Pins are not posting to my board",
+                              "Pins are posting twice to my board"));
+    /* one word is not the same as a text it is in */
+    CHECK(!texts_say_the_same("error", "error canceling"));
+    CHECK(!texts_say_the_same("or", "times out, or produces garbled output"));
+    CHECK(!texts_say_the_same(NULL, "x"));
+    CHECK(!texts_say_the_same("x", NULL));
+}
+
 /* ---- §13 tests 6 and 7 ---- */
 TEST(digest_is_source_without_customer_messages) {
     char *d = build_customer_digest("Initial customer message", NULL, 0, 2000);
