@@ -19,6 +19,7 @@
  * The best theme *with evidence* (a keyword phrase with an exactly written word or of
  * several words, or an intent at least half covered) is claimed when it scores
  * >= 0.8 U; confidence comes from the score and the margin over the runner-up. */
+#include <ctype.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -703,9 +704,49 @@ static int chosen_hit(const ltheme *t, const choice *ch, long best, size_t p) {
     return ch->matched && t->phrase_hit[p] == 1 && (long)t->dict.tag[p] == best;
 }
 
+static size_t words_in(const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += !isspace((unsigned char)s[i]) && (i == 0 || isspace((unsigned char)s[i - 1]));
+    return n;
+}
+
+/* Drops function words and punctuation from the end of a cut clause in place: a clause
+ * cut at its word limit can end "... can't find that option in my", or "... times out,
+ * or". Returns the words left. */
+static size_t trim_dangling(char *s, const llex *lx) {
+    for (;;) {
+        trim_clause(s);
+        char *last = strrchr(s, ' ');
+        char *w = last ? last + 1 : s;
+        char low[32];
+        size_t n = strlen(w);
+        if (!*w || n >= sizeof low) break;
+        for (size_t i = 0; i <= n; i++) low[i] = (char)tolower((unsigned char)w[i]);
+        if (!llex_is_stop(lx, low)) break;
+        if (!last) {
+            *s = '\0';
+            break;
+        }
+        *last = '\0';
+    }
+    return words_in(s, strlen(s));
+}
+
+/* Whether a symptom hit lies in [from, to). */
+static int hit_within(const analysis *a, size_t from, size_t to) {
+    for (size_t i = 0; i < a->nsym; i++)
+        if (a->sym[i].src >= from && a->sym[i].src < to) return 1;
+    return 0;
+}
+
 /* 2-4 short phrases: the matched keywords, then the customer's own problem clauses,
- * then (when still short) the start of the intent. */
-static json_t *build_symptoms(const analysis *a, const choice *ch, const char *intent) {
+ * then (when still short) the start of the intent without its label. A clause ends at
+ * a colon, unless what precedes the colon is a short label ("Bug report:", "isn't
+ * working:") and the problem is told after it; a clause of one word ("error",
+ * "failed") says too little to be listed. A quoted error is listed whole. */
+static json_t *build_symptoms(const analysis *a, const llex *lx, const choice *ch,
+                              const char *intent) {
     const ltheme *t = a->t;
     json_t *out = json_array();
     for (size_t p = 0; p < t->dict.n && json_array_size(out) < 2; p++)
@@ -720,15 +761,34 @@ static json_t *build_symptoms(const analysis *a, const choice *ch, const char *i
         if (e >= 0) { /* inside a quoted error: the whole quote is the symptom */
             from = a->errs[e].a;
             to = a->errs[e].b;
+        } else {
+            const char *colon = memchr(a->text + from, ':', to - from);
+            if (colon) {
+                size_t at = (size_t)(colon - a->text);
+                if (words_in(a->text + from, at - from) <= 3 && hit_within(a, at + 1, to))
+                    from = at + 1;
+                else
+                    to = at;
+            }
         }
         char *clause = lt_cut_words(a->text + from, to - from, e >= 0 ? 12 : 6, 120);
         covered_until = e >= 0 ? to : from + strlen(clause);
-        trim_clause(clause);
-        add_unique_str(out, clause, 4);
+        if (e >= 0) {
+            trim_clause(clause);
+            add_unique_str(out, clause, 4);
+        } else if (trim_dangling(clause, lx) >= 2) {
+            add_unique_str(out, clause, 4);
+        }
         free(clause);
     }
     if (json_array_size(out) < 2) {
-        char *short_intent = lt_cut_words(intent, strlen(intent), 8, 80);
+        /* without its label: "Bug report: the editor crashes" */
+        const char *colon = strchr(intent, ':'), *from = intent;
+        if (colon && words_in(intent, (size_t)(colon - intent)) <= 3 &&
+            words_in(colon + 1, strlen(colon + 1)) >= 2)
+            from = colon + 1;
+        char *short_intent = lt_cut_words(from, strlen(from), 8, 80);
+        trim_dangling(short_intent, lx);
         add_unique_str(out, short_intent, 4);
         free(short_intent);
     }
@@ -871,7 +931,7 @@ json_t *local_theme(local_ctx *c, const llm_call *call, char *err, size_t errlen
         "{s:o, s:o, s:o, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:[], s:[]}", "product_area",
         jx_string(ch.area), "component", jx_string(ch.component), "issue_signature",
         jx_string(ch.signature), "matched_existing", ch.matched, "match_confidence", ch.confidence,
-        "user_intent", jx_string(intent), "symptoms", build_symptoms(a, &ch, intent),
+        "user_intent", jx_string(intent), "symptoms", build_symptoms(a, &c->lex, &ch, intent),
         "affected_flow", jx_string(flow), "root_cause_hypothesis", jx_string(hypothesis),
         "diagnostic_summary", jx_string(diag), "key_excerpts", build_excerpts(a, &ch),
         "context_used", "context_gaps");

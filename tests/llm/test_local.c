@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 #include "llm/llm.h"
@@ -581,6 +582,47 @@ TEST(theme_answer_shape_and_content) {
     json_t *ex = json_array_get(jx_arr(a, "key_excerpts"), 0);
     CHECK(strstr(str_of(ex, "text"), "E4012") != NULL);
     json_decref(a);
+    llm_provider_destroy(p);
+    vocab_free(v);
+}
+
+/* Symptoms are whole phrases: a clause cut at its word limit does not end on a function
+ * word ("... that option in my", "... times out, or"), a label before a colon is not
+ * part of the symptom ("Bug report: ...", "failed: I looked at my account"), and a
+ * lone word ("error") is not listed as a clause. The vocabulary's own keywords may be
+ * single words. */
+TEST(theme_symptoms_are_whole_phrases) {
+    vocab *v = load_bundled();
+    REQUIRE(v != NULL);
+    llm_provider *p = llm_local_new(v);
+    static const char *const bodies[] = {
+        "The canccel button doesn't work. It's about upgrade failed: I looked at my account and "
+        "the money was taken on Dec 30. This is about error canceling, to be clear. Thanks!",
+        "Bug report: ghostwriter keeps failing with an error every single time I generate.",
+        "The AI generation fails with error, times out, or produces garbled text for me.",
+        "I want to reset my CoPilot plan. I can't find that option in my settings anywhere.",
+    };
+    static const char *const dangling[] = {"a", "an", "the", "my", "in", "on", "or", "and",
+                                           "with", "to", "of", "for", "from", "at", NULL};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        json_t *a = ask_body(p, LLM_THEME, bodies[i]);
+        REQUIRE(a != NULL);
+        size_t k;
+        json_t *sym;
+        json_array_foreach(jx_arr(a, "symptoms"), k, sym) {
+            const char *t = json_string_value(sym);
+            int keyword = 0;
+            const vocab_theme *vt = vocab_get(v, str_of(a, "issue_signature"));
+            for (size_t w = 0; vt && w < vt->nkeywords; w++) keyword |= !strcmp(vt->keywords[w], t);
+            const char *last = strrchr(t, ' ');
+            last = last ? last + 1 : t;
+            int ok = strchr(t, ':') == NULL && (keyword || words_of(t) >= 2);
+            for (size_t d = 0; dangling[d]; d++) ok &= strcasecmp(last, dangling[d]) != 0;
+            if (!ok) fprintf(stdout, "    body %zu: symptom \"%s\"\n", i, t);
+            CHECK(ok);
+        }
+        json_decref(a);
+    }
     llm_provider_destroy(p);
     vocab_free(v);
 }
