@@ -321,9 +321,16 @@ json_t *local_story(const llm_call *call, char *err, size_t errlen) {
         buf_puts(&problem, " Symptoms: ");
         size_t i;
         json_t *v;
+        /* "fails with error, times out" is one symptom: with a comma inside one, the
+         * list is separated by semicolons */
+        const char *sep = ", ";
+        json_array_foreach(sym, i, v) {
+            if (i < 4 && json_is_string(v) && strchr(json_string_value(v), ',')) sep = "; ";
+        }
         json_array_foreach(sym, i, v) {
             if (i >= 4) break;
-            buf_printf(&problem, "%s%s", i ? ", " : "", json_string_value(v) ? json_string_value(v) : "");
+            const char *text = json_string_value(v);
+            buf_printf(&problem, "%s%s", i ? sep : "", text ? text : "");
         }
         buf_putc(&problem, '.');
     }

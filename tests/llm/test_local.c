@@ -990,6 +990,14 @@ TEST(story_title_rules) {
     CHECK(strstr(json_string_value(json_array_get(json_object_get(a, "acceptance_criteria"), 0)),
                  "CoPilot") != NULL);
     json_decref(a);
+    /* a symptom with a comma inside: the list is separated by semicolons */
+    a = ask(p, LLM_STORY, &none,
+            "{\"signature\":\"ghostwriter_generation_failure\",\"product_area\":\"ai_creation\","
+            "\"kind\":\"bug\",\"symptoms\":[\"generation failed\",\"fails with error, times out\","
+            "\"truncated\"]}");
+    CHECK(strstr(str_of(a, "problem"),
+                 "Symptoms: generation failed; fails with error, times out; truncated.") != NULL);
+    json_decref(a);
     a = ask(p, LLM_STORY, &none, "{\"signature\":\"ai_caption_mismatch\",\"product_area\":\"ai_creation\","
                                  "\"kind\":\"question\",\"user_intents\":[\"meh\"]}");
     CHECK_STR(str_of(a, "title"), "AI creation: AI caption mismatch");
