@@ -273,8 +273,14 @@ static char *story_title(const json_t *a) {
         body[0] = (char)tolower((unsigned char)body[0]);
     size_t room = TITLE_MAX - (dist && *dist ? strlen(dist) + 3 : 0);
     cut_headline(body, room > 30 ? room : 30);
-    /* the area leads, as a label (a PM scans a list by area) */
-    char *t = strchr(body, ':') ? xstrdup(body) : xasprintf("%s: %s", area, body);
+    /* the area leads, as a label (a PM scans a list by area), and is not said twice:
+     * "Made For You: generated content is poor quality", not "Made For You: Made For
+     * You generated content..." */
+    const char *rest = body;
+    size_t an = strlen(area);
+    if (an && !strncasecmp(body, area, an) && body[an] == ' ' && strchr(body + an + 1, ' '))
+        rest = body + an + 1;
+    char *t = strchr(body, ':') ? xstrdup(body) : xasprintf("%s: %s", area, rest);
     if (t[0] >= 'a' && t[0] <= 'z') t[0] = (char)(t[0] - 'a' + 'A');
     cut_headline(t, room > 30 ? room : 30);
     if (dist && *dist) {

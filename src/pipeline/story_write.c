@@ -29,11 +29,27 @@
 
 /* ---- the answer ------------------------------------------------------------------- */
 
+/* Whether the title, or what follows its "Area:" label, is taken from the vocabulary's
+ * description of the theme: the product's own words, even when customers wrote them
+ * too. */
+static int in_product_words(const char *title, const json_t *args) {
+    const char *desc = jx_str(jx_obj(args, "theme"), "description");
+    if (!desc || !desc[0]) return 0;
+    const char *colon = strchr(title, ':');
+    char *d = text_fold(desc), *t = text_fold(title), *after = text_fold(colon ? colon + 1 : "");
+    int in = (t[0] && strstr(d, t)) || (after[0] && strstr(d, after));
+    free(d);
+    free(t);
+    free(after);
+    return in;
+}
+
 /* Whether title repeats a customer's text: the same words as an intent or excerpt, or
  * most of one (a title found inside a text at least 70% of whose length it covers).
  * A title that merely shares a phrase with a customer is fine: products and customers
- * use the same words. */
+ * use the same words; so is one in the words of the theme's description. */
 static int copies_customer(const char *title, const json_t *args) {
+    if (in_product_words(title, args)) return 0;
     char *t = text_fold(title);
     int hit = 0;
     static const char *const keys[] = {"user_intents", "excerpts"};

@@ -990,6 +990,13 @@ TEST(story_title_rules) {
     CHECK(strstr(json_string_value(json_array_get(json_object_get(a, "acceptance_criteria"), 0)),
                  "CoPilot") != NULL);
     json_decref(a);
+    /* a description that starts with the area: the label says it once */
+    a = ask(p, LLM_STORY, &none,
+            "{\"signature\":\"m4u_content_quality_issue\",\"product_area\":\"made_for_you\","
+            "\"kind\":\"bug\",\"theme\":{\"description\":\"Made For You generated content is "
+            "poor quality\"}}");
+    CHECK_STR(str_of(a, "title"), "Made For You: generated content is poor quality");
+    json_decref(a);
     /* a symptom with a comma inside: the list is separated by semicolons */
     a = ask(p, LLM_STORY, &none,
             "{\"signature\":\"ghostwriter_generation_failure\",\"product_area\":\"ai_creation\","

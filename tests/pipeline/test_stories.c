@@ -499,6 +499,21 @@ TEST(titles_are_distinct_and_never_a_customer_message) {
     CHECK(strstr(why, "copies a customer") != NULL);
     CHECK_INT(story_answer_check(args, written, why, sizeof why), 0);
     CHECK_INT(story_answer_check(args, no_criteria, why, sizeof why), -1);
+    /* a customer who wrote the product's own words (the theme's description) does not
+     * make a title in those words a copy */
+    json_t *echo = json_loads("{\"kind\":\"bug\",\"user_intents\":[\"Problem: made For You "
+                              "generated content is poor quality.\"],\"theme\":{\"description\":"
+                              "\"Made For You generated content is poor quality\"}}",
+                              0, NULL);
+    json_t *product = json_loads("{\"title\":\"Made For You: generated content is poor quality\","
+                                 "\"problem\":\"p\",\"affected\":\"a\","
+                                 "\"acceptance_criteria\":[\"c\"]}",
+                                 0, NULL);
+    CHECK_INT(story_answer_check(echo, product, why, sizeof why), 0);
+    json_object_del(echo, "theme");
+    CHECK_INT(story_answer_check(echo, product, why, sizeof why), -1);
+    json_decref(product);
+    json_decref(echo);
     json_decref(copy);
     json_decref(written);
     json_decref(no_criteria);
