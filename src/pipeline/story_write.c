@@ -365,8 +365,16 @@ char *story_render_description(const json_t *story) {
         for (size_t i = 0; i < ne; i++) sorted[i] = json_array_get(ev, i);
         qsort(sorted, ne, sizeof *sorted, evidence_rank);
         buf_puts(&b, "## Evidence\n\n");
-        for (size_t i = 0; i < ne && i < EVIDENCE_SHOWN; i++) {
+        /* up to EVIDENCE_SHOWN quotes that each say something the others do not: a
+         * conversation that says what one shown already says is among the "more" */
+        const char *shown[EVIDENCE_SHOWN];
+        size_t nshown = 0;
+        for (size_t i = 0; i < ne && nshown < EVIDENCE_SHOWN; i++) {
             const char *q = evidence_quote(sorted[i]);
+            int twin = 0;
+            for (size_t k = 0; k < nshown && !twin; k++) twin = texts_say_the_same(shown[k], q);
+            if (twin) continue;
+            shown[nshown++] = q ? q : "";
             char d[11];
             const char *when = date_of(json_object_get(sorted[i], "created_at"), d);
             buf_puts(&b, "- \"");
@@ -374,7 +382,7 @@ char *story_render_description(const json_t *story) {
             buf_printf(&b, "\" (conversation %s%s%s)\n", jx_str(sorted[i], "conversation_id"),
                        when ? ", " : "", when ? when : "");
         }
-        if (ne > EVIDENCE_SHOWN) buf_printf(&b, "- and %zu more conversations\n", ne - EVIDENCE_SHOWN);
+        if (ne > nshown) buf_printf(&b, "- and %zu more conversations\n", ne - nshown);
         buf_putc(&b, '\n');
         free(sorted);
     }

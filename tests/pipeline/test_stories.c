@@ -470,6 +470,44 @@ TEST(a_story_request_shows_each_thing_said_once) {
     vocab_free(v);
 }
 
+/* The description's evidence shows quotes that each say something new: a conversation
+ * that says what a shown one says is counted among the "more". */
+TEST(the_evidence_shown_says_each_thing_once) {
+    json_t *story = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:[]}", "title", "Billing: cancel",
+                              "problem", "p", "conversation_count", (json_int_t)7, "product_area",
+                              "billing", "component", "subscription", "signature",
+                              "billing_flow_error", "evidence");
+    static const char *const quotes[] = {
+        "The cancel button doesn't work.",
+        "Hello team, quick one: the cancel button doesn't work!",
+        "I was charged twice this month.",
+        "the cancel button doesn't work",
+        "Upgrading to the yearly plan fails with an error.",
+        "Where do I find my invoices?",
+        "My card was declined although it is valid.",
+    };
+    for (size_t i = 0; i < 7; i++) {
+        char id[8], day[32];
+        snprintf(id, sizeof id, "c%zu", i);
+        snprintf(day, sizeof day, "2026-01-%02zuT10:00:00Z", 20 - i); /* newest first */
+        json_array_append_new(jx_arr(story, "evidence"),
+                              json_pack("{s:s, s:s, s:s}", "conversation_id", id, "excerpt",
+                                        quotes[i], "created_at", day));
+    }
+    char *d = story_render_description(story);
+    REQUIRE(d != NULL);
+    size_t bullets = 0;
+    for (const char *p = strstr(d, "## Evidence"); p && (p = strstr(p, "\n- \"")); p++) bullets++;
+    CHECK_INT(bullets, 5);
+    CHECK(strstr(d, "(conversation c0,") != NULL);
+    CHECK(strstr(d, "(conversation c1,") == NULL); /* says what c0 says */
+    CHECK(strstr(d, "(conversation c3,") == NULL);
+    CHECK(strstr(d, "(conversation c6,") != NULL);
+    CHECK(strstr(d, "- and 2 more conversations") != NULL);
+    free(d);
+    json_decref(story);
+}
+
 TEST(titles_are_distinct_and_never_a_customer_message) {
     char *t[4] = {xstrdup("Billing: cancel fails"), xstrdup("Billing: cancel fails"),
                   xstrdup("billing: CANCEL fails"), xstrdup("Other")};
