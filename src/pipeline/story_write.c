@@ -25,6 +25,7 @@
 #define STORY_EXCERPTS 3
 #define STORY_EXCERPT_BYTES 300
 #define EVIDENCE_SHOWN 5
+#define EVIDENCE_LOOKED_AT (4 * EVIDENCE_SHOWN)
 #define EVIDENCE_QUOTE_BYTES 240
 
 /* ---- the answer ------------------------------------------------------------------- */
@@ -366,10 +367,12 @@ char *story_render_description(const json_t *story) {
         qsort(sorted, ne, sizeof *sorted, evidence_rank);
         buf_puts(&b, "## Evidence\n\n");
         /* up to EVIDENCE_SHOWN quotes that each say something the others do not: a
-         * conversation that says what one shown already says is among the "more" */
+         * conversation that says what one shown already says is among the "more". At
+         * most EVIDENCE_LOOKED_AT are looked at (a comparison takes ~10 us, and a story
+         * of thousands of templated messages would otherwise compare them all). */
         const char *shown[EVIDENCE_SHOWN];
         size_t nshown = 0;
-        for (size_t i = 0; i < ne && nshown < EVIDENCE_SHOWN; i++) {
+        for (size_t i = 0; i < ne && i < EVIDENCE_LOOKED_AT && nshown < EVIDENCE_SHOWN; i++) {
             const char *q = evidence_quote(sorted[i]);
             int twin = 0;
             for (size_t k = 0; k < nshown && !twin; k++) twin = texts_say_the_same(shown[k], q);

@@ -505,6 +505,22 @@ TEST(the_evidence_shown_says_each_thing_once) {
     CHECK(strstr(d, "(conversation c6,") != NULL);
     CHECK(strstr(d, "- and 2 more conversations") != NULL);
     free(d);
+    /* at most 20 are looked at: 30 conversations saying the same but the 26th */
+    json_array_clear(jx_arr(story, "evidence"));
+    for (size_t i = 0; i < 30; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "c%02zu", i); /* the same day: in the order of the ids */
+        json_array_append_new(jx_arr(story, "evidence"),
+                              json_pack("{s:s, s:s, s:s}", "conversation_id", id, "excerpt",
+                                        i == 25 ? quotes[2] : quotes[i % 2],
+                                        "created_at", "2026-01-20T10:00:00Z"));
+    }
+    d = story_render_description(story);
+    REQUIRE(d != NULL);
+    CHECK(strstr(d, "(conversation c00,") != NULL);
+    CHECK(strstr(d, "(conversation c25,") == NULL);
+    CHECK(strstr(d, "- and 29 more conversations") != NULL);
+    free(d);
     json_decref(story);
 }
 
