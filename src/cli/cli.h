@@ -40,8 +40,8 @@ const char *cli_db(const char *opt);
  * build/asan/feedline), so the defaults work from any directory. Writes the
  * path to out and returns 0, or -1 when neither is readable. */
 int cli_data_path(const char *name, char *out, size_t len);
-/* Loads the vocabulary: --vocab, else $FEEDLINE_VOCAB, else data/theme_vocabulary.json
- * next to the working directory or the binary. Prints an error and returns NULL. */
+/* Loads the vocabulary: --vocab, else $FEEDLINE_VOCAB, else the bundled
+ * theme_vocabulary.json (cli_data_path). Prints an error and returns NULL. */
 vocab *cli_load_vocab(const char *opt);
 /* Opens the store, printing an error on failure. */
 store *cli_open_store(const char *url);

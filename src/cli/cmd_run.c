@@ -226,7 +226,7 @@ int cmd_demo(int argc, char **argv) {
     char sample[PATH_MAX + 64];
     if (cli_data_path("sample_conversations.jsonl", sample, sizeof sample) != 0) {
         fprintf(stderr, "feedline demo: the bundled sample data/sample_conversations.jsonl is "
-                        "neither under the working directory nor next to the binary\n");
+                        "neither under the working directory nor in the tree of the binary\n");
         return EXIT_FAILURE_;
     }
     char *imp[] = {"import", "--db", (char *)db, sample, NULL};

@@ -29,6 +29,7 @@
 
 #include "llm/local_internal.h"
 #include "text/signature.h"
+#include "text/text.h"
 #include "util/jsonx.h"
 #include "util/mem.h"
 #include "util/utf8.h"
@@ -704,13 +705,6 @@ static int chosen_hit(const ltheme *t, const choice *ch, long best, size_t p) {
     return ch->matched && t->phrase_hit[p] == 1 && (long)t->dict.tag[p] == best;
 }
 
-static size_t words_in(const char *s, size_t len) {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += !isspace((unsigned char)s[i]) && (i == 0 || isspace((unsigned char)s[i - 1]));
-    return n;
-}
-
 /* Drops function words and punctuation from the end of a cut clause in place: a clause
  * cut at its word limit can end "... can't find that option in my", or "... times out,
  * or". Returns the words left. */
@@ -730,7 +724,7 @@ static size_t trim_dangling(char *s, const llex *lx) {
         }
         *last = '\0';
     }
-    return words_in(s, strlen(s));
+    return text_word_count(s, strlen(s));
 }
 
 /* Whether a symptom hit lies in [from, to). */
@@ -765,7 +759,7 @@ static json_t *build_symptoms(const analysis *a, const llex *lx, const choice *c
             const char *colon = memchr(a->text + from, ':', to - from);
             if (colon) {
                 size_t at = (size_t)(colon - a->text);
-                if (words_in(a->text + from, at - from) <= 3 && hit_within(a, at + 1, to))
+                if (text_word_count(a->text + from, at - from) <= 3 && hit_within(a, at + 1, to))
                     from = at + 1;
                 else
                     to = at;
@@ -784,8 +778,8 @@ static json_t *build_symptoms(const analysis *a, const llex *lx, const choice *c
     if (json_array_size(out) < 2) {
         /* without its label: "Bug report: the editor crashes" */
         const char *colon = strchr(intent, ':'), *from = intent;
-        if (colon && words_in(intent, (size_t)(colon - intent)) <= 3 &&
-            words_in(colon + 1, strlen(colon + 1)) >= 2)
+        if (colon && text_word_count(intent, (size_t)(colon - intent)) <= 3 &&
+            text_word_count(colon + 1, strlen(colon + 1)) >= 2)
             from = colon + 1;
         char *short_intent = lt_cut_words(from, strlen(from), 8, 80);
         trim_dangling(short_intent, lx);

@@ -339,9 +339,10 @@ char *text_fold(const char *s) {
     return out;
 }
 
-static size_t folded_words(const char *f) {
+size_t text_word_count(const char *s, size_t len) {
     size_t n = 0;
-    for (const char *p = f; *p; p++) n += *p != ' ' && (p == f || p[-1] == ' ');
+    for (size_t i = 0; i < len; i++)
+        n += !isspace((unsigned char)s[i]) && (i == 0 || isspace((unsigned char)s[i - 1]));
     return n;
 }
 
@@ -361,7 +362,8 @@ int texts_say_the_same(const char *a, const char *b) {
     if (!a || !b) return 0;
     if (!strcmp(a, b)) return 1;
     char *fa = text_fold(a), *fb = text_fold(b);
-    size_t na = folded_words(fa), nb = folded_words(fb), shorter = na < nb ? na : nb;
+    size_t na = text_word_count(fa, strlen(fa)), nb = text_word_count(fb, strlen(fb));
+    size_t shorter = na < nb ? na : nb;
     int same;
     if (shorter <= 1) {
         same = !strcmp(fa, fb) && na > 0;

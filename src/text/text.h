@@ -30,6 +30,9 @@ int message_specificity(const char *msg);
 /* 1 when the two texts are "similar" per original-phases.md §0. */
 int messages_similar(const char *a, const char *b);
 
+/* The words of s[0..len): runs of characters other than ASCII whitespace. */
+size_t text_word_count(const char *s, size_t len);
+
 /* Lower-cased, with every run of ASCII non-alphanumerics as one space and none at
  * either end, for comparing texts ("Can't sync!" -> "can t sync"). Caller frees. */
 char *text_fold(const char *s);

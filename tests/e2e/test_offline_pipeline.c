@@ -96,8 +96,7 @@ TEST(sample_import_run_and_story_purity) {
  * failed with "data/sample_conversations.jsonl: cannot open" before). */
 TEST(demo_runs_from_any_directory) {
     char *dir = fx_tmpdir();
-    const char *bin = getenv("FEEDLINE_BIN");
-    if (!bin || !bin[0]) bin = "build/asan/feedline";
+    const char *bin = fx_feedline_bin();
     char *abs_bin = bin[0] == '/' ? xstrdup(bin) : fx_path(bin);
     char *argv[] = {"/bin/sh", "-c", "unset FEEDLINE_VOCAB; cd \"$1\" && exec \"$2\" demo", "sh",
                     dir, abs_bin, NULL};

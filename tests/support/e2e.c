@@ -54,10 +54,7 @@ int e2e_start_fake(fakeproc *fp, const char *const extra[]) {
     return rc;
 }
 
-const char *e2e_bin(void) {
-    const char *b = getenv("FEEDLINE_BIN");
-    return b && b[0] ? b : "build/asan/feedline";
-}
+const char *e2e_bin(void) { return fx_feedline_bin(); }
 
 int e2e_feedline(const e2e_env *env, char **out, char **err, ...) {
     const char *args[MAX_ARGS];

@@ -211,11 +211,15 @@ int fx_run(char *const argv[], char *const env[], char **out, char **err) {
 
 #define FX_MAX_ARGS 32
 
-int fx_feedline(const char *const args[], const char *const env[], char **out, char **err) {
+const char *fx_feedline_bin(void) {
     const char *bin = getenv("FEEDLINE_BIN");
+    return bin && bin[0] ? bin : "build/asan/feedline";
+}
+
+int fx_feedline(const char *const args[], const char *const env[], char **out, char **err) {
     char *argv[FX_MAX_ARGS], *envv[FX_MAX_ARGS];
     size_t n = 0, k = 0;
-    argv[n++] = (char *)(bin && bin[0] ? bin : "build/asan/feedline");
+    argv[n++] = (char *)fx_feedline_bin();
     for (size_t i = 0; args && args[i] && n < FX_MAX_ARGS - 1; i++) argv[n++] = (char *)args[i];
     argv[n] = NULL;
     char *vocab = fx_path("data/theme_vocabulary.json");

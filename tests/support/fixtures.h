@@ -32,6 +32,8 @@ int fx_write_file(const char *path, const char *text);
  * into malloc'ed strings (either may be NULL to discard). Returns the exit status, or
  * -1 if it could not run / was killed. env: NULL-terminated "K=V" additions or NULL. */
 int fx_run(char *const argv[], char *const env[], char **out, char **err);
+/* The feedline binary the tests run: $FEEDLINE_BIN, else build/asan/feedline. */
+const char *fx_feedline_bin(void);
 /* fx_run of the CLI under test (FEEDLINE_BIN, else build/asan/feedline) with args
  * (NULL-terminated, after the program name) and env additions (NULL-terminated or NULL;
  * FEEDLINE_VOCAB names the bundled vocabulary unless an addition says otherwise). */
