@@ -218,16 +218,17 @@ int cmd_demo(int argc, char **argv) {
         return EXIT_OK;
     }
     const char *db = argc > 1 ? argv[1] : "feedline-demo.db";
-    if (!strcmp(db, "feedline-demo.db")) {
-        unlink("feedline-demo.db");
-        unlink("feedline-demo.db-wal");
-        unlink("feedline-demo.db-shm");
-    }
+    /* found first: without it, the previous demo database stays as it was */
     char sample[PATH_MAX + 64];
     if (cli_data_path("sample_conversations.jsonl", sample, sizeof sample) != 0) {
         fprintf(stderr, "feedline demo: the bundled sample data/sample_conversations.jsonl is "
                         "neither under the working directory nor in the tree of the binary\n");
         return EXIT_FAILURE_;
+    }
+    if (!strcmp(db, "feedline-demo.db")) {
+        unlink("feedline-demo.db");
+        unlink("feedline-demo.db-wal");
+        unlink("feedline-demo.db-shm");
     }
     char *imp[] = {"import", "--db", (char *)db, sample, NULL};
     int rc = cmd_import(4, imp);

@@ -117,6 +117,39 @@ TEST(demo_runs_from_any_directory) {
     free(dir);
 }
 
+/* A feedline binary away from its tree (and any data/ of the working directory) has
+ * no sample: the demo says which file it looked for, exits 1, and leaves the previous
+ * demo database as it was (it used to delete it first). */
+TEST(demo_without_its_sample_keeps_the_previous_database) {
+    char *dir = fx_tmpdir();
+    const char *bin = fx_feedline_bin();
+    char *abs_bin = bin[0] == '/' ? xstrdup(bin) : fx_path(bin);
+    char *lone = xasprintf("%s/feedline", dir), *db = xasprintf("%s/feedline-demo.db", dir);
+    char *cp[] = {"cp", abs_bin, lone, NULL};
+    REQUIRE(fx_run(cp, NULL, NULL, NULL) == 0);
+    REQUIRE(fx_write_file(db, "an earlier demo") == 0);
+    char *argv[] = {"/bin/sh", "-c", "unset FEEDLINE_VOCAB; cd \"$1\" && exec ./feedline demo",
+                    "sh", dir, NULL};
+    char *out = NULL, *err = NULL;
+    CHECK_INT(fx_run(argv, NULL, &out, &err), 1);
+    CHECK(strstr(err, "data/sample_conversations.jsonl") != NULL);
+    FILE *f = fopen(db, "r");
+    char kept[64] = "";
+    CHECK(f != NULL);
+    if (f) {
+        CHECK(fgets(kept, sizeof kept, f) != NULL);
+        fclose(f);
+    }
+    CHECK_STR(kept, "an earlier demo");
+    free(out);
+    free(err);
+    free(lone);
+    free(db);
+    free(abs_bin);
+    fx_rmtree(dir);
+    free(dir);
+}
+
 TEST(cli_reports_bad_arguments_and_help) {
     char *out = NULL, *err = NULL;
     CHECK_INT(feedline(&out, &err, "run", "--concurrency", "0", NULL), 2);
